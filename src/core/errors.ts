@@ -1,0 +1,48 @@
+/**
+ * Typed errors with stable codes (listed in docs/operations.md). Each carries `cause` and context.
+ */
+export type ErrorCode =
+  | 'CONFIG_INVALID'
+  | 'SPOOL_FULL'
+  | 'SPOOL_CLOSED'
+  | 'SPOOL_CORRUPT'
+  | 'BROKER_START_FAILED'
+  | 'BROKER_CRASH_LOOP'
+  | 'SINK_START_FAILED'
+  | 'SOURCE_FAILED';
+
+export class IngestError extends Error {
+  readonly code: ErrorCode;
+  readonly context: Record<string, unknown>;
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; context?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.context = options.context ?? {};
+  }
+}
+
+/** A configuration with one or more problems; `problems` lists each, naming the variable. */
+export class ConfigError extends IngestError {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super('CONFIG_INVALID', `invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`, {
+      context: { problems },
+    });
+    this.problems = problems;
+  }
+}
+
+export class SpoolFullError extends IngestError {
+  constructor(usedBytes: number, maxBytes: number) {
+    super('SPOOL_FULL', `spool is full (${usedBytes} of ${maxBytes} bytes)`, { context: { usedBytes, maxBytes } });
+  }
+}
+
+export class SpoolClosedError extends IngestError {
+  constructor() {
+    super('SPOOL_CLOSED', 'spool is closed');
+  }
+}
+
+export class BrokerError extends IngestError {}

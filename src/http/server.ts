@@ -1,0 +1,117 @@
+import http from 'node:http';
+import type { Logger } from '../core/logger.js';
+import type { Metrics } from './metrics.js';
+
+/** What the HTTP layer needs from the node: kept small so the server does not know the components. */
+export interface HealthSource {
+  /** Liveness: false only when the node decided it cannot recover (e.g. a broker crash loop). */
+  isLive(): boolean;
+  /** Readiness: the broker accepts connections, the subscriber is subscribed, the spool is writable and not full. */
+  readiness(): { ready: boolean; components: Record<string, unknown> };
+  /** Refreshes the gauges that are read from components (spool depth, oldest age) before a scrape. */
+  refreshMetrics(): void;
+}
+
+/**
+ * Health, readiness, metrics and status (contract §3). `/liveness_check` and `/readiness_check` are the
+ * App Engine flexible paths; `/healthz` and `/readyz` the Kubernetes ones; both pairs answer the same.
+ * The event loop is checked by a timer: a loop blocked for `loopStallMs` makes liveness fail.
+ */
+export class HttpServer {
+  private server: http.Server | undefined;
+  private lastTick = Date.now();
+  private tick: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly opts: { host?: string; port: number; logger: Logger; metrics: Metrics; health: HealthSource; loopStallMs?: number },
+  ) {}
+
+  async start(): Promise<number> {
+    this.tick = setInterval(() => (this.lastTick = Date.now()), 1000);
+    this.tick.unref();
+    const server = http.createServer((req, res) => {
+      this.route(req, res).catch((err: Error) => {
+        this.opts.logger.error({ err: err.message, url: req.url }, 'http handler failed');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end('internal error\n');
+      });
+    });
+    server.keepAliveTimeout = 5_000;
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.port, this.opts.host ?? '0.0.0.0', () => resolve());
+    });
+    const port = (server.address() as { port: number }).port;
+    this.opts.logger.info({ port }, 'http listening');
+    return port;
+  }
+
+  private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const h = this.opts.health;
+    switch (url.pathname) {
+      case '/liveness_check':
+      case '/healthz': {
+        const stalled = Date.now() - this.lastTick > (this.opts.loopStallMs ?? 30_000);
+        const live = h.isLive() && !stalled;
+        return json(res, live ? 200 : 503, { live, loopStalled: stalled });
+      }
+      case '/readiness_check':
+      case '/readyz': {
+        const r = h.readiness();
+        this.opts.metrics.ready.set(r.ready ? 1 : 0);
+        return json(res, r.ready ? 200 : 503, { ready: r.ready, ...r.components });
+      }
+      case '/metrics': {
+        h.refreshMetrics();
+        const body = await this.opts.metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': this.opts.metrics.registry.contentType });
+        res.end(body);
+        return;
+      }
+      case '/': {
+        h.refreshMetrics();
+        const r = h.readiness();
+        if ((req.headers.accept ?? '').includes('application/json')) return json(res, 200, { ready: r.ready, ...r.components });
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        res.end(statusPage(r));
+        return;
+      }
+      default:
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found: try /readyz, /healthz, /metrics or /\n');
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.tick) clearInterval(this.tick);
+    const server = this.server;
+    if (!server) return;
+    server.closeIdleConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+function json(res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body, null, 2) + '\n');
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] as string);
+}
+
+/** A plain page for a person at a browser: the same facts as /readyz, one section per component. */
+function statusPage(r: { ready: boolean; components: Record<string, unknown> }): string {
+  const sections = Object.entries(r.components)
+    .map(([name, value]) => `<h2>${escapeHtml(name)}</h2><pre>${escapeHtml(JSON.stringify(value, null, 2))}</pre>`)
+    .join('\n');
+  return `<!doctype html><html><head><meta charset="utf-8"><title>mqtt-ingest</title>
+<style>body{font-family:sans-serif;margin:2em}pre{background:#f4f4f4;padding:1em}</style></head>
+<body><h1>mqtt-ingest: ${r.ready ? 'ready' : 'NOT READY'}</h1>
+<p><a href="/metrics">/metrics</a> · <a href="/readyz">/readyz</a> · <a href="/healthz">/healthz</a></p>
+${sections}
+</body></html>
+`;
+}

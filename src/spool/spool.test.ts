@@ -1,0 +1,158 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Spool } from './spool.js';
+import { SpoolWriter } from './group-commit.js';
+import { SpoolFullError } from '../core/errors.js';
+import type { InboundMessage } from '../core/message.js';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(path.join(os.tmpdir(), 'spool-test-'));
+  dirs.push(d);
+  return d;
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function msg(i: number, extra: Partial<InboundMessage> = {}): InboundMessage {
+  return { topic: `plant/sensor/${i}`, payload: Buffer.from(`{"p":${i}}`), qos: 1, retain: false, receivedAt: 1_700_000_000_000 + i, ...extra };
+}
+
+describe('spool', () => {
+  it('assigns a unique, time-sortable message_id at commit and keeps the bytes', () => {
+    const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['file'] });
+    const binary = Buffer.from([0xff, 0x00, 0xfe, 0x80]);
+    const results = spool.append([msg(1), msg(2, { payload: binary })]);
+    expect(results.every((r) => r.stored)).toBe(true);
+    const leased = spool.lease('file', 10);
+    expect(leased.map((m) => m.topic)).toEqual(['plant/sensor/1', 'plant/sensor/2']);
+    expect(leased[1].payload.equals(binary)).toBe(true);
+    expect(leased[0].messageId < leased[1].messageId).toBe(true);
+    expect(new Set(leased.map((m) => m.messageId)).size).toBe(2);
+    spool.close();
+  });
+
+  it('invariant 2: a row leaves only when every routed sink has delivered or dead-lettered it', () => {
+    const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['pubsub', 'file'] });
+    spool.append([msg(1), msg(2)]);
+    const forPubsub = spool.lease('pubsub', 10);
+    spool.ack('pubsub', forPubsub.map((m) => m.seq));
+    expect(spool.stats().messages).toBe(2);
+    expect(spool.stats().pending).toEqual({ pubsub: 0, file: 2 });
+    const forFile = spool.lease('file', 10);
+    spool.ack('file', [forFile[0].seq]);
+    spool.deadLetter('file', [{ message: forFile[1], reason: 'invalid', detail: 'bad row' }]);
+    expect(spool.stats().messages).toBe(0);
+    expect(spool.stats().deadLetters).toBe(1);
+    spool.close();
+  });
+
+  it('a lease does not hand out the same rows twice; a reopened spool hands out everything pending again', () => {
+    const dir = tempDir();
+    let spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] });
+    spool.append([msg(1), msg(2), msg(3)]);
+    expect(spool.lease('file', 2).length).toBe(2);
+    expect(spool.lease('file', 2).length).toBe(1);
+    expect(spool.lease('file', 2).length).toBe(0);
+    spool.close();
+    spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] });
+    expect(spool.lease('file', 10).length).toBe(3);
+    spool.close();
+  });
+
+  it('never reuses a seq after the newest row is deleted (a cursor would skip it)', () => {
+    const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['file'] });
+    spool.append([msg(1)]);
+    const [m1] = spool.lease('file', 10);
+    spool.ack('file', [m1.seq]);
+    spool.append([msg(2)]);
+    const next = spool.lease('file', 10);
+    expect(next.length).toBe(1);
+    expect(next[0].seq).toBeGreaterThan(m1.seq);
+    spool.close();
+  });
+
+  it('invariant 3: a DUP redelivery of the last message under a packet id is not stored twice; anything else is', () => {
+    const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['file'] });
+    const [first] = spool.append([msg(1, { packetId: 7 })]);
+    const [again] = spool.append([msg(1, { packetId: 7, dup: true })]);
+    expect(again).toEqual({ stored: false, duplicateOf: (first as { messageId: string }).messageId });
+    // Same packet id, DUP, other payload: a different message, stored.
+    expect(spool.append([msg(2, { packetId: 7, dup: true })])[0].stored).toBe(true);
+    // Same payload, no DUP flag: a new publish that happens to repeat, stored.
+    expect(spool.append([msg(2, { packetId: 7 })])[0].stored).toBe(true);
+    expect(spool.stats().messages).toBe(3);
+    spool.close();
+  });
+
+  it('invariant 4: a full spool refuses the append (nothing stored) instead of dropping', () => {
+    const spool = Spool.open({ dir: tempDir(), maxBytes: 1024, sinks: ['file'] });
+    const big = { ...msg(1), payload: Buffer.alloc(2000) };
+    spool.append([big]);
+    expect(spool.isFull()).toBe(true);
+    expect(() => spool.append([msg(2)])).toThrow(SpoolFullError);
+    expect(spool.stats().messages).toBe(1);
+    const [m] = spool.lease('file', 1);
+    spool.ack('file', [m.seq]);
+    expect(spool.isFull()).toBe(false);
+    expect(spool.append([msg(2)])[0].stored).toBe(true);
+    spool.close();
+  });
+
+  it('the group-commit writer holds messages unacknowledged while the spool is full and commits them once there is room', async () => {
+    const spool = Spool.open({ dir: tempDir(), maxBytes: 1024, sinks: ['file'] });
+    const writer = new SpoolWriter(spool, { fullRetryMs: 20 });
+    await writer.submit({ ...msg(1), payload: Buffer.alloc(2000) });
+    let committed = false;
+    const pending = writer.submit(msg(2)).then(() => (committed = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(committed).toBe(false);
+    expect(writer.isBlocked).toBe(true);
+    const [m] = spool.lease('file', 1);
+    spool.ack('file', [m.seq]);
+    await pending;
+    expect(committed).toBe(true);
+    writer.close();
+    spool.close();
+  });
+
+  it('group commit: messages submitted together share one transaction and resolve in order', async () => {
+    const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['file'] });
+    const writer = new SpoolWriter(spool, { maxBatch: 500 });
+    const results = await Promise.all(Array.from({ length: 1200 }, (_, i) => writer.submit(msg(i))));
+    const seqs = results.map((r) => (r.stored ? r.seq : -1));
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(spool.stats().messages).toBe(1200);
+    writer.close();
+    spool.close();
+  });
+
+  it('dead letters can be listed, replayed with their message_id, and purged', () => {
+    const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['pubsub', 'file'] });
+    spool.append([msg(1), msg(2)]);
+    const leased = spool.lease('pubsub', 10);
+    spool.deadLetter('pubsub', leased.map((m) => ({ message: m, reason: 'too_large', detail: 'over 10 MB' })));
+    const dead = spool.deadLetters.list({ sink: 'pubsub' });
+    expect(dead.map((d) => d.reason)).toEqual(['too_large', 'too_large']);
+    expect(spool.replayDeadLetters({ ids: [dead[0].id] })).toBe(1);
+    const again = spool.lease('pubsub', 10);
+    expect(again.map((m) => m.messageId)).toEqual([leased[0].messageId]);
+    expect(spool.deadLetters.purgeOlderThan(Date.now() + 1000)).toBe(1);
+    expect(spool.deadLetters.count()).toBe(0);
+    spool.close();
+  });
+
+  it('rows pending for a sink that is no longer configured become dead letters (sink_disabled), not lost', () => {
+    const dir = tempDir();
+    let spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['pubsub', 'file'] });
+    spool.append([msg(1)]);
+    spool.close();
+    spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] });
+    expect(spool.deadLetters.list().map((d) => [d.sink, d.reason])).toEqual([['pubsub', 'sink_disabled']]);
+    expect(spool.stats().pending).toEqual({ file: 1 });
+    spool.close();
+  });
+});

@@ -1,0 +1,336 @@
+/**
+ * The spool: the node's durable store between the broker and the sinks (SQLite in WAL mode).
+ *
+ * Invariants (ARCHITECTURE §2; each has a test in spool.test.ts or test/):
+ * 1. Ack after commit. `append` returns only after the transaction holding the messages is committed;
+ *    callers acknowledge to the broker after that, never before. WAL + synchronous=FULL (default) makes
+ *    the commit survive SIGKILL and power loss; `normal` survives SIGKILL of the process only.
+ * 2. Leave only when done. A row carries a bit per routed sink; `ack` and `deadLetter` clear one sink's
+ *    bit, and the row is deleted in the same transaction only when no bit is left. Nothing else deletes.
+ * 3. One identity. `message_id` (a ULID: time-sortable, unique) is assigned once, at commit, and every
+ *    sink uses it. A DUP redelivery whose packet id, topic and payload match the last message committed
+ *    under that packet id is acknowledged without being stored again; anything less certain is stored.
+ * 4. Nothing silent. A full spool raises SpoolFullError (the caller stops acknowledging: back-pressure);
+ *    it never drops. Dead letters keep the whole message, the sink and the reason.
+ *
+ * Leases are in memory: each sink has a cursor (highest seq handed out). After a crash every pending
+ * row is leased again from the start, so delivery is at least once and sinks de-duplicate by message_id.
+ */
+import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
+import { mkdirSync, statfsSync } from 'node:fs';
+import path from 'node:path';
+import { monotonicFactory } from 'ulid';
+import type { InboundMessage, SinkName, SpooledMessage } from '../core/message.js';
+import { SpoolClosedError, SpoolFullError } from '../core/errors.js';
+import { systemClock, type Clock } from '../core/clock.js';
+import { ROW_OVERHEAD_BYTES, SCHEMA_SQL, SCHEMA_VERSION, SINK_BITS } from './schema.js';
+import { DeadLetterStore, type DeadLetterInput } from './dead-letters.js';
+
+export interface SpoolOptions {
+  /** Directory that holds `spool.db`. */
+  dir: string;
+  maxBytes: number;
+  /** Sinks a new message is routed to. */
+  sinks: SinkName[];
+  /** `full` (default): fsync each commit; `normal`: survive process crashes, not power loss. */
+  sync?: 'full' | 'normal';
+  /** Free disk space below which the spool counts as full, whatever its own size. */
+  minFreeDiskBytes?: number;
+  clock?: Clock;
+}
+
+export type AppendResult = { stored: true; seq: number; messageId: string } | { stored: false; duplicateOf: string };
+
+export interface SpoolStats {
+  messages: number;
+  bytes: number;
+  maxBytes: number;
+  full: boolean;
+  oldestReceivedAt: number | null;
+  pending: Record<string, number>;
+  deadLetters: number;
+}
+
+interface Row {
+  seq: number;
+  message_id: string;
+  topic: string;
+  payload: Buffer;
+  qos: number;
+  retain: number;
+  received_at: number;
+}
+
+export function rowToMessage(r: Row): SpooledMessage {
+  return {
+    seq: r.seq,
+    messageId: r.message_id,
+    topic: r.topic,
+    payload: r.payload,
+    qos: r.qos as 0 | 1 | 2,
+    retain: r.retain === 1,
+    receivedAt: r.received_at,
+  };
+}
+
+export function messageBytes(topic: string, payload: Buffer): number {
+  return payload.length + Buffer.byteLength(topic) + ROW_OVERHEAD_BYTES;
+}
+
+function digestOf(topic: string, payload: Buffer): Buffer {
+  return createHash('sha1').update(topic).update('\0').update(payload).digest();
+}
+
+export class Spool {
+  readonly db: Database.Database;
+  readonly deadLetters: DeadLetterStore;
+  readonly path: string;
+  private readonly clock: Clock;
+  private readonly routeMask: number;
+  private readonly cursors = new Map<SinkName, number>();
+  private readonly pendingCount = new Map<SinkName, number>();
+  private bytes = 0;
+  private messageCount = 0;
+  private closed = false;
+  private diskLow = false;
+  private diskCheckedAt = 0;
+  private readonly stmt;
+
+  static open(options: SpoolOptions): Spool {
+    return new Spool(options);
+  }
+
+  private constructor(private readonly options: SpoolOptions) {
+    this.clock = options.clock ?? systemClock;
+    mkdirSync(options.dir, { recursive: true });
+    this.path = path.join(options.dir, 'spool.db');
+    this.db = new Database(this.path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${options.sync === 'normal' ? 'NORMAL' : 'FULL'}`);
+    // The dlq commands open the same file while the node runs; wait for its write lock instead of failing.
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(SCHEMA_SQL);
+    this.db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)').run('schema_version', String(SCHEMA_VERSION));
+    this.routeMask = options.sinks.reduce((mask, s) => mask | SINK_BITS[s], 0);
+    this.stmt = {
+      insert: this.db.prepare(
+        'INSERT INTO messages (message_id, topic, payload, qos, retain, received_at, pending) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      windowGet: this.db.prepare('SELECT digest, message_id FROM inbound_window WHERE packet_id = ?').pluck(false),
+      windowPut: this.db.prepare('INSERT OR REPLACE INTO inbound_window (packet_id, digest, message_id) VALUES (?, ?, ?)'),
+      lease: this.db.prepare(
+        'SELECT seq, message_id, topic, payload, qos, retain, received_at FROM messages WHERE seq > ? AND (pending & ?) != 0 ORDER BY seq LIMIT ?',
+      ),
+      clearBit: this.db.prepare('UPDATE messages SET pending = pending & ~@bit WHERE seq = @seq AND (pending & @bit) != 0'),
+      deleteDone: this.db.prepare(
+        'DELETE FROM messages WHERE seq = ? AND pending = 0 RETURNING length(payload) + length(CAST(topic AS BLOB)) AS size',
+      ),
+      oldest: this.db.prepare('SELECT received_at FROM messages ORDER BY seq LIMIT 1').pluck(),
+    };
+    this.deadLetters = new DeadLetterStore(this.db, this.clock);
+    this.releaseUnroutedSinks();
+    for (const sink of this.options.sinks) this.cursors.set(sink, 0);
+    this.refreshCounters();
+  }
+
+  private readonly newId = monotonicFactory();
+
+  /**
+   * Rows still pending for a sink that is no longer configured would never leave. They are moved to the
+   * dead-letter store (reason `sink_disabled`), where `dlq replay` can bring them back, instead of being
+   * dropped or held forever.
+   */
+  private releaseUnroutedSinks(): void {
+    for (const [sink, bit] of Object.entries(SINK_BITS) as [SinkName, number][]) {
+      if (this.routeMask & bit) continue;
+      const rows = this.db
+        .prepare('SELECT seq, message_id, topic, payload, qos, retain, received_at FROM messages WHERE (pending & ?) != 0')
+        .all(bit) as Row[];
+      if (rows.length === 0) continue;
+      this.deadLetterNow(
+        sink,
+        rows.map((r) => ({ message: rowToMessage(r), reason: 'sink_disabled', detail: `sink ${sink} is no longer configured` })),
+      );
+    }
+  }
+
+  /**
+   * Recounts messages, bytes and per-sink pending rows from the database. Runs at open and periodically,
+   * because the `dlq` commands change the same file from another process while the node runs.
+   */
+  refreshCounters(): void {
+    if (this.closed) return;
+    const totals = this.db
+      .prepare('SELECT COUNT(*) AS n, COALESCE(SUM(length(payload) + length(CAST(topic AS BLOB))), 0) AS b FROM messages')
+      .get() as { n: number; b: number };
+    this.messageCount = totals.n;
+    this.bytes = totals.b + totals.n * ROW_OVERHEAD_BYTES + this.deadLetters.totalBytes();
+    for (const sink of this.options.sinks) {
+      const n = this.db.prepare('SELECT COUNT(*) FROM messages WHERE (pending & ?) != 0').pluck().get(SINK_BITS[sink]) as number;
+      this.pendingCount.set(sink, n);
+    }
+  }
+
+  get routedSinks(): readonly SinkName[] {
+    return this.options.sinks;
+  }
+
+  /** True when SPOOL_MAX_BYTES is reached or the disk is nearly full: the source must stop acknowledging. */
+  isFull(): boolean {
+    return this.bytes >= this.options.maxBytes || this.isDiskLow();
+  }
+
+  private isDiskLow(): boolean {
+    const now = this.clock.now();
+    if (now - this.diskCheckedAt >= 2000) {
+      this.diskCheckedAt = now;
+      try {
+        const s = statfsSync(this.options.dir);
+        this.diskLow = s.bavail * s.bsize < (this.options.minFreeDiskBytes ?? 64 * 1024 * 1024);
+      } catch {
+        this.diskLow = false;
+      }
+    }
+    return this.diskLow;
+  }
+
+  /**
+   * Commits the messages in one transaction and returns one result per message, in order.
+   * Throws SpoolFullError (nothing stored) when the spool is full, SpoolClosedError after close().
+   */
+  append(messages: InboundMessage[]): AppendResult[] {
+    if (this.closed) throw new SpoolClosedError();
+    if (this.isFull()) throw new SpoolFullError(this.bytes, this.options.maxBytes);
+    return this.appendTx(messages);
+  }
+
+  private readonly appendTx = (messages: InboundMessage[]): AppendResult[] =>
+    this.db.transaction((batch: InboundMessage[]) => {
+      const results: AppendResult[] = [];
+      let added = 0;
+      let addedBytes = 0;
+      for (const m of batch) {
+        let digest: Buffer | undefined;
+        if (m.packetId !== undefined) {
+          digest = digestOf(m.topic, m.payload);
+          if (m.dup) {
+            const prev = this.stmt.windowGet.get(m.packetId) as { digest: Buffer; message_id: string } | undefined;
+            if (prev && prev.digest.equals(digest)) {
+              results.push({ stored: false, duplicateOf: prev.message_id });
+              continue;
+            }
+          }
+        }
+        const messageId = this.newId(m.receivedAt);
+        const info = this.stmt.insert.run(messageId, m.topic, m.payload, m.qos, m.retain ? 1 : 0, m.receivedAt, this.routeMask);
+        if (digest) this.stmt.windowPut.run(m.packetId, digest, messageId);
+        results.push({ stored: true, seq: Number(info.lastInsertRowid), messageId });
+        added += 1;
+        addedBytes += messageBytes(m.topic, m.payload);
+      }
+      // Counters change only once the transaction function returns (it commits right after).
+      this.messageCount += added;
+      this.bytes += addedBytes;
+      if (this.routeMask !== 0) for (const s of this.options.sinks) this.pendingCount.set(s, (this.pendingCount.get(s) ?? 0) + added);
+      return results;
+    })(messages);
+
+  /**
+   * The next messages for a sink after its cursor, at most `max` messages and about `maxBytes` payload
+   * bytes (at least one message). Advances the cursor: leased rows are not handed out again unless the
+   * dispatcher gives them back with `release` or the process restarts.
+   */
+  lease(sink: SinkName, max: number, maxBytes = Number.POSITIVE_INFINITY): SpooledMessage[] {
+    if (this.closed) return [];
+    const cursor = this.cursors.get(sink) ?? 0;
+    const rows = this.stmt.lease.all(cursor, SINK_BITS[sink], max) as Row[];
+    const out: SpooledMessage[] = [];
+    let bytes = 0;
+    for (const r of rows) {
+      if (out.length > 0 && bytes + r.payload.length > maxBytes) break;
+      bytes += r.payload.length;
+      out.push(rowToMessage(r));
+    }
+    if (out.length > 0) this.cursors.set(sink, out[out.length - 1].seq);
+    return out;
+  }
+
+  /** Marks messages delivered by a sink; rows no sink still needs are deleted in the same transaction. */
+  ack(sink: SinkName, seqs: readonly number[]): void {
+    if (this.closed || seqs.length === 0) return;
+    this.db.transaction(() => {
+      for (const seq of seqs) this.clearSinkBit(sink, seq);
+    })();
+  }
+
+  private clearSinkBit(sink: SinkName, seq: number): void {
+    const changed = this.stmt.clearBit.run({ bit: SINK_BITS[sink], seq }).changes;
+    if (changed === 0) return;
+    const pending = this.pendingCount.get(sink);
+    if (pending !== undefined) this.pendingCount.set(sink, pending - 1);
+    const gone = this.stmt.deleteDone.get(seq) as { size: number } | undefined;
+    if (gone) {
+      this.messageCount -= 1;
+      this.bytes -= gone.size + ROW_OVERHEAD_BYTES;
+    }
+  }
+
+  /** Moves messages to the dead-letter store for one sink (with the reason) and clears that sink's bit. */
+  deadLetter(sink: SinkName, items: readonly DeadLetterInput[]): void {
+    if (this.closed || items.length === 0) return;
+    this.deadLetterNow(sink, items);
+  }
+
+  private deadLetterNow(sink: SinkName, items: readonly DeadLetterInput[]): void {
+    this.db.transaction(() => {
+      for (const item of items) {
+        this.bytes += this.deadLetters.insert(sink, item);
+        this.clearSinkBit(sink, item.message.seq);
+      }
+    })();
+  }
+
+  /** Dead letters put back for delivery: new rows pending for that sink, with their original message_id. */
+  replayDeadLetters(filter: { sink?: SinkName; ids?: number[] }): number {
+    if (this.closed) throw new SpoolClosedError();
+    const replayed = this.deadLetters.replay(filter, (sink) => SINK_BITS[sink]);
+    this.refreshCounters();
+    return replayed;
+  }
+
+  stats(): SpoolStats {
+    const pending: Record<string, number> = {};
+    for (const [sink, n] of this.pendingCount) pending[sink] = n;
+    return {
+      messages: this.messageCount,
+      bytes: this.bytes,
+      maxBytes: this.options.maxBytes,
+      full: this.isFull(),
+      oldestReceivedAt: this.closed ? null : ((this.stmt.oldest.get() as number | undefined) ?? null),
+      pending,
+      deadLetters: this.closed ? 0 : this.deadLetters.count(),
+    };
+  }
+
+  /** The spool answers a trivial write (readiness: "the spool is writable"). */
+  isWritable(): boolean {
+    if (this.closed) return false;
+    try {
+      this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_write_check', ?)").run(String(this.clock.now()));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}

@@ -1,0 +1,226 @@
+import path from 'node:path';
+import type { Config } from './config/load.js';
+import { fileSinkEnabled, pubsubTopicPath } from './config/load.js';
+import type { Logger } from './core/logger.js';
+import type { SinkName } from './core/message.js';
+import { Metrics } from './http/metrics.js';
+import { HttpServer } from './http/server.js';
+import { Spool } from './spool/spool.js';
+import { SpoolWriter } from './spool/group-commit.js';
+import { Dispatcher } from './dispatch/dispatcher.js';
+import type { Sink } from './sinks/sink.js';
+import { FileSink } from './sinks/file/file-sink.js';
+import { PubSubSink } from './sinks/pubsub/pubsub-sink.js';
+import type { Broker } from './broker/broker.js';
+import { EmbeddedBroker } from './broker/embedded.js';
+import { ExternalBroker } from './broker/external.js';
+import { MosquittoBroker, findOnPath } from './broker/mosquitto.js';
+import { MqttSource } from './source/mqtt-source.js';
+
+export type BrokerMode = 'mosquitto' | 'embedded' | 'external';
+
+/** auto: external when MQTT_BROKER is set, else Mosquitto when it is on PATH, else the embedded broker. */
+export function resolveBrokerMode(config: Config, onPath: (bin: string) => string | undefined = findOnPath): BrokerMode {
+  if (config.MQTT_BROKER_MODE !== 'auto') return config.MQTT_BROKER_MODE;
+  if (config.MQTT_BROKER) return 'external';
+  return onPath(config.MOSQUITTO_BIN) ? 'mosquitto' : 'embedded';
+}
+
+/**
+ * Starts and stops the node's components in data-path order (ARCHITECTURE §1):
+ * spool → sinks and dispatcher → http → broker → subscriber; SIGTERM undoes it: stop taking messages,
+ * flush in-flight batches, close the spool, stop the broker.
+ * HTTP starts before the broker so that /readyz answers 503 with the reason while the broker starts.
+ */
+export class IngestNode {
+  readonly metrics = new Metrics();
+  readonly mode: BrokerMode;
+  private spool!: Spool;
+  private writer!: SpoolWriter;
+  private dispatcher!: Dispatcher;
+  private sinks: Sink[] = [];
+  private broker!: Broker;
+  private source: MqttSource | undefined;
+  private http!: HttpServer;
+  private gaugeTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private fatal: string | undefined;
+  httpPort = 0;
+
+  constructor(
+    private readonly config: Config,
+    private readonly logger: Logger,
+  ) {
+    this.mode = resolveBrokerMode(config);
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    const dataDir = path.resolve(c.DATA_DIR);
+    this.sinks = this.buildSinks(dataDir);
+    const sinkNames = this.sinks.map((s) => s.name) as SinkName[];
+    if (sinkNames.length === 0) {
+      this.logger.warn('no sink is enabled (FILE_SINK=off and no cloud sink): messages are spooled and counted only');
+    }
+    this.spool = Spool.open({ dir: path.join(dataDir, 'spool'), maxBytes: c.SPOOL_MAX_BYTES, sinks: sinkNames, sync: c.SPOOL_SYNC });
+    this.metrics.spoolMaxBytes.set(c.SPOOL_MAX_BYTES);
+    this.writer = new SpoolWriter(this.spool, { metrics: this.metrics, logger: this.logger.child({ component: 'spool' }) });
+    for (const s of this.sinks) await s.start();
+    this.dispatcher = new Dispatcher(this.sinks, this.spool, this.logger, this.metrics, {
+      retryBaseMs: c.RETRY_INITIAL_DELAY_MS,
+      retryCapMs: c.RETRY_MAX_DELAY_MS,
+    });
+    this.dispatcher.start();
+    this.http = new HttpServer({ port: c.PORT, logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this });
+    this.httpPort = await this.http.start();
+    // The dlq commands change the spool file from another process: recount now and then.
+    this.gaugeTimer = setInterval(() => this.spool.refreshCounters(), 30_000);
+    this.gaugeTimer.unref();
+
+    const onCommitted = () => this.dispatcher.notify();
+    this.broker = this.buildBroker(dataDir, onCommitted);
+    await this.broker.start();
+    if (this.mode !== 'embedded') {
+      this.source = new MqttSource({
+        url: this.broker.subscriberUrl(),
+        clientId: c.MQTT_CLIENT_ID,
+        username: c.MQTT_USERNAME,
+        password: c.MQTT_PASSWORD,
+        topics: c.MQTT_TOPICS,
+        protocolVersion: c.MQTT_PROTOCOL_VERSION,
+        sessionExpirySeconds: c.MQTT_SESSION_EXPIRY_SECONDS,
+        keepaliveSeconds: c.MQTT_KEEPALIVE_SECONDS,
+        writer: this.writer,
+        logger: this.logger.child({ component: 'source' }),
+        metrics: this.metrics,
+        onCommitted,
+        reconnectBaseMs: Math.min(c.RETRY_INITIAL_DELAY_MS, 1000),
+        reconnectCapMs: c.RETRY_MAX_DELAY_MS,
+      });
+      if (this.broker instanceof ExternalBroker) {
+        const source = this.source;
+        this.broker.observe(() => source.status().state === 'subscribed');
+      }
+      this.source.start();
+    }
+    this.logger.info(
+      { mode: this.mode, sinks: sinkNames, dataDir, mqttPort: c.MQTT_PORT, httpPort: this.httpPort, appEnv: c.APP_ENV },
+      'mqtt-ingest started',
+    );
+  }
+
+  private buildSinks(dataDir: string): Sink[] {
+    const c = this.config;
+    const log = this.logger;
+    const sinks: Sink[] = [];
+    const topic = pubsubTopicPath(c);
+    if (topic) {
+      sinks.push(
+        new PubSubSink({
+          projectId: c.GCP_PROJECT_ID ?? topic.split('/')[1],
+          topic,
+          emulatorHost: c.PUBSUB_EMULATOR_HOST,
+          maxBatchMessages: c.PUBSUB_BATCH_MAX_MESSAGES,
+          maxBatchBytes: c.PUBSUB_BATCH_MAX_BYTES,
+          maxInFlight: c.PUBSUB_MAX_IN_FLIGHT,
+          logger: log.child({ component: 'sink.pubsub' }),
+        }),
+      );
+    }
+    if (fileSinkEnabled(c)) {
+      sinks.push(
+        new FileSink({
+          dir: c.FILE_SINK_DIR ? path.resolve(c.FILE_SINK_DIR) : path.join(dataDir, 'out'),
+          rotateBytes: c.FILE_SINK_ROTATE_BYTES,
+          logger: log.child({ component: 'sink.file' }),
+        }),
+      );
+    }
+    return sinks;
+  }
+
+  private buildBroker(dataDir: string, onCommitted: () => void): Broker {
+    const c = this.config;
+    if (this.mode === 'external') return new ExternalBroker(c.MQTT_BROKER as string);
+    if (this.mode === 'embedded') {
+      return new EmbeddedBroker({ host: c.MQTT_HOST, port: c.MQTT_PORT, writer: this.writer, logger: this.logger, metrics: this.metrics, onCommitted });
+    }
+    const mosquitto = new MosquittoBroker({
+      bin: c.MOSQUITTO_BIN,
+      host: c.MQTT_HOST,
+      port: c.MQTT_PORT,
+      dataDir,
+      logger: this.logger,
+      metrics: this.metrics,
+    });
+    return mosquitto;
+  }
+
+  isLive(): boolean {
+    return this.fatal === undefined;
+  }
+
+  readiness(): { ready: boolean; components: Record<string, unknown> } {
+    const spoolOk = !!this.spool && !this.spool.isClosed;
+    const stats = spoolOk ? this.spool.stats() : undefined;
+    const writable = spoolOk && this.spool.isWritable();
+    const brokerUp = !!this.broker && this.broker.isUp();
+    const sourceReady = this.mode === 'embedded' ? brokerUp : (this.source?.isReady() ?? false);
+    const ready = !this.stopping && brokerUp && sourceReady && writable && !!stats && !stats.full;
+    return {
+      ready,
+      components: {
+        mode: this.mode,
+        stopping: this.stopping || undefined,
+        broker: this.broker?.status() ?? { state: 'starting' },
+        source: this.mode === 'embedded' ? { state: brokerUp ? 'in-process' : 'down' } : (this.source?.status() ?? { state: 'starting' }),
+        spool: stats ? { ...stats, writable, oldestAgeSeconds: ageSeconds(stats.oldestReceivedAt) } : { state: 'closed' },
+        sinks: this.dispatcher?.status() ?? {},
+      },
+    };
+  }
+
+  refreshMetrics(): void {
+    if (!this.spool || this.spool.isClosed) return;
+    const s = this.spool.stats();
+    const m = this.metrics;
+    m.spoolMessages.set(s.messages);
+    m.spoolBytes.set(s.bytes);
+    m.spoolFull.set(s.full ? 1 : 0);
+    m.spoolOldestAge.set(ageSeconds(s.oldestReceivedAt));
+    m.deadLettersHeld.set(s.deadLetters);
+    for (const [sink, n] of Object.entries(s.pending)) m.spoolPending.set({ sink }, n);
+  }
+
+  /** Marks the node not live (the platform restarts it) when a component cannot recover. */
+  markFatal(reason: string): void {
+    this.fatal = reason;
+    this.logger.fatal({ reason }, 'node cannot recover; liveness now fails');
+  }
+
+  /**
+   * SIGTERM: stop taking messages (messages not yet committed stay unacknowledged at the broker), flush
+   * in-flight batches for up to SHUTDOWN_TIMEOUT_MS, close the spool, stop the broker.
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const started = Date.now();
+    this.logger.info('stopping: no new messages are taken');
+    if (this.gaugeTimer) clearInterval(this.gaugeTimer);
+    await this.source?.stop();
+    if (this.mode === 'embedded') await this.broker?.stop();
+    this.writer?.close();
+    const flushed = (await this.dispatcher?.stop(this.config.SHUTDOWN_TIMEOUT_MS)) ?? true;
+    if (!flushed) this.logger.warn('in-flight batches did not finish in time; they stay in the spool and are sent after restart');
+    for (const s of this.sinks) await s.close().catch((err: Error) => this.logger.warn({ sink: s.name, err: err.message }, 'sink close failed'));
+    this.spool?.close();
+    if (this.mode !== 'embedded') await this.broker?.stop();
+    await this.http?.stop();
+    this.logger.info({ ms: Date.now() - started }, 'stopped');
+  }
+}
+
+function ageSeconds(ms: number | null): number {
+  return ms === null ? 0 : Math.max(0, (Date.now() - ms) / 1000);
+}
