@@ -11,6 +11,8 @@ export interface RunnerOptions {
   retryCapMs: number;
   /** Safety poll when nothing notifies (e.g. `dlq replay` from another process). */
   idlePollMs?: number;
+  /** A write pending longer than this shows the sink as degraded in readiness (default 10 s). */
+  slowWriteMs?: number;
 }
 
 /**
@@ -30,6 +32,8 @@ export class SinkRunner {
   private idleWaiters: (() => void)[] = [];
   private lastError: { reason: string; detail?: string; at: number } | undefined;
   private lastDeliveryAt: number | undefined;
+  /** Start times of the writes in flight, to show a destination that hangs rather than fails. */
+  private readonly writeStarts = new Map<object, number>();
 
   constructor(
     readonly sink: Sink,
@@ -69,9 +73,13 @@ export class SinkRunner {
   status(): SinkStatus & { inFlight: number; retrying: number; consecutiveFailures: number } {
     const own = this.sink.status();
     const failing = this.backoff.failures > 0;
+    const oldestWrite = Math.min(...this.writeStarts.values());
+    const slowMs = Number.isFinite(oldestWrite) ? Date.now() - oldestWrite : 0;
+    const slow = slowMs > (this.opts.slowWriteMs ?? 10_000);
     return {
       ...own,
-      state: own.state !== 'ok' ? own.state : failing ? 'degraded' : 'ok',
+      state: own.state !== 'ok' ? own.state : failing || slow ? 'degraded' : 'ok',
+      detail: slow ? `a write has been waiting for ${Math.round(slowMs / 1000)} s` : own.detail,
       lastError: own.lastError ?? this.lastError?.detail ?? this.lastError?.reason,
       lastErrorAt: own.lastErrorAt ?? (this.lastError ? new Date(this.lastError.at).toISOString() : undefined),
       lastDeliveryAt: own.lastDeliveryAt ?? (this.lastDeliveryAt ? new Date(this.lastDeliveryAt).toISOString() : undefined),
@@ -126,6 +134,8 @@ export class SinkRunner {
   private async writeBatch(batch: SpooledMessage[]): Promise<void> {
     const sinkLabel = { sink: this.sink.name };
     const end = this.metrics.sinkWriteSeconds.startTimer(sinkLabel);
+    const token = {};
+    this.writeStarts.set(token, Date.now());
     let outcomes: DeliveryOutcome[];
     try {
       outcomes = await this.sink.write(batch);
@@ -137,6 +147,7 @@ export class SinkRunner {
       outcomes = batch.map(() => ({ kind: 'retryable', reason: 'error', detail }));
     } finally {
       end();
+      this.writeStarts.delete(token);
     }
     if (this.spool.isClosed) return;
     this.apply(batch, outcomes);

@@ -105,6 +105,7 @@ function escapeHtml(s: string): string {
 /** A plain page for a person at a browser: the same facts as /readyz, one section per component. */
 function statusPage(r: { ready: boolean; components: Record<string, unknown> }): string {
   const sections = Object.entries(r.components)
+    .filter(([, value]) => value !== undefined)
     .map(([name, value]) => `<h2>${escapeHtml(name)}</h2><pre>${escapeHtml(JSON.stringify(value, null, 2))}</pre>`)
     .join('\n');
   return `<!doctype html><html><head><meta charset="utf-8"><title>mqtt-ingest</title>

@@ -1,0 +1,368 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { Backoff } from '../core/backoff.js';
+import { sleep } from '../core/clock.js';
+import { BrokerError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../http/metrics.js';
+import type { Broker, BrokerState, BrokerStatus } from './broker.js';
+import { mosquittoPaths, renderMosquittoConf, type MosquittoConfOptions } from './mosquitto-conf.js';
+import { canConnect, pidAlive, pollUntil, portIsFree, processArgv, terminatePid } from './process-utils.js';
+
+export { findOnPath } from './process-utils.js';
+
+export interface MosquittoBrokerOptions {
+  /** The mosquitto binary (a name on PATH or a path). */
+  bin: string;
+  host: string;
+  port: number;
+  /** The node's DATA_DIR (absolute); the broker's conf, pid file and database go in `<dataDir>/mosquitto/`. */
+  dataDir: string;
+  logger: Logger;
+  metrics?: Metrics;
+  /** First restart delay after a crash (default 500 ms), doubling up to restartCapMs (default 30 s). */
+  restartBaseMs?: number;
+  restartCapMs?: number;
+  /** Time between SIGTERM and SIGKILL (default 5 s). Mosquitto saves its database on SIGTERM. */
+  stopGraceMs?: number;
+  /** How long start-up may take before the child is killed and start() rejects (default 30 s). */
+  startTimeoutMs?: number;
+  /** A broker up this long has recovered: the restart backoff starts again from restartBaseMs (default 30 s). */
+  stableAfterMs?: number;
+  /** Queue limits and other settings of the rendered mosquitto.conf. */
+  conf?: Pick<MosquittoConfOptions, 'maxInflightMessages' | 'maxQueuedMessages' | 'persistentClientExpiration' | 'autosaveIntervalS'>;
+}
+
+/** Lines of Mosquitto's own output kept for error messages ("Error: Address already in use"). */
+const TAIL_LINES = 20;
+
+/**
+ * Supervises Mosquitto as a child process (the production broker mode). Emits 'up' when the broker accepts
+ * connections and 'down' (with a reason) when it dies; a crashed broker is restarted with backoff.
+ */
+export class MosquittoBroker extends EventEmitter implements Broker {
+  readonly mode = 'mosquitto' as const;
+  readonly confPath: string;
+  readonly pidFile: string;
+  private readonly dataDir: string;
+
+  private readonly log: Logger;
+  private readonly backoff: Backoff;
+  private state: BrokerState = 'down';
+  private detail: string | undefined = 'not started';
+  private restarts = 0;
+  private child: ChildProcess | undefined;
+  /** Settles once the current child has exited and its output is drained. */
+  private childClosed: Promise<ExitInfo> = Promise.resolve({ code: 0, signal: null });
+  private tail: string[] = [];
+  private restartTimer: NodeJS.Timeout | undefined;
+  private stableTimer: NodeJS.Timeout | undefined;
+  private starting: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
+  /** Aborts start-up polls and the pre-start clean-up once stop() is called. */
+  private readonly abort = new AbortController();
+
+  constructor(private readonly opts: MosquittoBrokerOptions) {
+    super();
+    // DATA_DIR defaults to ./data: the conf and the leftover check need the absolute path.
+    this.dataDir = path.resolve(opts.dataDir);
+    const paths = mosquittoPaths(this.dataDir);
+    this.confPath = paths.conf;
+    this.pidFile = paths.pidFile;
+    this.log = opts.logger.child({ component: 'broker', mode: 'mosquitto' });
+    this.backoff = new Backoff({ baseMs: opts.restartBaseMs ?? 500, capMs: opts.restartCapMs ?? 30_000 });
+    opts.metrics?.brokerUp.set(0);
+  }
+
+  start(): Promise<void> {
+    this.starting ??= this.firstStart();
+    return this.starting;
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  isUp(): boolean {
+    return this.state === 'up';
+  }
+
+  status(): BrokerStatus {
+    const s: BrokerStatus = { mode: this.mode, state: this.state, restarts: this.restarts };
+    if (this.child?.pid !== undefined) s.pid = this.child.pid;
+    if (this.detail !== undefined) s.detail = this.detail;
+    return s;
+  }
+
+  subscriberUrl(): string {
+    return `mqtt://${urlHost(this.connectHost())}:${this.opts.port}`;
+  }
+
+  private async firstStart(): Promise<void> {
+    this.setState('starting', undefined);
+    try {
+      fs.mkdirSync(path.dirname(this.confPath), { recursive: true });
+      const conf = renderMosquittoConf({
+        ...this.opts.conf,
+        host: this.opts.host,
+        port: this.opts.port,
+        dataDir: this.dataDir,
+        user: currentUser(),
+      });
+      fs.writeFileSync(this.confPath, conf, { mode: 0o600 });
+      await this.stopLeftover();
+      await this.launch();
+    } catch (err) {
+      const error =
+        err instanceof BrokerError
+          ? err
+          : new BrokerError('BROKER_START_FAILED', `mosquitto could not start: ${String(err)}`, { cause: err });
+      if (!this.stopping) this.setState('down', error.message);
+      throw error;
+    }
+    this.markUp();
+  }
+
+  /**
+   * A node that was SIGKILLed cannot stop its child, which keeps the port and the database. Its pid file
+   * names it; stop it when that pid is still a mosquitto running our conf (the pid may have been reused).
+   */
+  private async stopLeftover(): Promise<void> {
+    let pid: number;
+    try {
+      pid = Number.parseInt(fs.readFileSync(this.pidFile, 'utf8').trim(), 10);
+    } catch {
+      return; // no pid file: a clean previous stop, or a first start
+    }
+    const argv = Number.isInteger(pid) && pid > 0 && pidAlive(pid) ? processArgv(pid) : undefined;
+    const ours =
+      argv !== undefined && path.basename(argv[0] ?? '').startsWith('mosquitto') && argv.includes(this.confPath);
+    if (!ours) {
+      this.log.info({ pid, argv }, 'ignoring a stale mosquitto pid file: that process is gone or is not ours');
+      fs.rmSync(this.pidFile, { force: true });
+      return;
+    }
+    this.log.warn({ pid }, 'stopping a mosquitto left running by a previous node on the same DATA_DIR');
+    if (!(await terminatePid(pid, this.opts.stopGraceMs ?? 5_000))) {
+      throw new BrokerError('BROKER_START_FAILED', `a leftover mosquitto (pid ${pid}) survived SIGKILL`, {
+        context: { pid },
+      });
+    }
+    fs.rmSync(this.pidFile, { force: true });
+    // Its listening socket closes with the process; poll anyway so launch() does not race the kernel.
+    await pollUntil(() => portIsFree(this.opts.host, this.opts.port), 5_000, { signal: this.abort.signal });
+  }
+
+  /** Spawns the child and resolves when its port accepts connections; rejects when it exits first. */
+  private async launch(): Promise<void> {
+    const { host, port } = this.opts;
+    this.checkNotStopped();
+    // Another server on our port would answer the readiness poll while our child fails to bind: ask first.
+    if (!(await portIsFree(host, port))) {
+      throw new BrokerError(
+        'BROKER_START_FAILED',
+        `mosquitto cannot listen on ${host}:${port}: address already in use by another process ` +
+          `(another broker, or a mosquitto not started by this node); stop it or choose another MQTT_PORT`,
+        { context: { host, port } },
+      );
+    }
+    this.checkNotStopped();
+    const child = this.spawnChild();
+    let exited: ExitInfo | undefined;
+    void this.childClosed.then((info) => (exited = info));
+
+    const timeoutMs = this.opts.startTimeoutMs ?? 30_000;
+    const ready = await pollUntil(
+      async () => exited !== undefined || (child.exitCode === null && (await canConnect(this.connectHost(), port, 500))),
+      timeoutMs,
+      { signal: this.abort.signal },
+    );
+    if (ready && exited === undefined) return;
+    // Not ready and still running: timed out, or stop() aborted the poll. Do not leave the child behind.
+    const timedOut = exited === undefined && !this.stopping;
+    if (exited === undefined) await this.killChild(child);
+    const info = await this.childClosed;
+    const why = this.stopping
+      ? 'the broker was stopped during start-up'
+      : timedOut
+        ? `it did not accept connections on ${host}:${port} within ${timeoutMs} ms`
+        : exitReason(info);
+    throw new BrokerError('BROKER_START_FAILED', `mosquitto failed to start: ${why}${formatTail(this.tail)}`, {
+      cause: info.error,
+      context: { host, port, bin: this.opts.bin, lastLines: [...this.tail] },
+    });
+  }
+
+  private spawnChild(): ChildProcess {
+    this.tail = [];
+    // Not detached: a signal to the node's process group (Ctrl-C, a container stop) reaches the broker too.
+    const child = spawn(this.opts.bin, ['-c', this.confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    // If the node exits without stop() (an uncaught exception, process.exit), do not orphan the broker.
+    // Only a SIGKILL of the node escapes this; stopLeftover() handles that case at the next start.
+    const killOnExit = () => child.kill('SIGTERM');
+    process.once('exit', killOnExit);
+    child.once('close', () => process.removeListener('exit', killOnExit));
+    // A binary that cannot be run emits 'error' (then 'close'); without a listener it would crash the node.
+    let spawnError: Error | undefined;
+    child.on('error', (err) => (spawnError ??= err));
+    // 'close' (not 'exit') fires after stdout/stderr are drained, so the last lines are in the tail.
+    this.childClosed = new Promise((resolve) =>
+      child.once('close', (code: number | null, signal: NodeJS.Signals | null) =>
+        resolve({ code, signal, ...(spawnError ? { error: spawnError } : {}) }),
+      ),
+    );
+    void this.childClosed.then((info) => this.onChildClosed(child, info));
+    const mlog = this.opts.logger.child({ component: 'mosquitto' });
+    for (const stream of [child.stdout, child.stderr]) {
+      if (!stream) continue;
+      readline.createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
+        this.tail.push(line);
+        if (this.tail.length > TAIL_LINES) this.tail.shift();
+        if (/error|warning/i.test(line)) mlog.warn(line);
+        else mlog.info(line);
+      });
+    }
+    if (child.pid !== undefined) {
+      // Mosquitto writes its pid_file only when daemonised (-d), which would take it out of supervision.
+      fs.writeFileSync(this.pidFile, `${child.pid}\n`);
+      this.log.info({ pid: child.pid, conf: this.confPath }, 'mosquitto started');
+    }
+    return child;
+  }
+
+  private onChildClosed(child: ChildProcess, info: ExitInfo): void {
+    if (this.child !== child) return;
+    this.child = undefined;
+    fs.rmSync(this.pidFile, { force: true });
+    clearTimeout(this.stableTimer);
+    // During start-up launch() reports the exit; during stop() it is expected.
+    if (this.state !== 'up' || this.stopping) return;
+    const reason = exitReason(info);
+    this.log.error({ lastLines: [...this.tail] }, `mosquitto died unexpectedly: ${reason}`);
+    this.setState('down', `died: ${reason}`);
+    this.emit('down', reason);
+    this.scheduleRestart();
+  }
+
+  private scheduleRestart(): void {
+    const delayMs = this.backoff.next();
+    this.log.info({ delayMs, failures: this.backoff.failures }, 'restarting mosquitto after a delay');
+    this.restartTimer = setTimeout(() => void this.restart(), delayMs);
+  }
+
+  private async restart(): Promise<void> {
+    if (this.stopping) return;
+    this.restarts += 1;
+    this.opts.metrics?.brokerRestarts.inc();
+    this.setState('starting', `restart ${this.restarts}`);
+    try {
+      await this.launch();
+    } catch (err) {
+      if (this.stopping) return;
+      this.log.error({ err, failures: this.backoff.failures }, 'mosquitto restart failed');
+      this.setState('down', (err as Error).message);
+      this.scheduleRestart();
+      return;
+    }
+    this.markUp();
+  }
+
+  private markUp(): void {
+    if (this.stopping) return;
+    this.setState('up', undefined);
+    this.log.info({ pid: this.child?.pid, url: this.subscriberUrl() }, 'mosquitto accepts connections');
+    // Reset the backoff only after a stable period, so a broker that dies right after start-up backs off.
+    clearTimeout(this.stableTimer);
+    this.stableTimer = setTimeout(() => this.backoff.reset(), this.opts.stableAfterMs ?? 30_000);
+    this.stableTimer.unref();
+    this.emit('up');
+  }
+
+  private async shutdown(): Promise<void> {
+    this.abort.abort();
+    clearTimeout(this.restartTimer);
+    clearTimeout(this.stableTimer);
+    const child = this.child;
+    if (child) await this.killChild(child);
+    // A start() in flight finishes (rejecting) before the state settles on 'stopped'.
+    await this.starting?.catch(() => undefined);
+    fs.rmSync(this.pidFile, { force: true });
+    this.setState('stopped', undefined);
+    this.log.info('mosquitto stopped');
+  }
+
+  /** SIGTERM (Mosquitto saves its database), SIGKILL after the grace period; resolves once it is gone. */
+  private async killChild(child: ChildProcess): Promise<void> {
+    const closed = this.childClosed;
+    if (child.exitCode !== null || child.signalCode !== null) {
+      await closed;
+      return;
+    }
+    child.kill('SIGTERM');
+    const graceMs = this.opts.stopGraceMs ?? 5_000;
+    const timedOut = await Promise.race([closed.then(() => false), sleep(graceMs).then(() => true)]);
+    if (timedOut) {
+      this.log.warn({ pid: child.pid, graceMs }, 'mosquitto ignored SIGTERM; sending SIGKILL');
+      child.kill('SIGKILL');
+      await closed;
+    }
+  }
+
+  private checkNotStopped(): void {
+    if (this.stopping) {
+      throw new BrokerError('BROKER_START_FAILED', 'mosquitto failed to start: the broker was stopped during start-up');
+    }
+  }
+
+  private setState(state: BrokerState, detail: string | undefined): void {
+    this.state = state;
+    this.detail = detail;
+    this.opts.metrics?.brokerUp.set(state === 'up' ? 1 : 0);
+  }
+
+  /** Where the node itself connects: loopback when the broker listens on every address. */
+  private connectHost(): string {
+    const { host } = this.opts;
+    return host === '0.0.0.0' || host === '::' || host === '' ? '127.0.0.1' : host;
+  }
+}
+
+/**
+ * The node's user name for the conf's `user` line. os.userInfo() throws for a uid without a passwd entry
+ * (arbitrary-uid containers); such a process is not root, and Mosquitto reads `user` only when root.
+ */
+function currentUser(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return 'mosquitto';
+  }
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Set when the binary could not be run at all (ENOENT, EACCES). */
+  error?: Error;
+}
+
+function exitReason({ code, signal, error }: ExitInfo): string {
+  if (error) return `could not run it: ${error.message}`;
+  if (signal) return `killed by ${signal}`;
+  // Mosquitto exits 3 on a bad config file and 1 when it cannot open a listener.
+  return `exited with status ${code}`;
+}
+
+function formatTail(tail: string[]): string {
+  return tail.length === 0 ? '' : `; its last output:\n  ${tail.join('\n  ')}`;
+}

@@ -1,0 +1,384 @@
+/**
+ * The configuration schema: the single source of every key's type, default, description and secret flag.
+ *
+ * Keys are the environment variable names, and a YAML config file uses the same flat keys. Each key is a zod
+ * schema registered in `configRegistry` with its metadata; `load.ts` parses values with these schemas and
+ * `docs.ts` renders docs/configuration.md from the same registry, so nothing is described twice.
+ *
+ * Values arrive as strings from the environment and as strings, numbers or booleans from YAML, so every key
+ * schema accepts `unknown` input and reads it the same way whichever layer it came from. Defaults are written
+ * in their environment form (`'6GiB'`, `'1883'`) and parsed like a given value (zod `prefault`), so the default
+ * the docs show is exactly the one that is used.
+ */
+import { z } from 'zod';
+
+/** How an environment variable's string is read; a hint for tools and the docs. */
+export type EnvType = 'string' | 'integer' | 'boolean' | 'enum' | 'byte-size' | 'url' | 'list' | 'host-port';
+
+/** What the docs and the loader know about a key beyond its zod type. */
+export interface KeyMeta {
+  /** What the key does, in Markdown: the docs' description column. */
+  description: string;
+  /** The accepted values in Markdown, worded to follow "must be" in a problem ("a whole number from 1 to 10"). */
+  accepts: string;
+  /** Extra words for a problem message only ("true/false, on/off, …"); the docs explain these once. */
+  hint?: string;
+  envType: EnvType;
+  /** The default in its environment form, parsed like a given value. */
+  default?: string;
+  /** A default worked out at load time from other values, as the docs describe it. */
+  derivedDefault?: string;
+  /** The value is never printed: not in problems, not in `check-config`, not in logs. */
+  secret?: boolean;
+}
+
+export const configRegistry = z.registry<KeyMeta>();
+
+/** A key's type before its default and metadata are attached. */
+interface Field<S extends z.ZodType> {
+  schema: S;
+  accepts: string;
+  hint?: string;
+  envType: EnvType;
+}
+
+type KeyInfo = Pick<KeyMeta, 'description' | 'secret' | 'derivedDefault'>;
+
+function key<S extends z.ZodType>(field: Field<S>, info: KeyInfo & { default: string }): z.ZodPrefault<S>;
+function key<S extends z.ZodType>(field: Field<S>, info: KeyInfo): z.ZodOptional<S>;
+function key<S extends z.ZodType>(field: Field<S>, info: KeyInfo & { default?: string }): z.ZodType {
+  const { schema, ...rest } = field;
+  // Every field schema takes `unknown` input (preprocess or string), so a string default is a valid input.
+  const wrapped = info.default === undefined ? schema.optional() : schema.prefault(info.default as z.input<S>);
+  return wrapped.register(configRegistry, { ...rest, ...info });
+}
+
+// ---- value readers: turn a raw string (env) or scalar (YAML) into the typed value, or leave it for zod to reject
+
+/** The words a boolean accepts, as true/false pairs, in any case; the docs list the same pairs. */
+export const BOOLEAN_PAIRS = [['true', 'false'], ['on', 'off'], ['1', '0'], ['yes', 'no']] as const;
+const BOOLEAN_WORDS = new Map<string, boolean>(BOOLEAN_PAIRS.flatMap(([yes, no]) => [[yes, true], [no, false]]));
+
+function readBoolean(raw: unknown): unknown {
+  if (typeof raw === 'string') return BOOLEAN_WORDS.get(raw.trim().toLowerCase()) ?? raw;
+  if (raw === 1 || raw === 0) return raw === 1; // YAML `1` and `0` are numbers
+  return raw;
+}
+
+function readWholeNumber(raw: unknown): unknown {
+  // Only plain decimal digits: `1e3`, `0x10` or `12abc` are not what an operator means by a port or a count.
+  return typeof raw === 'string' && /^\s*[+-]?\d+\s*$/.test(raw) ? Number(raw.trim()) : raw;
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+// KB/MB/GB are decimal (SI) and KiB/MiB/GiB binary, as in IEC 80000-13.
+const BYTE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: KiB, mib: MiB, gib: GiB };
+
+/** `'6GiB'` → 6442450944; `'1.5 MB'` → 1500000; a plain integer is bytes. Anything else is returned as given. */
+export function parseByteSize(raw: unknown): unknown {
+  if (typeof raw !== 'string') return raw;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]+)?\s*$/i.exec(raw);
+  if (!m) return raw;
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const multiplier = BYTE_UNITS[unit];
+  if (multiplier === undefined || (multiplier === 1 && m[1]!.includes('.'))) return raw; // no fractional bytes
+  return Math.round(Number(m[1]) * multiplier);
+}
+
+function formatBytes(n: number): string {
+  for (const [unit, size] of [['GiB', GiB], ['MiB', MiB], ['KiB', KiB]] as const) {
+    if (n >= size && n % size === 0) return `${n / size} ${unit}`;
+  }
+  return n === 1 ? '1 byte' : `${n} bytes`;
+}
+
+/**
+ * Why an MQTT topic filter is invalid, or undefined when it is valid. Empty levels (`a//b`) are valid.
+ * MQTT 5.0 §4.7 (wildcards), §4.8.2 (shared subscriptions), §1.5.4 (UTF-8 strings).
+ */
+export function topicFilterProblem(filter: string): string | undefined {
+  if (filter === '') return 'is empty'; // MQTT-4.7.3-1: a filter is at least one character long
+  if (filter.includes('\u0000')) return 'contains a NUL character'; // MQTT-1.5.4-2
+  if (Buffer.byteLength(filter, 'utf8') > 65535) return 'is longer than 65535 bytes'; // MQTT-1.5.4: length prefix
+  let rest = filter;
+  if (filter.startsWith('$share/')) {
+    const slash = filter.indexOf('/', '$share/'.length);
+    const group = filter.slice('$share/'.length, slash === -1 ? undefined : slash);
+    // MQTT-4.8.2-1, -2: a share name is at least one character, without "/", "+" or "#", and a filter follows it
+    if (group === '' || /[+#]/.test(group)) return 'has an invalid share name: it must be non-empty, without "+" or "#"';
+    rest = slash === -1 ? '' : filter.slice(slash + 1);
+    if (rest === '') return 'needs a topic filter after $share/<group>/';
+  }
+  const levels = rest.split('/');
+  for (const [i, level] of levels.entries()) {
+    // MQTT-4.7.1-1: "#" stands alone as the last level; MQTT-4.7.1-2: "+" occupies a whole level
+    if (level.includes('#') && (level !== '#' || i !== levels.length - 1)) return 'uses "#" other than as the whole last level';
+    if (level.includes('+') && level !== '+') return 'uses "+" other than as a whole level';
+  }
+  return undefined;
+}
+
+// ---- field builders: each returns the zod type and the words that describe it, so docs and problems agree
+
+function wholeNumber(min: number, max: number) {
+  const schema = z.preprocess(readWholeNumber, z.int().min(min).max(max));
+  return { schema, accepts: `a whole number from ${min} to ${max}`, envType: 'integer' } satisfies Field<typeof schema>;
+}
+
+function byteSize(min: number, max: number = Number.MAX_SAFE_INTEGER) {
+  const schema = z.preprocess(parseByteSize, z.int().min(min).max(max));
+  const range = max === Number.MAX_SAFE_INTEGER ? `of at least ${formatBytes(min)}` : `from ${formatBytes(min)} to ${formatBytes(max)}`;
+  const hint = 'a whole number of bytes, or a number with a unit: B, KB, MB, GB, KiB, MiB or GiB';
+  return { schema, accepts: `a byte size ${range}`, hint, envType: 'byte-size' } satisfies Field<typeof schema>;
+}
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
+  // Any case is accepted and normalised to lower case: `PRD` and `prd` mean the same environment.
+  const schema = z.preprocess((raw) => (typeof raw === 'string' ? raw.trim().toLowerCase() : raw), z.enum(values));
+  const list = values.map((v) => `\`${v}\``);
+  const accepts = `one of ${list.slice(0, -1).join(', ')} or ${list.at(-1)} (any case)`;
+  return { schema, accepts, envType: 'enum' } satisfies Field<typeof schema>;
+}
+
+const BOOLEAN_HINT = `${BOOLEAN_PAIRS.map((pair) => pair.join('/')).join(', ')}, any case`;
+
+function text(accepts: string, check?: { test: (value: string) => boolean; envType?: EnvType }) {
+  // YAML numbers are not turned into text: `0755` would silently become "755". The loader asks to quote it.
+  const base = z.string().min(1);
+  const schema = check ? base.refine(check.test) : base;
+  return { schema, accepts, envType: check?.envType ?? 'string' } satisfies Field<typeof schema>;
+}
+
+const BROKER_SCHEMES = ['mqtt', 'mqtts', 'tcp', 'ssl', 'ws', 'wss'];
+
+function isBrokerUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return BROKER_SCHEMES.includes(url.protocol.slice(0, -1)) && url.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
+const emulatorHost = (() => {
+  // Google's client strips a leading http:// or https:// from PUBSUB_EMULATOR_HOST, so that is accepted too,
+  // and removed here: the sinks get plain `host:port` whichever way it was written.
+  const HOST_PORT = /^(?:https?:\/\/)?((?:\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5}))\/?$/;
+  const schema = z
+    .string()
+    .refine((v) => {
+      const port = Number(HOST_PORT.exec(v)?.[2]);
+      return port >= 1 && port <= 65535;
+    })
+    .transform((v) => HOST_PORT.exec(v)![1]!);
+  return { schema, accepts: '`host:port`', envType: 'host-port' } satisfies Field<typeof schema>;
+})();
+
+// Pub/Sub topic ids: 3 to 255 characters, starting with a letter, not starting with "goog".
+const TOPIC_ID = '(?!goog)[A-Za-z][A-Za-z0-9\\-_.~+%]{2,254}';
+export const PUBSUB_TOPIC_PATH = new RegExp(`^projects/([^/\\s]+)/topics/(${TOPIC_ID})$`);
+export const PUBSUB_TOPIC_NAME = new RegExp(`^${TOPIC_ID}$`);
+
+const topicFilters = (() => {
+  const schema = z
+    .preprocess((raw) => {
+      // A comma-separated string (the environment's form) or, from YAML, a list of strings.
+      if (typeof raw === 'string') return raw.split(',').map((s) => s.trim());
+      if (Array.isArray(raw)) return raw.map((s: unknown) => (typeof s === 'string' ? s.trim() : s));
+      return raw;
+    }, z.array(z.string()).min(1))
+    .superRefine((filters, ctx) => {
+      for (const [i, filter] of filters.entries()) {
+        const why = topicFilterProblem(filter);
+        const which = filter === '' ? `entry ${i + 1}` : `topic filter ${JSON.stringify(filter)}`;
+        // `explained`: the loader shows this message as it is, instead of the generic "must be …".
+        if (why) ctx.addIssue({ code: 'custom', message: `${which} ${why}`, params: { explained: true } });
+      }
+    });
+  return { schema, accepts: 'a comma-separated list of MQTT topic filters', envType: 'list' } satisfies Field<typeof schema>;
+})();
+
+const clientId = text('text of 1 to 65535 bytes', {
+  test: (v) => Buffer.byteLength(v, 'utf8') <= 65535 && !v.includes('\u0000'), // MQTT-1.5.4
+});
+
+const protocolVersion = (() => {
+  const schema = z.preprocess(readWholeNumber, z.literal([4, 5]));
+  return { schema, accepts: '`4` (MQTT 3.1.1) or `5` (MQTT 5.0)', envType: 'enum' } satisfies Field<typeof schema>;
+})();
+
+const fileSinkSwitch = (() => {
+  const schema = z.preprocess(
+    (raw) => (typeof raw === 'string' && raw.trim().toLowerCase() === 'auto' ? 'auto' : readBoolean(raw)),
+    z.union([z.literal('auto'), z.boolean()]),
+  );
+  return { schema, accepts: '`auto` or a boolean', hint: BOOLEAN_HINT, envType: 'boolean' } satisfies Field<typeof schema>;
+})();
+
+// ---- the keys, in the order the docs and `check-config` list them
+
+export const configSchema = z.strictObject({
+  APP_ENV: key(oneOf(['dev', 'pprd', 'prd']), {
+    default: 'dev',
+    description: 'The deployment environment. `pprd` and `prd` get stricter broker-security checks.',
+  }),
+  MQTT_BROKER: key(
+    text('a URL with scheme `mqtt`, `mqtts`, `tcp`, `ssl`, `ws` or `wss` (e.g. `mqtts://broker.example.com:8883`)', {
+      test: isBrokerUrl,
+      envType: 'url',
+    }),
+    {
+      description:
+        'URL of an external broker to subscribe to. When set (with `MQTT_BROKER_MODE=auto`) the node starts no broker ' +
+        'of its own. A loopback URL earns a warning: the old Python deployment pointed this at the in-container broker; ' +
+        'here leave it unset and the node runs its own.',
+    },
+  ),
+  MQTT_BROKER_MODE: key(oneOf(['auto', 'mosquitto', 'embedded', 'external']), {
+    default: 'auto',
+    description:
+      'Which broker to use. `auto`: the external one when `MQTT_BROKER` is set, else Mosquitto when `MOSQUITTO_BIN` ' +
+      'is found on `PATH` at start, else the embedded broker. `mosquitto` supervises a Mosquitto child process, ' +
+      '`embedded` runs a broker in-process, `external` requires `MQTT_BROKER`.',
+  }),
+  MQTT_HOST: key(text('a host name or IP address'), {
+    default: '0.0.0.0',
+    description: "Address the node's own broker listens on.",
+  }),
+  MQTT_PORT: key(wholeNumber(1, 65535), {
+    default: '1883',
+    description: "Port the node's own broker listens on.",
+  }),
+  MQTT_TOPICS: key(topicFilters, {
+    default: '#',
+    description:
+      'Topic filters to subscribe to, comma-separated (a YAML list works too). `+` and `#` wildcards must fill ' +
+      'a whole level; `$share/<group>/<filter>` makes a shared subscription.',
+  }),
+  MQTT_CLIENT_ID: key(clientId, {
+    derivedDefault: '`mqtt-ingest-<hostname>-<APP_ENV>`',
+    description:
+      "The subscriber's client id. It must stay the same across restarts, or the broker's persistent session (and " +
+      'the messages queued in it) is lost. The default uses the host name with characters other than ' +
+      '`A-Z a-z 0-9 _ -` replaced by `-`; set it explicitly where the host name changes on every start.',
+  }),
+  MQTT_USERNAME: key(text('text'), {
+    description:
+      "The subscriber's user name on an external broker. With its own broker the node makes an internal credential.",
+  }),
+  MQTT_PASSWORD: key(text('text'), {
+    secret: true,
+    description: "The subscriber's password on an external broker.",
+  }),
+  MQTT_PROTOCOL_VERSION: key(protocolVersion, {
+    default: '5',
+    description: 'MQTT protocol version the subscriber speaks.',
+  }),
+  MQTT_SESSION_EXPIRY_SECONDS: key(wholeNumber(0, 4294967295), {
+    default: '604800',
+    description:
+      "How long the broker keeps the subscriber's session, and queues its QoS 1 messages, while the node is down " +
+      '(MQTT 5 Session Expiry Interval; 604800 is 7 days).',
+  }),
+  MQTT_KEEPALIVE_SECONDS: key(wholeNumber(5, 65535), {
+    default: '30',
+    description: "The subscriber's keep-alive interval.",
+  }),
+  MOSQUITTO_BIN: key(text('a command name or path'), {
+    default: 'mosquitto',
+    description: 'The Mosquitto executable, looked up on `PATH` unless it is a path.',
+  }),
+  PORT: key(wholeNumber(0, 65535), {
+    default: '8080',
+    description: 'HTTP port for health checks, metrics and the status page; `0` picks any free port.',
+  }),
+  DATA_DIR: key(text('a directory path'), {
+    default: './data',
+    description: 'Directory for the spool, broker persistence and file sink output.',
+  }),
+  SPOOL_MAX_BYTES: key(byteSize(MiB), {
+    default: '6GiB',
+    description:
+      "Largest size of the spool. When full, the node stops acknowledging messages (back-pressure) and drops none. The default fits App Engine flex's 10 GB disk with room for the OS, the image, broker persistence and SQLite's write-ahead log.",
+  }),
+  SPOOL_SYNC: key(oneOf(['full', 'normal']), {
+    default: 'full',
+    description:
+      '`full`: every spool commit is fsync\'ed before the broker is acknowledged, so an acknowledged message survives power loss. ' +
+      '`normal`: it survives a crash or SIGKILL of the process but not of the machine; faster where commits are small.',
+  }),
+  GCP_PROJECT_ID: key(text('a Google Cloud project id', { test: (v) => /^[^\s/]+$/.test(v) }), {
+    description: 'Google Cloud project for Pub/Sub and BigQuery.',
+  }),
+  PUBSUB_TOPIC: key(
+    text('a Pub/Sub topic id, or a path `projects/PROJECT/topics/TOPIC`', {
+      test: (v) => PUBSUB_TOPIC_NAME.test(v) || PUBSUB_TOPIC_PATH.test(v),
+    }),
+    {
+      description:
+        'Enables the Pub/Sub sink. A bare topic id is taken in `GCP_PROJECT_ID`; a full path names its own project.',
+    },
+  ),
+  PUBSUB_EMULATOR_HOST: key(emulatorHost, {
+    description: "Address of a Pub/Sub emulator, honoured as Google's client does.",
+  }),
+  PUBSUB_BATCH_MAX_MESSAGES: key(wholeNumber(1, 1000), {
+    default: '1000',
+    description: 'Most messages in one Pub/Sub publish request (the API allows 1000).',
+  }),
+  PUBSUB_BATCH_MAX_BYTES: key(byteSize(1, 9_000_000), {
+    default: '9000000',
+    description: "Most payload bytes in one Pub/Sub publish request, kept under the API's 10 MB request limit.",
+  }),
+  PUBSUB_MAX_IN_FLIGHT: key(wholeNumber(1, 64), {
+    default: '4',
+    description: 'Most Pub/Sub publish requests outstanding at once.',
+  }),
+  FILE_SINK: key(fileSinkSwitch, {
+    default: 'auto',
+    description:
+      'The file sink (NDJSON files). `auto`: on only when no cloud sink is configured. With no sink at all the ' +
+      'node spools and counts only, with a warning.',
+  }),
+  FILE_SINK_DIR: key(text('a directory path'), {
+    derivedDefault: '`<DATA_DIR>/out`',
+    description: 'Directory the file sink writes to.',
+  }),
+  FILE_SINK_ROTATE_BYTES: key(byteSize(KiB), {
+    default: '64MiB',
+    description: 'Size at which the file sink starts a new file.',
+  }),
+  RETRY_INITIAL_DELAY_MS: key(wholeNumber(1, 600_000), {
+    default: '500',
+    description: 'First delay before a failed delivery is retried; it doubles on each failure.',
+  }),
+  RETRY_MAX_DELAY_MS: key(wholeNumber(1, 3_600_000), {
+    default: '30000',
+    description: 'Longest delay between delivery retries; at least `RETRY_INITIAL_DELAY_MS`.',
+  }),
+  SHUTDOWN_TIMEOUT_MS: key(wholeNumber(100, 60_000), {
+    default: '8000',
+    description: 'How long SIGTERM waits for in-flight batches before the node closes the spool and exits.',
+  }),
+  LOG_LEVEL: key(oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), {
+    default: 'info',
+    description: 'Lowest level of log lines written.',
+  }),
+});
+
+export type ConfigKey = keyof typeof configSchema.shape;
+
+/** Every key, in schema order. */
+export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];
+
+export function isConfigKey(name: string): name is ConfigKey {
+  return Object.hasOwn(configSchema.shape, name);
+}
+
+export function keyMeta(name: ConfigKey): KeyMeta {
+  const meta = configRegistry.get(configSchema.shape[name]);
+  if (!meta) throw new Error(`config key ${name} has no metadata`); // a schema edit that skipped key()
+  return meta;
+}

@@ -1,0 +1,182 @@
+/**
+ * What a failed Pub/Sub publish means for the message and for the operator.
+ *
+ * - `failing`: a condition a person must fix (missing topic, permission, credentials, a malformed topic or
+ *   project name). The messages stay retryable (the spool keeps them until it is fixed) and the sink's
+ *   status says what to do.
+ * - `degraded`: a transient condition (outage, throttling, timeouts); retry with the dispatcher's backoff.
+ * - `invalid`: the server refused the request's content (INVALID_ARGUMENT). When that request held a single
+ *   message, the message can never be delivered as it is and is rejected.
+ *
+ * Reasons are metric labels, so they come from the fixed vocabulary below, never from error text.
+ */
+
+/** gRPC status codes (grpc/doc/statuscodes.md), listed here rather than imported from the transitive google-gax. */
+export const GrpcStatus = {
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+
+export type FailingReason = 'topic_not_found' | 'permission_denied' | 'invalid_topic' | 'failed_precondition';
+export type DegradedReason =
+  | 'unavailable'
+  | 'deadline_exceeded'
+  | 'resource_exhausted'
+  | 'internal'
+  | 'aborted'
+  | 'cancelled'
+  | 'unknown'
+  | 'error';
+
+export type PublishErrorClass =
+  | { kind: 'failing'; reason: FailingReason; detail: string }
+  | { kind: 'degraded'; reason: DegradedReason; detail: string }
+  | { kind: 'invalid'; reason: 'invalid_argument'; detail: string };
+
+const DEGRADED_BY_CODE: Record<number, DegradedReason> = {
+  [GrpcStatus.CANCELLED]: 'cancelled',
+  [GrpcStatus.UNKNOWN]: 'unknown',
+  [GrpcStatus.DEADLINE_EXCEEDED]: 'deadline_exceeded',
+  [GrpcStatus.RESOURCE_EXHAUSTED]: 'resource_exhausted',
+  [GrpcStatus.ABORTED]: 'aborted',
+  [GrpcStatus.INTERNAL]: 'internal',
+  [GrpcStatus.UNAVAILABLE]: 'unavailable',
+};
+
+/** Node socket and DNS error codes: the network is down or the endpoint is unreachable, for now. */
+const SOCKET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/**
+ * google-auth-library's messages when Application Default Credentials are missing or refused: the RPC
+ * never happens, so there is no gRPC code, only text (and sometimes an HTTP status from the token endpoint).
+ */
+const CREDENTIAL_TEXT = /could not load the default credentials|invalid_grant|unauthorized_client|could not refresh access token/i;
+
+/**
+ * INVALID_ARGUMENT about the request's resource name rather than a message: e.g. the emulator's
+ * "Invalid [topics] name: (name=projects/p/topics/t1)" for a project or topic id that breaks the naming
+ * rules (Pub/Sub itself says "Invalid resource name given"). Rejecting the messages for it would dead-letter
+ * every message; it is a configuration to fix. Kept narrow so that a per-message refusal (such as schema
+ * validation, whose text may name projects/.../schemas/...) is still a rejection.
+ */
+const RESOURCE_NAME_TEXT = /\[topics\] name|resource name|topic name/i;
+
+/** Classifies one publish error. `topic` is the full topic name, used in operator-facing details. */
+export function classifyPublishError(err: unknown, topic: string): PublishErrorClass {
+  const text = errorText(err);
+  const code = underlyingCode(err, text);
+
+  if (typeof code === 'number') {
+    switch (code) {
+      case GrpcStatus.NOT_FOUND:
+        return {
+          kind: 'failing',
+          reason: 'topic_not_found',
+          detail:
+            `Pub/Sub topic ${topic} does not exist: create it (gcloud pubsub topics create ...) ` +
+            `or correct PUBSUB_TOPIC / GCP_PROJECT_ID (${text})`,
+        };
+      case GrpcStatus.PERMISSION_DENIED:
+      case GrpcStatus.UNAUTHENTICATED:
+        return { kind: 'failing', reason: 'permission_denied', detail: permissionDetail(topic, text) };
+      case GrpcStatus.FAILED_PRECONDITION:
+        // e.g. the topic's Cloud KMS key is disabled, or a schema setting refuses every message.
+        return {
+          kind: 'failing',
+          reason: 'failed_precondition',
+          detail: `Pub/Sub refuses to publish to ${topic} until its configuration is fixed (${text})`,
+        };
+      case GrpcStatus.INVALID_ARGUMENT:
+        if (RESOURCE_NAME_TEXT.test(text)) {
+          return {
+            kind: 'failing',
+            reason: 'invalid_topic',
+            detail: `Pub/Sub rejects the topic name ${topic}: correct PUBSUB_TOPIC / GCP_PROJECT_ID (${text})`,
+          };
+        }
+        return { kind: 'invalid', reason: 'invalid_argument', detail: text };
+      default: {
+        const reason = DEGRADED_BY_CODE[code];
+        if (reason) return { kind: 'degraded', reason, detail: text };
+        // OUT_OF_RANGE, DATA_LOSS, UNIMPLEMENTED...: unexpected on Publish; retry and show it.
+        return { kind: 'degraded', reason: 'error', detail: text };
+      }
+    }
+  }
+
+  if (typeof code === 'string' && SOCKET_CODES.has(code)) {
+    return { kind: 'degraded', reason: 'unavailable', detail: text };
+  }
+  const httpStatus = (err as { response?: { status?: unknown } } | null | undefined)?.response?.status;
+  if (httpStatus === 401 || httpStatus === 403 || CREDENTIAL_TEXT.test(text)) {
+    return { kind: 'failing', reason: 'permission_denied', detail: permissionDetail(topic, text) };
+  }
+  return { kind: 'degraded', reason: 'error', detail: text };
+}
+
+/**
+ * google-gax surprise: when its own retries run out of time it reports DEADLINE_EXCEEDED ("Total timeout of
+ * API ... exceeded N milliseconds retrying error Error: 14 UNAVAILABLE: ...") whatever the attempts failed
+ * with. The last attempt's code is the better reason: an unreachable endpoint reads `unavailable`, not a slow one.
+ */
+function underlyingCode(err: unknown, text: string): unknown {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  if (code !== GrpcStatus.DEADLINE_EXCEEDED) return code;
+  const inner = /retrying error Error: (\d+) [A-Z_]+/.exec(text);
+  return inner ? Number(inner[1]) : code;
+}
+
+function permissionDetail(topic: string, text: string): string {
+  return (
+    `the node's Application Default Credentials may not publish to ${topic}: grant roles/pubsub.publisher ` +
+    `on the topic to the service account the node runs as, or fix its credentials (${text})`
+  );
+}
+
+/** A one-line description of an error, short enough for a status page and a log line. */
+export function errorText(err: unknown): string {
+  if (err instanceof Error) {
+    const details = (err as { details?: unknown }).details;
+    const code = (err as { code?: unknown }).code;
+    // gRPC errors carry the server's words in `details`; `message` repeats them after "<code> <NAME>: ".
+    const base = typeof details === 'string' && details ? `${codeName(code)}: ${details}` : err.message;
+    // gax appends every attempt's error after " : Previous errors : [...]"; the first part says enough.
+    return truncate(base.split(' : Previous errors')[0]!, 500);
+  }
+  return truncate(String(err), 500);
+}
+
+function codeName(code: unknown): string {
+  if (typeof code !== 'number') return String(code ?? 'error');
+  const entry = Object.entries(GrpcStatus).find(([, value]) => value === code);
+  return entry ? entry[0] : `code ${code}`;
+}
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}

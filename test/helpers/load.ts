@@ -1,0 +1,76 @@
+import mqtt from 'mqtt';
+import { pullAll, type Received } from './pubsub-emulator.js';
+
+/** A ~200-byte JSON payload like a pressure sensor's, carrying the sequence number that tests check. */
+export function sensorPayload(seq: number): string {
+  const base = { seq, sensor: `PT-${String(seq % 64).padStart(3, '0')}`, bar: 1.2 + (seq % 1000) / 1000, unit: 'bar', site: 'pit-north', ts: 1_764_000_000_000 + seq };
+  const text = JSON.stringify(base);
+  return JSON.stringify({ ...base, pad: 'x'.repeat(Math.max(0, 200 - text.length - 10)) });
+}
+
+export function seqOf(payload: Buffer | string): number {
+  return (JSON.parse(payload.toString()) as { seq: number }).seq;
+}
+
+/**
+ * Publishes messages `from`..`to-1` at QoS 1 with a bounded in-flight window, resolving when the broker
+ * has acknowledged each. `onProgress` sees the count acknowledged so far (to act mid-stream).
+ */
+export async function publishRange(
+  url: string,
+  from: number,
+  to: number,
+  opts: { topic?: (i: number) => string; window?: number; onProgress?: (acked: number) => void; clientId?: string } = {},
+): Promise<void> {
+  const client = await mqtt.connectAsync(url, { clientId: opts.clientId ?? `load-${process.pid}-${Date.now()}-${from}`, protocolVersion: 4, clean: true });
+  const window = opts.window ?? 500;
+  let next = from;
+  let acked = 0;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let inflight = 0;
+      const pump = () => {
+        while (inflight < window && next < to) {
+          const i = next++;
+          inflight += 1;
+          client.publish(opts.topic ? opts.topic(i) : `plant/pit-north/pressure/${i % 64}`, sensorPayload(i), { qos: 1 }, (err) => {
+            if (err) return reject(err);
+            inflight -= 1;
+            acked += 1;
+            opts.onProgress?.(acked);
+            if (acked === to - from) resolve();
+            else pump();
+          });
+        }
+      };
+      pump();
+    });
+  } finally {
+    await client.endAsync();
+  }
+}
+
+/**
+ * Pulls from a subscription until `unique(received)` reaches `expected` (duplicates are allowed and
+ * kept), or the timeout passes. Returns everything received.
+ */
+export async function pullUntilUnique(
+  host: string,
+  projectId: string,
+  sub: string,
+  expected: number,
+  unique: (r: Received) => string | number,
+  timeoutMs: number,
+): Promise<Received[]> {
+  const all: Received[] = [];
+  const seen = new Set<string | number>();
+  const deadline = Date.now() + timeoutMs;
+  while (seen.size < expected && Date.now() < deadline) {
+    const batch = await pullAll(host, projectId, sub, expected - seen.size, deadline - Date.now());
+    for (const r of batch) {
+      all.push(r);
+      seen.add(unique(r));
+    }
+  }
+  return all;
+}
