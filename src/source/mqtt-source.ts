@@ -1,8 +1,10 @@
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { Backoff } from '../core/backoff.js';
+import { sleep } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../http/metrics.js';
 import type { SpoolWriter } from '../spool/group-commit.js';
+import { Connection, type ConnectionEvent } from './connection.js';
+import { openTransport } from './transport.js';
 
 export interface MqttSourceOptions {
   url: string;
@@ -20,115 +22,121 @@ export interface MqttSourceOptions {
   onCommitted: () => void;
   reconnectBaseMs?: number;
   reconnectCapMs?: number;
+  /** MQTT 5 Receive Maximum (default 10,000): the broker's in-flight window towards us. */
+  receiveMaximum?: number;
+  /** Stop reading the socket while this many messages wait for a commit (default 50,000). */
+  pauseAbove?: number;
+  connectTimeoutMs?: number;
 }
 
 export type SourceState = 'connecting' | 'subscribed' | 'disconnected' | 'stopped';
 
 /**
  * The subscriber for the mosquitto and external modes: a persistent session (clean start off, MQTT 5
- * session expiry), a stable client id, QoS 1 subscriptions, and the PUBACK only after the spool commit.
- *
- * MQTT-4.3.2: PUBACK only after the message is stored. MQTT.js sends the PUBACK for a QoS 1 message
- * once the `handleMessage` callback is called, and it handles incoming packets strictly one at a time,
- * so calling back after the commit makes the acknowledgement follow durability (one commit per message).
- * When the commit fails (spool closing at shutdown) the callback is never called: no PUBACK, and the
- * broker redelivers the message to the persistent session on the next connection.
+ * session expiry), a stable client id, QoS 1 subscriptions, and each PUBACK only after the spool commit,
+ * with many messages per commit (see connection.ts). Reconnects with the shared backoff.
  */
 export class MqttSource {
-  private client: MqttClient | undefined;
   private state: SourceState = 'connecting';
   private lastError: string | undefined;
   private readonly backoff: Backoff;
   private connections = 0;
+  private current: Connection | undefined;
+  private stopped = false;
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | undefined;
+  private subscribedOnce = false;
 
   constructor(private readonly opts: MqttSourceOptions) {
     this.backoff = new Backoff({ baseMs: opts.reconnectBaseMs ?? 500, capMs: opts.reconnectCapMs ?? 30_000 });
   }
 
   start(): void {
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
     const o = this.opts;
-    const options: IClientOptions = {
+    const url = new URL(o.url);
+    while (!this.stopped) {
+      this.setState('connecting');
+      const reason = await this.connectOnce(url).catch((err: Error) => err.message);
+      if (this.stopped) break;
+      this.lastError = reason;
+      this.setState('disconnected');
+      const delay = this.backoff.next();
+      o.logger.warn({ reason, url: redactUrl(o.url), retryInMs: delay }, 'subscriber disconnected; reconnecting');
+      await sleep(delay, this.abort.signal);
+    }
+  }
+
+  /** One connection's life; resolves with the reason it ended. */
+  private async connectOnce(url: URL): Promise<string> {
+    const o = this.opts;
+    const timeout = o.connectTimeoutMs ?? 10_000;
+    const transport = openTransport(url, timeout);
+    const conn = new Connection(transport.stream, {
       clientId: o.clientId,
-      clean: false,
-      protocolVersion: o.protocolVersion,
-      keepalive: o.keepaliveSeconds,
       username: o.username,
       password: o.password,
-      reconnectPeriod: o.reconnectBaseMs ?? 500,
-      connectTimeout: 10_000,
-      // We subscribe ourselves, only when the broker has no session for us (see 'connect' below).
-      resubscribe: false,
-      properties: o.protocolVersion === 5 ? { sessionExpiryInterval: o.sessionExpirySeconds, receiveMaximum: 65_535 } : undefined,
-    };
-    const client = mqtt.connect(o.url, options);
-    this.client = client;
-    client.handleMessage = (packet: IPublishPacket, callback) => this.onPublish(packet, callback);
-    // Runs before MQTT.js's own 'close' handler, which schedules the reconnect with options.reconnectPeriod:
-    // this is how the reconnect delay follows our backoff instead of MQTT.js's fixed period.
-    client.prependListener('close', () => {
-      client.options.reconnectPeriod = this.backoff.next();
-      if (this.state !== 'stopped') this.setState('disconnected');
+      topics: o.topics,
+      protocolVersion: o.protocolVersion,
+      sessionExpirySeconds: o.sessionExpirySeconds,
+      keepaliveSeconds: o.keepaliveSeconds,
+      receiveMaximum: o.receiveMaximum ?? 10_000,
+      submit: (m) => o.writer.submit(m),
+      waiting: () => o.writer.waiting,
+      pauseAbove: o.pauseAbove ?? 50_000,
+      onCommitted: o.onCommitted,
+      onEvent: (e) => this.onEvent(e),
     });
-    client.on('connect', (connack) => {
-      this.connections += 1;
-      if (this.connections > 1) o.metrics.sourceReconnects.inc();
-      this.backoff.reset();
-      o.logger.info({ sessionPresent: connack.sessionPresent, clientId: o.clientId }, 'subscriber connected');
-      if (connack.sessionPresent) this.setState('subscribed');
-      else this.subscribe(client);
-    });
-    client.on('error', (err) => {
-      this.lastError = err.message;
-      o.logger.warn({ err: err.message, url: redactUrl(o.url) }, 'subscriber connection error');
-    });
-    client.on('offline', () => o.logger.debug('subscriber offline'));
+    this.current = conn;
+    try {
+      await transport.ready;
+    } catch (err) {
+      transport.stream.destroy();
+      throw err;
+    }
+    conn.start(timeout);
+    return conn.done;
   }
 
-  private subscribe(client: MqttClient): void {
+  private onEvent(e: ConnectionEvent): void {
     const o = this.opts;
-    // rh 1 (MQTT 5): retained messages only when the subscription is new, not on every re-subscribe.
-    const subOpts = o.protocolVersion === 5 ? { qos: 1 as const, rh: 1 } : { qos: 1 as const };
-    client.subscribe(o.topics, subOpts, (err, granted) => {
-      if (err) {
-        this.lastError = `subscribe failed: ${err.message}`;
-        o.logger.error({ err: err.message, topics: o.topics }, 'subscribe failed');
+    const log = o.logger;
+    switch (e.type) {
+      case 'connected':
+        this.connections += 1;
+        if (this.connections > 1) o.metrics.sourceReconnects.inc();
+        this.backoff.reset();
+        log.info({ sessionPresent: e.sessionPresent, clientId: o.clientId }, 'subscriber connected');
+        if (!e.sessionPresent && this.subscribedOnce) {
+          log.warn(
+            { clientId: o.clientId },
+            'the broker had no session for this client id: messages published while the node was away may not have been queued (broker restarted without persistence, or session expired)',
+          );
+        }
         return;
-      }
-      const refused = (granted ?? []).filter((g) => g.qos !== 0 && g.qos !== 1 && g.qos !== 2);
-      if (refused.length > 0) {
-        this.lastError = `broker refused subscriptions: ${refused.map((g) => g.topic).join(', ')}`;
-        o.logger.error({ refused }, 'broker refused some subscriptions');
+      case 'subscribed':
+        this.subscribedOnce = true;
+        if (e.granted.length > 0) log.info({ topics: o.topics }, 'subscribed');
+        this.setState('subscribed');
         return;
-      }
-      const downgraded = (granted ?? []).filter((g) => g.qos === 0);
-      if (downgraded.length > 0) o.logger.warn({ topics: downgraded.map((g) => g.topic) }, 'broker granted QoS 0 only: those messages are not redelivered after a crash');
-      o.logger.info({ topics: o.topics }, 'subscribed');
-      this.setState('subscribed');
-    });
-  }
-
-  private onPublish(packet: IPublishPacket, callback: (err?: Error) => void): void {
-    const o = this.opts;
-    o.writer
-      .submit({
-        topic: packet.topic,
-        payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload),
-        qos: packet.qos,
-        retain: packet.retain,
-        receivedAt: Date.now(),
-        packetId: packet.qos > 0 ? packet.messageId : undefined,
-        dup: packet.dup,
-      })
-      .then(
-        () => {
-          o.onCommitted();
-          callback();
-        },
-        (err: Error) => {
-          // Not stored, so not acknowledged: the broker keeps it for our session.
-          o.logger.warn({ err: err.message, topic: packet.topic }, 'message not committed; left unacknowledged for redelivery');
-        },
-      );
+      case 'downgraded':
+        log.warn({ topics: e.topics }, 'broker granted QoS 0 only: those messages are not redelivered after a crash');
+        return;
+      case 'subscribe-refused':
+        this.lastError = `broker refused subscriptions: ${e.topics.join(', ')}`;
+        log.error({ topics: e.topics }, 'broker refused some subscriptions (check the broker ACL for the subscriber)');
+        return;
+      case 'refused':
+        log.error({ reason: e.reason, url: redactUrl(o.url) }, 'broker refused the subscriber connection');
+        return;
+      case 'server-disconnect':
+      case 'protocol-error':
+        log.warn({ reason: e.reason }, 'subscriber connection ended by the broker');
+        return;
+    }
   }
 
   private setState(state: SourceState): void {
@@ -137,7 +145,7 @@ export class MqttSource {
   }
 
   isReady(): boolean {
-    return this.state === 'subscribed' && this.client?.connected === true;
+    return this.state === 'subscribed' && this.current?.isConnected === true;
   }
 
   status(): { state: SourceState; clientId: string; url: string; lastError?: string; connections: number } {
@@ -146,10 +154,11 @@ export class MqttSource {
 
   /** Disconnects; messages not yet committed stay unacknowledged and are redelivered later. */
   async stop(): Promise<void> {
+    this.stopped = true;
     this.setState('stopped');
-    const client = this.client;
-    if (!client) return;
-    await new Promise<void>((resolve) => client.end(true, {}, () => resolve()));
+    this.abort.abort();
+    await this.current?.disconnect();
+    await this.loop;
   }
 }
 

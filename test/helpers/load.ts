@@ -20,7 +20,7 @@ export async function publishRange(
   url: string,
   from: number,
   to: number,
-  opts: { topic?: (i: number) => string; window?: number; onProgress?: (acked: number) => void; clientId?: string } = {},
+  opts: { topic?: (i: number) => string; window?: number; onProgress?: (acked: number) => void; clientId?: string; ratePerSec?: number } = {},
 ): Promise<void> {
   const client = await mqtt.connectAsync(url, { clientId: opts.clientId ?? `load-${process.pid}-${Date.now()}-${from}`, protocolVersion: 4, clean: true });
   const window = opts.window ?? 500;
@@ -29,8 +29,17 @@ export async function publishRange(
   try {
     await new Promise<void>((resolve, reject) => {
       let inflight = 0;
+      const started = Date.now();
+      let timer: NodeJS.Timeout | undefined;
       const pump = () => {
         while (inflight < window && next < to) {
+          if (opts.ratePerSec && next - from >= ((Date.now() - started) / 1000) * opts.ratePerSec) {
+            timer ??= setTimeout(() => {
+              timer = undefined;
+              pump();
+            }, 5);
+            return;
+          }
           const i = next++;
           inflight += 1;
           client.publish(opts.topic ? opts.topic(i) : `plant/pit-north/pressure/${i % 64}`, sensorPayload(i), { qos: 1 }, (err) => {

@@ -72,3 +72,19 @@ describe('file sink', () => {
     expect(readFileSync(path.join(dir, 'messages-20261129T05-0000.ndjson'), 'utf8').trim().split('\n').length).toBe(2);
   });
 });
+
+describe('file sink after a crash', () => {
+  it('cuts a partial last line left by a crash before appending', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'file-sink-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'messages-20261129T05-0000.ndjson');
+    writeFileSync(file, '{"message_id":"a"}\n{"message_id":"b","top');
+    const sink = new FileSink({ dir, rotateBytes: 1e6, logger: createLogger('silent'), clock: { now: () => Date.UTC(2026, 10, 29, 5, 1) } });
+    await sink.start();
+    await sink.write([message(1)]);
+    await sink.close();
+    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { message_id: string });
+    expect(lines.map((l) => l.message_id)).toEqual(['a', message(1).messageId]);
+  });
+});

@@ -96,11 +96,27 @@ export class FileSink implements Sink {
         this.currentIndex += 1;
         continue;
       }
-      this.handle = await open(file, 'a');
-      this.currentBytes = size;
+      this.handle = await open(file, 'a+');
+      this.currentBytes = size > 0 ? await this.dropTornTail(this.handle, size) : 0;
       this.opts.logger.debug({ file }, 'file sink writing');
       return this.handle;
     }
+  }
+
+  /**
+   * A crash in the middle of a write can leave a partial last line. Its batch was never answered
+   * `delivered`, so it is written again whole; the torn bytes are cut off so every line stays valid JSON.
+   */
+  private async dropTornTail(handle: FileHandle, size: number): Promise<number> {
+    const tailSize = Math.min(size, 1024 * 1024);
+    const tail = Buffer.alloc(tailSize);
+    await handle.read(tail, 0, tailSize, size - tailSize);
+    if (tail[tailSize - 1] === 0x0a) return size;
+    const lastNewline = tail.lastIndexOf(0x0a);
+    const keep = lastNewline >= 0 ? size - tailSize + lastNewline + 1 : size > tailSize ? size : 0;
+    await handle.truncate(keep);
+    this.opts.logger.warn({ cutBytes: size - keep }, 'file sink: removed a partial line left by a crash (its messages are written again)');
+    return keep;
   }
 
   /** After a restart, continue the hour's last file instead of starting at 0000 again. */

@@ -1,0 +1,261 @@
+import mqttPacket, { type Packet, type IPublishPacket, type IConnackPacket, type ISubackPacket } from 'mqtt-packet';
+import type { Duplex } from 'node:stream';
+import type { InboundMessage } from '../core/message.js';
+import type { AppendResult } from '../spool/spool.js';
+
+export interface ConnectionOptions {
+  clientId: string;
+  username?: string;
+  password?: string;
+  topics: string[];
+  protocolVersion: 4 | 5;
+  sessionExpirySeconds: number;
+  keepaliveSeconds: number;
+  /** MQTT 5 Receive Maximum advertised to the broker: how many QoS 1/2 messages may be unacknowledged. */
+  receiveMaximum: number;
+  /** Commits the message; the PUBACK is sent only after this resolves. */
+  submit: (m: InboundMessage) => Promise<AppendResult>;
+  /** Messages waiting for a commit; above `pauseAbove` the socket stops being read (TCP back-pressure). */
+  waiting: () => number;
+  pauseAbove: number;
+  onCommitted: () => void;
+  onEvent: (event: ConnectionEvent) => void;
+}
+
+export type ConnectionEvent =
+  | { type: 'connected'; sessionPresent: boolean }
+  | { type: 'subscribed'; granted: number[] }
+  | { type: 'subscribe-refused'; topics: string[] }
+  | { type: 'downgraded'; topics: string[] }
+  | { type: 'refused'; reason: string }
+  | { type: 'server-disconnect'; reason: string }
+  | { type: 'protocol-error'; reason: string };
+
+/** A QoS 1/2 PUBLISH waiting for its commit; acknowledgements leave in arrival order. */
+interface PendingAck {
+  messageId: number;
+  qos: 1 | 2;
+  committed: boolean;
+}
+
+const CONNACK_V4: Record<number, string> = {
+  1: 'unacceptable protocol version',
+  2: 'client identifier rejected',
+  3: 'server unavailable',
+  4: 'bad user name or password',
+  5: 'not authorized',
+};
+
+/**
+ * One MQTT session over one stream, on mqtt-packet (the parser and generator MQTT.js itself uses).
+ *
+ * Why not MQTT.js for the subscriber: MQTT.js handles incoming packets one at a time and sends each
+ * PUBACK after its handler's callback, so acknowledging after the commit meant one commit per message.
+ * Here the parser keeps reading PUBLISH packets while earlier ones wait for their group commit, and the
+ * acknowledgements are written as soon as their commit resolves, in the order the PUBLISH packets arrived
+ * (MQTT 3.1.1 §4.6, MQTT 5 §4.6: PUBACKs in the order of the PUBLISH packets received). Still: no PUBACK
+ * before the commit (MQTT-4.3.2 "ack after the message is stored" is our invariant 1).
+ *
+ * A connection's pending acknowledgements die with it: messages committed after the socket closed get no
+ * PUBACK; the broker redelivers them (DUP) to the persistent session and the spool recognises them.
+ */
+export class Connection {
+  private readonly parser;
+  private readonly acks: PendingAck[] = [];
+  private closed = false;
+  private paused = false;
+  private pingOutstanding = false;
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private connackTimer: NodeJS.Timeout | undefined;
+  private connected = false;
+  readonly done: Promise<string>;
+  private finish!: (reason: string) => void;
+
+  constructor(
+    private readonly stream: Duplex,
+    private readonly o: ConnectionOptions,
+  ) {
+    this.done = new Promise((resolve) => (this.finish = resolve));
+    this.parser = mqttPacket.parser({ protocolVersion: o.protocolVersion });
+    this.parser.on('packet', (p: Packet) => this.onPacket(p));
+    this.parser.on('error', (err: Error) => this.fail(`malformed packet from the broker: ${err.message}`, true));
+    stream.on('data', (chunk: Buffer) => this.parser.parse(chunk));
+    stream.on('error', (err) => this.close(err.message));
+    stream.on('close', () => this.close('connection closed'));
+  }
+
+  /** Sends CONNECT; the session is live once CONNACK accepts it. */
+  start(connectTimeoutMs: number): void {
+    const o = this.o;
+    this.send({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: o.protocolVersion,
+      clientId: o.clientId,
+      // Clean start off: the broker keeps our subscriptions and queues QoS 1 messages while we are away.
+      clean: false,
+      keepalive: o.keepaliveSeconds,
+      username: o.username,
+      password: o.password === undefined ? undefined : Buffer.from(o.password),
+      properties:
+        o.protocolVersion === 5 ? { sessionExpiryInterval: o.sessionExpirySeconds, receiveMaximum: o.receiveMaximum } : undefined,
+    });
+    this.connackTimer = setTimeout(() => this.fail(`no CONNACK within ${connectTimeoutMs} ms`), connectTimeoutMs);
+  }
+
+  private onPacket(p: Packet): void {
+    if (this.closed) return;
+    this.pingOutstanding = false; // any packet shows the broker is alive
+    switch (p.cmd) {
+      case 'connack':
+        return this.onConnack(p);
+      case 'publish':
+        return this.onPublish(p);
+      case 'suback':
+        return this.onSuback(p);
+      case 'pubrel':
+        // QoS 2 (only if a broker sends it despite our QoS 1 subscriptions): the message was stored
+        // before PUBREC, so PUBCOMP can go at once.
+        return this.send({ cmd: 'pubcomp', messageId: p.messageId });
+      case 'pingresp':
+        return;
+      case 'disconnect': {
+        const reason = p.properties?.reasonString ?? `reason code ${p.reasonCode ?? 0}`;
+        this.o.onEvent({ type: 'server-disconnect', reason });
+        return this.close(`broker disconnected us: ${reason}`);
+      }
+      default:
+        return;
+    }
+  }
+
+  private onConnack(p: IConnackPacket): void {
+    clearTimeout(this.connackTimer);
+    const code = this.o.protocolVersion === 5 ? (p.reasonCode ?? 0) : (p.returnCode ?? 0);
+    if ((this.o.protocolVersion === 5 && code >= 0x80) || (this.o.protocolVersion === 4 && code !== 0)) {
+      const reason =
+        this.o.protocolVersion === 5 ? (p.properties?.reasonString ?? `reason code 0x${code.toString(16)}`) : (CONNACK_V4[code] ?? `return code ${code}`);
+      this.o.onEvent({ type: 'refused', reason });
+      return this.close(`broker refused the connection: ${reason}`);
+    }
+    this.connected = true;
+    this.startKeepalive();
+    this.o.onEvent({ type: 'connected', sessionPresent: p.sessionPresent });
+    if (!p.sessionPresent) this.subscribe();
+    else this.o.onEvent({ type: 'subscribed', granted: [] });
+  }
+
+  private subscribe(): void {
+    const v5 = this.o.protocolVersion === 5;
+    this.send({
+      cmd: 'subscribe',
+      messageId: 1,
+      // rh 1 (MQTT 5): retained messages only for a new subscription, not again on every re-subscribe.
+      subscriptions: this.o.topics.map((topic) => (v5 ? { topic, qos: 1 as const, rh: 1, nl: false, rap: false } : { topic, qos: 1 as const })),
+    });
+  }
+
+  private onSuback(p: ISubackPacket): void {
+    const granted = p.granted.map((g) => (typeof g === "number" ? g : (g as { qos: number }).qos));
+    const refused = this.o.topics.filter((_, i) => (granted[i] ?? 0x80) >= 0x80);
+    if (refused.length > 0) return this.o.onEvent({ type: 'subscribe-refused', topics: refused });
+    const downgraded = this.o.topics.filter((_, i) => granted[i] === 0);
+    if (downgraded.length > 0) this.o.onEvent({ type: 'downgraded', topics: downgraded });
+    this.o.onEvent({ type: 'subscribed', granted });
+  }
+
+  private onPublish(p: IPublishPacket): void {
+    const message: InboundMessage = {
+      topic: p.topic,
+      payload: typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload,
+      qos: p.qos,
+      retain: p.retain,
+      receivedAt: Date.now(),
+      packetId: p.qos > 0 ? p.messageId : undefined,
+      dup: p.dup,
+    };
+    const entry: PendingAck | undefined = p.qos > 0 ? { messageId: p.messageId as number, qos: p.qos as 1 | 2, committed: false } : undefined;
+    if (entry) this.acks.push(entry);
+    this.o.submit(message).then(
+      () => {
+        this.o.onCommitted();
+        if (entry) {
+          entry.committed = true;
+          this.flushAcks();
+        }
+        this.maybeResume();
+      },
+      // Not stored (the spool is closing): no acknowledgement, the broker keeps the message for us.
+      () => undefined,
+    );
+    if (!this.paused && this.o.waiting() > this.o.pauseAbove) {
+      this.paused = true;
+      this.stream.pause();
+    }
+  }
+
+  /** Writes every acknowledgement whose commit is done, up to the first that is not: arrival order. */
+  private flushAcks(): void {
+    if (this.closed) return;
+    let n = 0;
+    while (n < this.acks.length && this.acks[n].committed) n += 1;
+    if (n === 0) return;
+    const ready = this.acks.splice(0, n);
+    const buffers = ready.map((a) => mqttPacket.generate({ cmd: a.qos === 1 ? 'puback' : 'pubrec', messageId: a.messageId }, { protocolVersion: this.o.protocolVersion }));
+    this.stream.write(buffers.length === 1 ? buffers[0] : Buffer.concat(buffers));
+  }
+
+  private maybeResume(): void {
+    if (this.paused && this.o.waiting() <= this.o.pauseAbove / 2) {
+      this.paused = false;
+      this.stream.resume();
+    }
+  }
+
+  /** PINGREQ every keep-alive period; a second period without any packet from the broker ends the connection. */
+  private startKeepalive(): void {
+    const ms = this.o.keepaliveSeconds * 1000;
+    this.keepaliveTimer = setInterval(() => {
+      if (this.pingOutstanding) return this.fail(`no answer from the broker within ${this.o.keepaliveSeconds} s (keep-alive)`);
+      this.pingOutstanding = true;
+      this.send({ cmd: 'pingreq' });
+    }, ms);
+    this.keepaliveTimer.unref();
+  }
+
+  get isConnected(): boolean {
+    return this.connected && !this.closed;
+  }
+
+  private send(packet: Packet): void {
+    if (this.closed) return;
+    this.stream.write(mqttPacket.generate(packet, { protocolVersion: this.o.protocolVersion }));
+  }
+
+  private fail(reason: string, protocol = false): void {
+    if (protocol) this.o.onEvent({ type: 'protocol-error', reason });
+    this.close(reason);
+    this.stream.destroy();
+  }
+
+  /** Ends the session politely: DISCONNECT (the session and its queue stay at the broker), then close. */
+  async disconnect(): Promise<void> {
+    if (this.closed) return;
+    if (this.connected) this.send({ cmd: 'disconnect' });
+    this.stream.end();
+    const timer = setTimeout(() => this.stream.destroy(), 1000);
+    await this.done;
+    clearTimeout(timer);
+  }
+
+  private close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.connected = false;
+    clearTimeout(this.connackTimer);
+    clearInterval(this.keepaliveTimer);
+    this.acks.length = 0;
+    if (!this.stream.destroyed) this.stream.destroy();
+    this.finish(reason);
+  }
+}
