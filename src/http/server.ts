@@ -65,7 +65,11 @@ export class HttpServer {
       }
       case '/metrics': {
         h.refreshMetrics();
-        const body = await this.opts.metrics.registry.metrics();
+        // ?name=X returns one metric only: a cheap poll for benchmarks and scripts.
+        const name = url.searchParams.get('name');
+        const body = name
+          ? await this.opts.metrics.registry.getSingleMetricAsString(name).catch(() => '')
+          : await this.opts.metrics.registry.metrics();
         res.writeHead(200, { 'content-type': this.opts.metrics.registry.contentType });
         res.end(body);
         return;

@@ -65,6 +65,7 @@ export class Connection {
   private closed = false;
   private paused = false;
   private pingOutstanding = false;
+  private ackFlushScheduled = false;
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private connackTimer: NodeJS.Timeout | undefined;
   private connected = false;
@@ -181,7 +182,7 @@ export class Connection {
         this.o.onCommitted();
         if (entry) {
           entry.committed = true;
-          this.flushAcks();
+          this.scheduleAckFlush();
         }
         this.maybeResume();
       },
@@ -192,6 +193,19 @@ export class Connection {
       this.paused = true;
       this.stream.pause();
     }
+  }
+
+  /**
+   * A group commit resolves many messages in one turn; their acknowledgements go out in one socket write,
+   * queued behind the promise reactions of the same group (a write per message cost a third of the CPU).
+   */
+  private scheduleAckFlush(): void {
+    if (this.ackFlushScheduled) return;
+    this.ackFlushScheduled = true;
+    queueMicrotask(() => {
+      this.ackFlushScheduled = false;
+      this.flushAcks();
+    });
   }
 
   /** Writes every acknowledgement whose commit is done, up to the first that is not: arrival order. */

@@ -35,12 +35,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
   dead_at     INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_sink ON dead_letters (sink, id);
--- The last message stored under each MQTT packet id, to recognise a broker redelivery (DUP) of a
--- message committed just before the PUBACK was lost (ARCHITECTURE §2.3).
-CREATE TABLE IF NOT EXISTS inbound_window (
-  packet_id  INTEGER PRIMARY KEY,
-  digest     BLOB NOT NULL,
-  message_id TEXT NOT NULL
+-- Journal of the inbound window (inbound-window.ts): per commit, the packet id and digest of each
+-- message, to recognise a broker redelivery (DUP) of a message committed just before the PUBACK was lost.
+CREATE TABLE IF NOT EXISTS inbound_window_log (
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
+  entries BLOB NOT NULL
 );
 `;
 

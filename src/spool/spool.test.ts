@@ -88,6 +88,35 @@ describe('spool', () => {
     spool.close();
   });
 
+  it('invariant 3 across a restart, and within one group (a message and its redelivery committed together)', () => {
+    const dir = tempDir();
+    let spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] });
+    spool.append([msg(1, { packetId: 9 })]);
+    spool.close();
+    spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] });
+    expect(spool.append([msg(1, { packetId: 9, dup: true })])).toEqual([{ stored: false, duplicateOf: '' }]);
+    const both = spool.append([msg(5, { packetId: 11 }), msg(5, { packetId: 11, dup: true })]);
+    expect(both.map((r) => r.stored)).toEqual([true, false]);
+    expect(spool.stats().messages).toBe(2);
+    spool.close();
+  });
+
+  it('the window journal keeps the newest 65,535 packet ids and prunes older commits', () => {
+    const dir = tempDir();
+    let spool = Spool.open({ dir, maxBytes: 1e12, sinks: ['file'] });
+    for (let g = 0; g < 80; g++) {
+      spool.append(Array.from({ length: 1000 }, (_, i) => msg(g * 1000 + i, { packetId: ((g * 1000 + i) % 65535) + 1 })));
+    }
+    const rows = spool.db.prepare('SELECT COUNT(*) FROM inbound_window_log').pluck().get() as number;
+    expect(rows).toBeLessThanOrEqual(67);
+    spool.close();
+    spool = Spool.open({ dir, maxBytes: 1e12, sinks: ['file'] });
+    // The newest use of packet id 1 (message 65535... wraps): message 79,999 used id (79999 % 65535) + 1.
+    const last = 79_999;
+    expect(spool.append([msg(last, { packetId: (last % 65535) + 1, dup: true })])[0].stored).toBe(false);
+    spool.close();
+  });
+
   it('invariant 4: a full spool refuses the append (nothing stored) instead of dropping', () => {
     const spool = Spool.open({ dir: tempDir(), maxBytes: 1024, sinks: ['file'] });
     const big = { ...msg(1), payload: Buffer.alloc(2000) };

@@ -17,7 +17,6 @@
  * row is leased again from the start, so delivery is at least once and sinks de-duplicate by message_id.
  */
 import Database from 'better-sqlite3';
-import { createHash } from 'node:crypto';
 import { mkdirSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { monotonicFactory } from 'ulid';
@@ -26,6 +25,7 @@ import { SpoolClosedError, SpoolFullError } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { ROW_OVERHEAD_BYTES, SCHEMA_SQL, SCHEMA_VERSION, SINK_BITS } from './schema.js';
 import { DeadLetterStore, type DeadLetterInput } from './dead-letters.js';
+import { InboundWindow, windowDigest, type WindowEntry } from './inbound-window.js';
 
 export interface SpoolOptions {
   /** Directory that holds `spool.db`. */
@@ -40,6 +40,7 @@ export interface SpoolOptions {
   clock?: Clock;
 }
 
+/** `duplicateOf` is the stored message's id, or '' when it was committed before the last restart. */
 export type AppendResult = { stored: true; seq: number; messageId: string } | { stored: false; duplicateOf: string };
 
 export interface SpoolStats {
@@ -78,13 +79,10 @@ export function messageBytes(topic: string, payload: Buffer): number {
   return payload.length + Buffer.byteLength(topic) + ROW_OVERHEAD_BYTES;
 }
 
-function digestOf(topic: string, payload: Buffer): Buffer {
-  return createHash('sha1').update(topic).update('\0').update(payload).digest();
-}
-
 export class Spool {
   readonly db: Database.Database;
   readonly deadLetters: DeadLetterStore;
+  private readonly window: InboundWindow;
   readonly path: string;
   private readonly clock: Clock;
   private readonly routeMask: number;
@@ -117,18 +115,19 @@ export class Spool {
       insert: this.db.prepare(
         'INSERT INTO messages (message_id, topic, payload, qos, retain, received_at, pending) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
-      windowGet: this.db.prepare('SELECT digest, message_id FROM inbound_window WHERE packet_id = ?').pluck(false),
-      windowPut: this.db.prepare('INSERT OR REPLACE INTO inbound_window (packet_id, digest, message_id) VALUES (?, ?, ?)'),
       lease: this.db.prepare(
         'SELECT seq, message_id, topic, payload, qos, retain, received_at FROM messages WHERE seq > ? AND (pending & ?) != 0 ORDER BY seq LIMIT ?',
       ),
-      clearBit: this.db.prepare('UPDATE messages SET pending = pending & ~@bit WHERE seq = @seq AND (pending & @bit) != 0'),
+      clearBits: this.db.prepare(
+        'UPDATE messages SET pending = pending & ~@bit WHERE seq IN (SELECT value FROM json_each(@list)) AND (pending & @bit) != 0',
+      ),
       deleteDone: this.db.prepare(
-        'DELETE FROM messages WHERE seq = ? AND pending = 0 RETURNING length(payload) + length(CAST(topic AS BLOB)) AS size',
+        'DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?)) AND pending = 0 RETURNING length(payload) + length(CAST(topic AS BLOB)) AS size',
       ),
       oldest: this.db.prepare('SELECT received_at FROM messages ORDER BY seq LIMIT 1').pluck(),
     };
     this.deadLetters = new DeadLetterStore(this.db, this.clock);
+    this.window = new InboundWindow(this.db);
     this.releaseUnroutedSinks();
     for (const sink of this.options.sinks) this.cursors.set(sink, 0);
     this.refreshCounters();
@@ -202,39 +201,40 @@ export class Spool {
   append(messages: InboundMessage[]): AppendResult[] {
     if (this.closed) throw new SpoolClosedError();
     if (this.isFull()) throw new SpoolFullError(this.bytes, this.options.maxBytes);
-    return this.appendTx(messages);
+    const window = new Map<number, WindowEntry>();
+    const { results, added, addedBytes, journalId } = this.appendTx(messages, window);
+    // Only now is the transaction committed: in-memory state follows it, never leads it.
+    this.window.apply(window, journalId);
+    this.messageCount += added;
+    this.bytes += addedBytes;
+    if (this.routeMask !== 0) for (const s of this.options.sinks) this.pendingCount.set(s, (this.pendingCount.get(s) ?? 0) + added);
+    return results;
   }
 
-  private readonly appendTx = (messages: InboundMessage[]): AppendResult[] =>
-    this.db.transaction((batch: InboundMessage[]) => {
+  private readonly appendTx = (messages: InboundMessage[], window: Map<number, WindowEntry>) =>
+    this.db.transaction(() => {
       const results: AppendResult[] = [];
       let added = 0;
       let addedBytes = 0;
-      for (const m of batch) {
+      for (const m of messages) {
         let digest: Buffer | undefined;
         if (m.packetId !== undefined) {
-          digest = digestOf(m.topic, m.payload);
-          if (m.dup) {
-            const prev = this.stmt.windowGet.get(m.packetId) as { digest: Buffer; message_id: string } | undefined;
-            if (prev && prev.digest.equals(digest)) {
-              results.push({ stored: false, duplicateOf: prev.message_id });
-              continue;
-            }
+          digest = windowDigest(m.topic, m.payload);
+          const duplicateOf = m.dup ? this.window.match(m.packetId, digest, window) : undefined;
+          if (duplicateOf !== undefined) {
+            results.push({ stored: false, duplicateOf });
+            continue;
           }
         }
         const messageId = this.newId(m.receivedAt);
         const info = this.stmt.insert.run(messageId, m.topic, m.payload, m.qos, m.retain ? 1 : 0, m.receivedAt, this.routeMask);
-        if (digest) this.stmt.windowPut.run(m.packetId, digest, messageId);
+        if (digest) window.set(m.packetId as number, { packetId: m.packetId as number, digest, messageId });
         results.push({ stored: true, seq: Number(info.lastInsertRowid), messageId });
         added += 1;
         addedBytes += messageBytes(m.topic, m.payload);
       }
-      // Counters change only once the transaction function returns (it commits right after).
-      this.messageCount += added;
-      this.bytes += addedBytes;
-      if (this.routeMask !== 0) for (const s of this.options.sinks) this.pendingCount.set(s, (this.pendingCount.get(s) ?? 0) + added);
-      return results;
-    })(messages);
+      return { results, added, addedBytes, journalId: this.window.write(window) };
+    })();
 
   /**
    * The next messages for a sink after its cursor, at most `max` messages and about `maxBytes` payload
@@ -259,21 +259,21 @@ export class Spool {
   /** Marks messages delivered by a sink; rows no sink still needs are deleted in the same transaction. */
   ack(sink: SinkName, seqs: readonly number[]): void {
     if (this.closed || seqs.length === 0) return;
-    this.db.transaction(() => {
-      for (const seq of seqs) this.clearSinkBit(sink, seq);
-    })();
+    this.db.transaction(() => this.clearSinkBits(sink, seqs))();
   }
 
-  private clearSinkBit(sink: SinkName, seq: number): void {
-    const changed = this.stmt.clearBit.run({ bit: SINK_BITS[sink], seq }).changes;
-    if (changed === 0) return;
+  /**
+   * Clears one sink's bit on many rows and deletes the rows no sink still needs: two statements for the
+   * whole batch (the seqs passed as one JSON array) rather than two per message.
+   */
+  private clearSinkBits(sink: SinkName, seqs: readonly number[]): void {
+    const list = JSON.stringify(seqs);
+    const changed = this.stmt.clearBits.run({ bit: SINK_BITS[sink], list }).changes;
     const pending = this.pendingCount.get(sink);
-    if (pending !== undefined) this.pendingCount.set(sink, pending - 1);
-    const gone = this.stmt.deleteDone.get(seq) as { size: number } | undefined;
-    if (gone) {
-      this.messageCount -= 1;
-      this.bytes -= gone.size + ROW_OVERHEAD_BYTES;
-    }
+    if (pending !== undefined) this.pendingCount.set(sink, pending - changed);
+    const gone = this.stmt.deleteDone.all(list) as { size: number }[];
+    this.messageCount -= gone.length;
+    for (const g of gone) this.bytes -= g.size + ROW_OVERHEAD_BYTES;
   }
 
   /** Moves messages to the dead-letter store for one sink (with the reason) and clears that sink's bit. */
@@ -286,8 +286,8 @@ export class Spool {
     this.db.transaction(() => {
       for (const item of items) {
         this.bytes += this.deadLetters.insert(sink, item);
-        this.clearSinkBit(sink, item.message.seq);
       }
+      this.clearSinkBits(sink, items.map((i) => i.message.seq));
     })();
   }
 

@@ -1,11 +1,21 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitFor } from './ports.js';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** The package root, found by walking up (this file also runs compiled, from dist/test/helpers, in the bench). */
+function findRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json')) || !existsSync(path.join(dir, 'bin', 'mqtt-ingest.js'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('cannot find the mqtt-ingest package root');
+    dir = up;
+  }
+  return dir;
+}
+export const ROOT = findRoot();
 export const BIN = path.join(ROOT, 'bin', 'mqtt-ingest.js');
 
 export interface NodeProcess {
@@ -62,7 +72,9 @@ export async function startNode(env: Record<string, string | undefined> = {}, op
   const httpPort = opts.httpPort ?? (await freePort());
   const mqttPort = opts.mqttPort ?? (await freePort());
   const fullEnv = baseEnv({ DATA_DIR: dataDir, PORT: String(httpPort), MQTT_PORT: String(mqttPort), MQTT_HOST: '127.0.0.1', ...env });
-  const proc = spawn(process.execPath, [BIN, 'run'], { env: fullEnv, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_NODE_ARGS: extra Node.js flags for profiling (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...nodeArgs, BIN, 'run'], { env: fullEnv, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   let buffer = '';
   const onData = (d: Buffer) => {

@@ -1,0 +1,92 @@
+/**
+ * `npm run bench`: every throughput, latency and memory case against a baseline measured in the same run,
+ * on a real Mosquitto and the real Pub/Sub emulator started here. Prints a table, writes it as JSON under
+ * bench/results/ and (full runs only) into docs/performance.md between its bench markers.
+ * `--quick` runs every case small (under a minute) so a test keeps the script working.
+ * `--only name[,name]` runs some cases: drain, live, pubsub, latency, rss, embedded.
+ */
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { startMosquitto } from '../test/helpers/mosquitto.js';
+import { startPubSubEmulator } from '../test/helpers/pubsub-emulator.js';
+import { ROOT } from '../test/helpers/node-process.js';
+import { drainBacklog, embeddedVsMosquitto, latency, liveStream, memory, spoolToPubSub, type CaseResult } from './cases.js';
+
+process.env.METADATA_SERVER_DETECTION = 'none';
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    out: { type: 'string' },
+  },
+});
+const quick = values.quick as boolean;
+const only = values.only ? new Set(values.only.split(',')) : undefined;
+const want = (name: string) => !only || only.has(name);
+const size = quick
+  ? { drain: 20_000, live: 20_000, pubsub: 10_000, latencyRate: 2000, latencySeconds: 2, rss: 20_000, embedded: 10_000 }
+  : { drain: 300_000, live: 200_000, pubsub: 200_000, latencyRate: 5000, latencySeconds: 20, rss: 1_000_000, embedded: 200_000 };
+
+const started = Date.now();
+const [broker, emu] = await Promise.all([startMosquitto({ persistence: false }), startPubSubEmulator()]);
+const results: CaseResult[] = [];
+try {
+  if (want('drain')) results.push(await step('drain', () => drainBacklog(broker, size.drain)));
+  if (want('live')) results.push(await step('live', () => liveStream(broker, size.live)));
+  if (want('pubsub')) results.push(await step('pubsub', () => spoolToPubSub(emu, size.pubsub)));
+  if (want('latency')) results.push(await step('latency', () => latency(emu, size.latencyRate, size.latencySeconds)));
+  if (want('rss')) results.push(await step('rss', () => memory(emu, size.rss)));
+  if (want('embedded')) results.push(await step('embedded', () => embeddedVsMosquitto(size.embedded, 4)));
+} finally {
+  await Promise.all([broker.stop(), emu.stop()]);
+}
+
+async function step(name: string, fn: () => Promise<CaseResult>): Promise<CaseResult> {
+  process.stderr.write(`bench: ${name}…\n`);
+  const r = await fn();
+  process.stderr.write(`bench: ${name}: ${r.node} vs ${r.baseline}\n`);
+  return r;
+}
+
+const table = renderTable(results);
+console.log(table);
+const report = {
+  when: new Date().toISOString(),
+  quick,
+  seconds: Math.round((Date.now() - started) / 1000),
+  machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGb: Math.round(os.totalmem() / 1024 ** 3), node: process.version },
+  results,
+};
+const outDir = values.out ?? path.join(ROOT, 'bench', 'results');
+mkdirSync(outDir, { recursive: true });
+const name = quick ? 'quick-latest.json' : 'latest.json';
+writeFileSync(path.join(outDir, name), JSON.stringify(report, null, 2) + '\n');
+if (!quick && !values.out) {
+  writeFileSync(path.join(outDir, `${report.when.replace(/[:.]/g, '-')}.json`), JSON.stringify(report, null, 2) + '\n');
+  updatePerformanceDoc(table, report.when);
+}
+console.log(`results: ${path.join(outDir, name)} (${report.seconds} s)`);
+
+function renderTable(rows: CaseResult[]): string {
+  const lines = ['| case | node | baseline | ratio | goal | met |', '|---|---|---|---|---|---|'];
+  for (const r of rows) {
+    const met = r.met === null ? '—' : r.met ? 'yes' : '**no**';
+    lines.push(`| ${r.case} | ${r.node} | ${r.baseline} | ${r.ratio === null ? '—' : `${r.ratio.toFixed(2)}×`} | ${r.goal} | ${met} |`);
+  }
+  return lines.join('\n');
+}
+
+function updatePerformanceDoc(tableText: string, when: string): void {
+  const doc = path.join(ROOT, 'docs', 'performance.md');
+  if (!existsSync(doc)) return;
+  const text = readFileSync(doc, 'utf8');
+  const start = '<!-- bench:start -->';
+  const end = '<!-- bench:end -->';
+  const i = text.indexOf(start);
+  const j = text.indexOf(end);
+  if (i < 0 || j < i) return;
+  const block = `${start}\nLatest full run: ${when} (\`npm run bench\`).\n\n${tableText}\n${end}`;
+  writeFileSync(doc, text.slice(0, i) + block + text.slice(j + end.length));
+}
