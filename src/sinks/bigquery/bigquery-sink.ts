@@ -1,0 +1,290 @@
+/**
+ * BigQuery sink (contract §3, "BigQuery row"): each message becomes one raw row (schema.ts), streamed with
+ * `tabledata.insertAll`, `insertId` = `message_id`, so every retry of ours is de-duplicated by BigQuery.
+ * One outcome per message: a 200 with `insertErrors` is not success (classify.ts `rowOutcomes`).
+ *
+ * Who retries: our dispatcher, with the node's backoff, while the spool holds the rows. The client's own
+ * retries are off (`autoRetry: false`; `maxRetries: 0` is ignored by @google-cloud/common, which treats 0 as
+ * "unset" and retries 3 times over ~16 s) and so are its partial retries (`partialRetries: 0`), so every
+ * failed attempt is counted and shown at once.
+ */
+import { BigQuery, type BigQueryOptions, type Table } from '@google-cloud/bigquery';
+import type { SpooledMessage } from '../../core/message.js';
+import { delivered, rejected, retryable, type DeliveryOutcome } from '../../core/outcome.js';
+import { systemClock, type Clock } from '../../core/clock.js';
+import { IngestError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { Sink, SinkStatus } from '../sink.js';
+import { classifyRequestError, rowOutcomes, type InsertError, type RequestErrorClass } from './classify.js';
+import { toRawRow } from './schema.js';
+import { checkRawTable, tableName, withTimeout, type TableCheck } from './table-check.js';
+import { encodeRows, planRequests, MAX_REQUEST_BYTES, type EncodedRow } from './request-plan.js';
+
+export interface BigQuerySinkOptions {
+  projectId: string;
+  dataset: string;
+  table: string;
+  location: string;
+  autoCreate: boolean;
+  /** A host URL (BIGQUERY_API_ENDPOINT); `/bigquery/v2` is appended, as the client does with `apiEndpoint`. */
+  apiEndpoint?: string;
+  /** A full base URL (BIGQUERY_EMULATOR_HOST), used as it is, as the client reads that variable. */
+  emulatorHost?: string;
+  maxBatchRows: number;
+  /** Largest insertAll request body; a batch whose rows encode to more is sent as several requests. */
+  maxRequestBytes: number;
+  maxInFlight: number;
+  logger: Logger;
+  /** Upper bound for one REST call. Default 30 s. */
+  requestTimeoutMs?: number;
+  /** Upper bound for each call of the table check at start. Default 10 s. */
+  startTimeoutMs?: number;
+  /** How often the table is checked again while it is not known to be usable and nothing is written. Default 15 s. */
+  recheckIntervalMs?: number;
+  /** Tests only: the credentials the client uses (e.g. one that never authorises). */
+  authClient?: BigQueryOptions['authClient'];
+  clock?: Clock;
+}
+
+export const DEFAULT_API_ENDPOINT = 'https://bigquery.googleapis.com';
+const LOUD_LOG_INTERVAL_MS = 60_000;
+
+/**
+ * Credentials that add no Authorization header. Used for plain-http endpoints (local test servers and
+ * emulators): an OAuth token must never travel in clear text, and where Application Default Credentials
+ * exist the client would otherwise fetch one before every call. google-auth-library calls only
+ * `getRequestHeaders` on an `authClient` it is given.
+ */
+const NO_CREDENTIALS = { getRequestHeaders: async () => new Headers() } as unknown as BigQueryOptions['authClient'];
+
+/** Resolves where requests go: the emulator base URL as given, else the host URL + /bigquery/v2. */
+export function baseUrlOf(opts: Pick<BigQuerySinkOptions, 'apiEndpoint' | 'emulatorHost'>): string {
+  if (opts.emulatorHost) return opts.emulatorHost.replace(/\/+$/, '');
+  return `${(opts.apiEndpoint ?? DEFAULT_API_ENDPOINT).replace(/\/+$/, '')}/bigquery/v2`;
+}
+
+export class BigQuerySink implements Sink {
+  readonly name = 'bigquery' as const;
+  readonly maxBatchMessages: number;
+  readonly maxBatchBytes: number;
+  readonly maxInFlight: number;
+
+  private readonly opts: BigQuerySinkOptions;
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly requestTimeoutMs: number;
+  private readonly table: string;
+  private client?: BigQuery;
+  private tableRef?: Table;
+  /** The table must be checked (again) before rows are sent: unreachable at start, or found missing since. */
+  private needsCheck = false;
+  private checking?: Promise<TableCheck>;
+  private recheckTimer?: NodeJS.Timeout;
+  private current: SinkStatus = { state: 'ok' };
+  private lastLoud?: { key: string; at: number };
+
+  constructor(opts: BigQuerySinkOptions) {
+    this.opts = opts;
+    this.logger = opts.logger;
+    this.clock = opts.clock ?? systemClock;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+    this.maxBatchMessages = opts.maxBatchRows;
+    // The dispatcher measures payload bytes; rows encode larger (JSON escaping, base64, the data column),
+    // and write() splits a batch into requests of at most maxRequestBytes each.
+    this.maxBatchBytes = opts.maxRequestBytes;
+    this.maxInFlight = opts.maxInFlight;
+    this.table = tableName(opts);
+  }
+
+  /**
+   * Creates the client and checks the table (creating it and its dataset when auto-create is on). A table
+   * that definitely cannot take raw rows stops the start with every difference listed; an unreachable
+   * BigQuery or a refused permission does not (the node keeps spooling): it is logged, shown in the
+   * status, and checked again before the first write.
+   */
+  async start(): Promise<void> {
+    if (this.client) return;
+    const baseUrl = baseUrlOf(this.opts);
+    const options: BigQueryOptions = {
+      projectId: this.opts.projectId,
+      location: this.opts.location,
+      apiEndpoint: this.opts.emulatorHost ? undefined : (this.opts.apiEndpoint ?? DEFAULT_API_ENDPOINT),
+      retryOptions: { autoRetry: false },
+    };
+    if (this.opts.authClient) options.authClient = this.opts.authClient;
+    else if (baseUrl.startsWith('http://')) options.authClient = NO_CREDENTIALS;
+    this.client = new BigQuery(options);
+    // The client takes BIGQUERY_EMULATOR_HOST from process.env itself, over the apiEndpoint option, and an
+    // empty one breaks even the default endpoint ("https:///bigquery/v2"). The configuration is the single
+    // source (it may come from a YAML file), so the base URL is set from it explicitly.
+    this.client.baseUrl = baseUrl;
+    this.tableRef = this.client.dataset(this.opts.dataset, { location: this.opts.location }).table(this.opts.table);
+
+    const check = await this.checkTable(this.opts.startTimeoutMs ?? 10_000, true);
+    if (check.state === 'mismatch') {
+      throw new IngestError(
+        'SINK_START_FAILED',
+        `BigQuery table ${this.table} cannot take raw rows:\n${check.problems.map((p) => `  - ${p}`).join('\n')}`,
+        { context: { sink: this.name, table: this.table, problems: check.problems } },
+      );
+    }
+  }
+
+  async write(batch: SpooledMessage[]): Promise<DeliveryOutcome[]> {
+    if (!this.client || !this.tableRef) throw new Error('the BigQuery sink is not started (or already closed)');
+    if (this.needsCheck) {
+      const check = await this.checkTable(this.requestTimeoutMs);
+      if (check.state !== 'ready') {
+        const cls: RequestErrorClass =
+          check.state === 'mismatch'
+            ? { kind: 'failing', reason: 'schema_mismatch', detail: check.problems.join('; ') }
+            : check.cls;
+        return batch.map(() => retryable(cls.reason, cls.detail));
+      }
+    }
+    const outcomes: DeliveryOutcome[] = new Array(batch.length);
+    const rows = encodeRows(batch.map(toRawRow), batch.map((m) => m.messageId));
+    const sendable: number[] = [];
+    rows.forEach((row, i) => {
+      if (row.bytes > MAX_REQUEST_BYTES) {
+        outcomes[i] = rejected(
+          'too_large',
+          `the row is ${row.bytes} bytes as JSON; BigQuery's insertAll takes at most ${MAX_REQUEST_BYTES} bytes per request`,
+        );
+      } else sendable.push(i);
+    });
+    let worst: RequestErrorClass | undefined;
+    // One request at a time, so that BIGQUERY_MAX_IN_FLIGHT (writes at once) bounds the requests at once.
+    for (const indexes of planRequests(sendable, rows, this.maxBatchMessages, this.opts.maxRequestBytes)) {
+      const result = await this.insert(indexes.map((i) => rows[i]!));
+      result.outcomes.forEach((o, k) => (outcomes[indexes[k]!] = o));
+      if (result.error && (!worst || (result.error.kind === 'failing' && worst.kind !== 'failing'))) worst = result.error;
+    }
+    this.record(worst, outcomes.some((o) => o.kind === 'delivered'));
+    return outcomes;
+  }
+
+  /**
+   * One insertAll request (split further when BigQuery refuses it as a whole). Rows left `stopped` by an
+   * invalid neighbour are valid: they are sent once more at once, without the rows BigQuery refused.
+   */
+  private async insert(rows: EncodedRow[], resend = true): Promise<{ outcomes: DeliveryOutcome[]; error?: RequestErrorClass }> {
+    try {
+      await withTimeout(
+        this.tableRef!.insert(rows.map((r) => r.raw), { raw: true, partialRetries: 0 }),
+        this.requestTimeoutMs,
+        `insertAll into ${this.table}`,
+      );
+      return { outcomes: rows.map(() => delivered) };
+    } catch (err) {
+      const insertErrors = partialFailure(err);
+      if (insertErrors) {
+        const outcomes = rowOutcomes(rows.length, insertErrors);
+        const stopped = outcomes.flatMap((o, i) => (o.kind === 'retryable' && o.reason === 'stopped' ? [i] : []));
+        if (resend && stopped.length > 0 && stopped.length < rows.length) {
+          const again = await this.insert(stopped.map((i) => rows[i]!), false);
+          again.outcomes.forEach((o, k) => (outcomes[stopped[k]!] = o));
+          return { outcomes, error: again.error };
+        }
+        return { outcomes };
+      }
+      const cls = classifyRequestError(err, this.table);
+      if (cls.kind === 'invalid') {
+        if (rows.length === 1) return { outcomes: [rejected(cls.reason, cls.detail)] };
+        // A request refused whole (e.g. over BigQuery's size limit): halve it until the culprit stands alone.
+        const half = Math.ceil(rows.length / 2);
+        const a = await this.insert(rows.slice(0, half));
+        const b = await this.insert(rows.slice(half));
+        return { outcomes: [...a.outcomes, ...b.outcomes], error: a.error ?? b.error };
+      }
+      if (cls.reason === 'not_found') this.needsCheck = true; // deleted meanwhile: check (and re-create) before the next write
+      return { outcomes: rows.map(() => retryable(cls.reason, cls.detail)), error: cls };
+    }
+  }
+
+  /** Runs one table check at a time (writes in flight share it) and records what it found. */
+  private checkTable(timeoutMs: number, atStart = false): Promise<TableCheck> {
+    this.checking ??= checkRawTable(this.client!, this.opts, timeoutMs)
+      .then((check) => {
+        // A mismatch at start stops the node with its own message; nothing to record or log twice.
+        if (!(atStart && check.state === 'mismatch')) this.onCheck(check);
+        return check;
+      })
+      .finally(() => (this.checking = undefined));
+    return this.checking;
+  }
+
+  private onCheck(check: TableCheck): void {
+    const context = { sink: this.name, table: this.table };
+    if (check.state === 'ready') {
+      this.needsCheck = false;
+      this.stopRecheck();
+      for (const what of check.created) this.logger.info({ ...context, created: what }, `created the BigQuery ${what} for ${this.table}`);
+      for (const w of check.warnings) this.logger.warn(context, w);
+      this.record(undefined, false);
+      return;
+    }
+    this.needsCheck = true;
+    if (check.state === 'mismatch') {
+      this.record({ kind: 'failing', reason: 'schema_mismatch', detail: `the table cannot take raw rows: ${check.problems.join('; ')}` }, false);
+    } else {
+      this.record(check.cls, false);
+    }
+    this.scheduleRecheck();
+  }
+
+  /** While nothing is written, the table is still checked now and then, so the status recovers on its own. */
+  private scheduleRecheck(): void {
+    if (this.recheckTimer || !this.client) return;
+    this.recheckTimer = setInterval(() => {
+      if (!this.checking && this.needsCheck && this.client) void this.checkTable(this.requestTimeoutMs).catch(() => undefined);
+    }, this.opts.recheckIntervalMs ?? 15_000);
+    this.recheckTimer.unref();
+  }
+
+  private stopRecheck(): void {
+    if (this.recheckTimer) clearInterval(this.recheckTimer);
+    this.recheckTimer = undefined;
+  }
+
+  status(): SinkStatus {
+    return { ...this.current };
+  }
+
+  async close(): Promise<void> {
+    this.stopRecheck();
+    this.client = this.tableRef = undefined;
+  }
+
+  /** Updates status() and logs: failing loudly (error, at most once a minute per reason), degraded as a warning. */
+  private record(worst: RequestErrorClass | undefined, anyDelivered: boolean): void {
+    const now = this.clock.now();
+    if (anyDelivered) this.current.lastDeliveryAt = new Date(now).toISOString();
+    if (!worst || worst.kind === 'invalid') {
+      if (this.current.state !== 'ok') this.logger.info({ sink: this.name, table: this.table }, 'BigQuery writes recovered');
+      this.current = { ...this.current, state: 'ok', detail: undefined };
+      this.lastLoud = undefined;
+      return;
+    }
+    const state = worst.kind === 'failing' ? 'failing' : 'degraded';
+    const detail = state === 'failing' ? worst.detail : `writing to ${this.table} failed (${worst.reason}); the dispatcher retries with backoff`;
+    this.current = { ...this.current, state, detail, lastError: `${worst.reason}: ${worst.detail}`, lastErrorAt: new Date(now).toISOString() };
+    const key = `${worst.kind}:${worst.reason}`;
+    if (this.lastLoud && this.lastLoud.key === key && now - this.lastLoud.at < LOUD_LOG_INTERVAL_MS) return;
+    this.lastLoud = { key, at: now };
+    const context = { sink: this.name, table: this.table, reason: worst.reason, detail: worst.detail };
+    if (state === 'failing') this.logger.error(context, `BigQuery writes are failing: ${worst.detail}`);
+    else this.logger.warn(context, 'BigQuery is unavailable or throttling; the spool keeps the rows and the dispatcher retries');
+  }
+}
+
+/**
+ * The `insertErrors` of a PartialFailureError, or undefined for any other error. The error's `message` is
+ * empty and its `errors` list is in response order; `response.insertErrors` carries the row indexes.
+ */
+function partialFailure(err: unknown): InsertError[] | undefined {
+  const e = err as { name?: string; response?: { insertErrors?: unknown } } | null;
+  if (e?.name !== 'PartialFailureError') return undefined;
+  const list = e.response?.insertErrors;
+  return Array.isArray(list) ? (list as InsertError[]) : [];
+}

@@ -1,0 +1,163 @@
+/**
+ * What a BigQuery failure means for the rows and for the operator (docs/bigquery.md, "Error classification").
+ *
+ * BigQuery reports errors as `{ error: { code, message, errors: [{ reason, message, domain }] } }`; the
+ * client turns that into an ApiError with `code` (the HTTP status) and `errors`. The *reason* decides, not
+ * the status: throttling (`rateLimitExceeded`, `quotaExceeded`) arrives as HTTP 403, the same status as a
+ * missing permission (`accessDenied`). https://cloud.google.com/bigquery/docs/error-messages
+ *
+ * - `failing`: a condition a person must fix (permission, missing table). Rows stay retryable; the sink's
+ *   status says what to do.
+ * - `degraded`: transient (outage, throttling, timeouts); retried with the dispatcher's backoff.
+ * - `invalid`: BigQuery refused the request's content as a whole (too large, malformed). A request of one
+ *   row is then rejected; a larger one is split to find the row.
+ *
+ * Reasons are metric labels, so they come from the fixed vocabulary below, never from error text.
+ */
+import { delivered, rejected, retryable, type DeliveryOutcome } from '../../core/outcome.js';
+
+export type FailingReason = 'access_denied' | 'not_found' | 'schema_mismatch';
+export type DegradedReason = 'unavailable' | 'backend_error' | 'rate_limited' | 'quota_exceeded' | 'timeout' | 'error';
+export type InvalidReason = 'invalid' | 'too_large';
+
+export type RequestErrorClass =
+  | { kind: 'failing'; reason: FailingReason; detail: string }
+  | { kind: 'degraded'; reason: DegradedReason; detail: string }
+  | { kind: 'invalid'; reason: InvalidReason; detail: string };
+
+/** Our own time limit on one request: node-fetch 3 under the client ignores the client's `timeout` option. */
+export class RequestTimeoutError extends Error {
+  readonly code = 'REQUEST_TIMEOUT';
+  constructor(what: string, ms: number) {
+    super(`${what} got no answer within ${ms} ms`);
+    this.name = 'RequestTimeoutError';
+  }
+}
+
+/** Node socket and DNS error codes: the endpoint is unreachable, for now. */
+const SOCKET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+]);
+
+/** google-auth-library's words when credentials are missing or refused: no HTTP status to go by. */
+const CREDENTIAL_TEXT = /could not load the default credentials|invalid_grant|unauthorized_client|could not refresh access token/i;
+
+/** Row-level reasons that say nothing against the row itself: send it again. */
+const RETRYABLE_ROW_REASONS = new Set(['stopped', 'backendError', 'internalError', 'timeout', 'rateLimitExceeded', 'quotaExceeded', 'tableUnavailable']);
+
+interface ApiErrorLike {
+  code?: unknown;
+  errors?: { reason?: string; message?: string }[];
+  message?: string;
+  type?: string;
+}
+
+/** Classifies an error thrown by a BigQuery REST call (other than a PartialFailureError). `table` names it for details. */
+export function classifyRequestError(err: unknown, table: string): RequestErrorClass {
+  const e = (err ?? {}) as ApiErrorLike;
+  const text = errorText(err);
+  if (err instanceof RequestTimeoutError) return { kind: 'degraded', reason: 'timeout', detail: text };
+  const reason = Array.isArray(e.errors) ? e.errors.find((x) => x?.reason)?.reason : undefined;
+  const status = typeof e.code === 'number' ? e.code : undefined;
+
+  switch (reason) {
+    case 'rateLimitExceeded':
+      return { kind: 'degraded', reason: 'rate_limited', detail: text };
+    case 'quotaExceeded':
+      return { kind: 'degraded', reason: 'quota_exceeded', detail: text };
+    case 'backendError':
+    case 'internalError':
+    case 'tableUnavailable':
+      return { kind: 'degraded', reason: 'backend_error', detail: text };
+    case 'accessDenied':
+      return { kind: 'failing', reason: 'access_denied', detail: accessDetail(table, text) };
+    case 'notFound':
+      return { kind: 'failing', reason: 'not_found', detail: `${text}: create the table (mqtt-ingest provision, or BIGQUERY_AUTO_CREATE=on) or correct GCP_PROJECT_ID / BIGQUERY_DATASET / BIGQUERY_TABLE` };
+  }
+  if (status !== undefined) {
+    if (status === 401 || status === 403) return { kind: 'failing', reason: 'access_denied', detail: accessDetail(table, text) };
+    if (status === 404) return { kind: 'failing', reason: 'not_found', detail: `${text} (${table})` };
+    if (status === 408) return { kind: 'degraded', reason: 'timeout', detail: text };
+    if (status === 429) return { kind: 'degraded', reason: 'rate_limited', detail: text };
+    if (status >= 500) return { kind: 'degraded', reason: 'backend_error', detail: text };
+    // "Request payload size exceeds the limit" is a 400 with reason badRequest; far larger ones are a bare 413.
+    if (status === 413 || /payload size exceeds|request too large/i.test(text)) return { kind: 'invalid', reason: 'too_large', detail: text };
+    if (status === 400) return { kind: 'invalid', reason: 'invalid', detail: text };
+    return { kind: 'degraded', reason: 'error', detail: text };
+  }
+  if (typeof e.code === 'string' && SOCKET_CODES.has(e.code)) return { kind: 'degraded', reason: 'unavailable', detail: text };
+  if (e.type === 'request-timeout' || e.type === 'body-timeout') return { kind: 'degraded', reason: 'timeout', detail: text };
+  if (CREDENTIAL_TEXT.test(text)) return { kind: 'failing', reason: 'access_denied', detail: accessDetail(table, text) };
+  return { kind: 'degraded', reason: 'error', detail: text };
+}
+
+function accessDetail(table: string, text: string): string {
+  return (
+    `the node's credentials may not write to ${table}: grant roles/bigquery.dataEditor on the dataset to the ` +
+    `service account the node runs as, or fix its credentials (${text})`
+  );
+}
+
+/** One entry of an insertAll response's `insertErrors`. */
+export interface InsertError {
+  index: number;
+  errors?: { reason?: string; message?: string; location?: string }[];
+}
+
+/**
+ * The outcome of each row of an insertAll request from its `insertErrors` (a 200 with insertErrors is not
+ * success). A row not listed was inserted. A row listed only with retryable reasons (`stopped`: valid but
+ * not inserted because a neighbour was invalid) is retryable; any other reason rejects it, with BigQuery's words.
+ */
+export function rowOutcomes(count: number, insertErrors: readonly InsertError[]): DeliveryOutcome[] {
+  const outcomes: DeliveryOutcome[] = new Array(count).fill(delivered);
+  for (const entry of insertErrors) {
+    if (!Number.isInteger(entry.index) || entry.index < 0 || entry.index >= count) continue;
+    const errors = entry.errors ?? [];
+    const fatal = errors.find((x) => !RETRYABLE_ROW_REASONS.has(x.reason ?? ''));
+    if (fatal) {
+      // `invalid` is the reason BigQuery gives for rows it refuses; anything else unexpected keeps a stable label.
+      outcomes[entry.index] = rejected(fatal.reason === 'invalid' ? 'invalid' : 'rejected', rowDetail(errors));
+    } else {
+      const first = errors[0]?.reason ?? 'stopped';
+      outcomes[entry.index] = retryable(first === 'stopped' ? 'stopped' : 'backend_error', rowDetail(errors));
+    }
+  }
+  return outcomes;
+}
+
+/** BigQuery's words for one row: `location: message (reason)` for each error, `stopped` ones left out when others exist. */
+function rowDetail(errors: readonly { reason?: string; message?: string; location?: string }[]): string {
+  const meaningful = errors.filter((x) => x.reason !== 'stopped');
+  const shown = (meaningful.length ? meaningful : errors).map((x) => {
+    const where = x.location ? `${x.location}: ` : '';
+    return `${where}${x.message || x.reason || 'error'}${x.reason ? ` (${x.reason})` : ''}`;
+  });
+  return truncate(shown.join('; ') || 'refused without a reason', 1000);
+}
+
+/** A one-line description of an error, short enough for a status page and a log line. */
+export function errorText(err: unknown): string {
+  if (err instanceof Error) {
+    const e = err as ApiErrorLike;
+    const first = Array.isArray(e.errors) ? e.errors[0] : undefined;
+    const reason = first?.reason ? ` (${first.reason})` : '';
+    const status = typeof e.code === 'number' ? `HTTP ${e.code}: ` : typeof e.code === 'string' ? `${e.code}: ` : '';
+    return truncate(`${status}${err.message || first?.message || err.name}${reason}`, 500);
+  }
+  return truncate(String(err), 500);
+}
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}

@@ -1,0 +1,111 @@
+/**
+ * Makes sure the raw table can take rows: it exists (created with exactly the raw schema when auto-create
+ * is on, its dataset too) and its columns are compatible (schema.ts `schemaDifferences`).
+ *
+ * The answer separates what is definite from what is not: a table whose columns do not fit, or a missing
+ * table with auto-create off, is `mismatch` (the node refuses to start: writing would dead-letter every row);
+ * a refused permission is `failing` and an unreachable BigQuery `unreachable` (the node starts, shows it in
+ * readiness and checks again before it writes).
+ */
+import type { BigQuery } from '@google-cloud/bigquery';
+import { classifyRequestError, RequestTimeoutError, type RequestErrorClass } from './classify.js';
+import { layoutWarnings, rawTableResource, schemaDifferences, type TableFieldSchema } from './schema.js';
+
+export interface TableTarget {
+  projectId: string;
+  dataset: string;
+  table: string;
+  location: string;
+  autoCreate: boolean;
+}
+
+export type TableCheck =
+  | { state: 'ready'; created: ('dataset' | 'table')[]; warnings: string[] }
+  | { state: 'mismatch'; problems: string[] }
+  | { state: 'failing' | 'unreachable'; cls: RequestErrorClass };
+
+/** `project:dataset.table`, as BigQuery names a table in its messages. */
+export function tableName(t: Pick<TableTarget, 'projectId' | 'dataset' | 'table'>): string {
+  return `${t.projectId}:${t.dataset}.${t.table}`;
+}
+
+/** Runs `call` and gives up after `ms` (the request itself cannot be cancelled through the client). */
+export async function withTimeout<T>(call: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RequestTimeoutError(what, ms)), ms);
+  });
+  try {
+    return await Promise.race([call, timeout]);
+  } finally {
+    clearTimeout(timer);
+    // The losing request may still fail later; its error is not ours to report any more.
+    call.catch(() => undefined);
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+export async function checkRawTable(client: BigQuery, target: TableTarget, timeoutMs: number): Promise<TableCheck> {
+  const name = tableName(target);
+  const dataset = client.dataset(target.dataset, { location: target.location });
+  const table = dataset.table(target.table);
+  const created: ('dataset' | 'table')[] = [];
+  const failed = (err: unknown): TableCheck => {
+    const cls = classifyRequestError(err, name);
+    return { state: cls.kind === 'failing' ? 'failing' : 'unreachable', cls };
+  };
+
+  const compare = (metadata: Record<string, unknown>): TableCheck => {
+    const fields = (metadata.schema as { fields?: TableFieldSchema[] } | undefined)?.fields;
+    const problems = schemaDifferences(fields);
+    if (problems.length > 0) return { state: 'mismatch', problems };
+    return { state: 'ready', created, warnings: layoutWarnings(metadata).map((w) => `${name}: ${w}`) };
+  };
+
+  try {
+    const [metadata] = await withTimeout(table.getMetadata(), timeoutMs, `tables.get ${name}`);
+    return compare(metadata as Record<string, unknown>);
+  } catch (err) {
+    if (statusOf(err) !== 404) return failed(err);
+  }
+  if (!target.autoCreate) {
+    return {
+      state: 'mismatch',
+      problems: [
+        `${name} does not exist and BIGQUERY_AUTO_CREATE is off: create it with \`mqtt-ingest provision\` or turn BIGQUERY_AUTO_CREATE on`,
+      ],
+    };
+  }
+
+  try {
+    await withTimeout(dataset.get(), timeoutMs, `datasets.get ${target.projectId}:${target.dataset}`);
+  } catch (err) {
+    if (statusOf(err) !== 404) return failed(err);
+    try {
+      await withTimeout(client.createDataset(target.dataset, { location: target.location }), timeoutMs, `datasets.insert ${target.dataset}`);
+      created.push('dataset');
+    } catch (createErr) {
+      // 409: created meanwhile (another node starting at the same time); anything else is reported.
+      if (statusOf(createErr) !== 409) return failed(createErr);
+    }
+  }
+
+  try {
+    const [, response] = await withTimeout(dataset.createTable(target.table, rawTableResource()), timeoutMs, `tables.insert ${name}`);
+    created.push('table');
+    return compare(response as Record<string, unknown>);
+  } catch (err) {
+    if (statusOf(err) !== 409) return failed(err);
+  }
+  // Created by someone else between our get and insert: check what they made.
+  try {
+    const [metadata] = await withTimeout(table.getMetadata(), timeoutMs, `tables.get ${name}`);
+    return compare(metadata as Record<string, unknown>);
+  } catch (err) {
+    return failed(err);
+  }
+}
