@@ -1,0 +1,129 @@
+/**
+ * `mqtt-ingest provision [--dry-run] [--config FILE] [--verification-subscription NAME] [--service-account EMAIL]`
+ * Creates what the configuration names (src/deploy/provision.ts) and checks the node's permissions on it.
+ * Exit 0: everything exists (or would be created, with --dry-run) and no permission is missing; 1 otherwise;
+ * 2 on bad usage. It reads the same configuration as `run` (environment and --config), so it provisions exactly
+ * what the node will use: run it with the environment's descriptor variables (docs/operations.md).
+ */
+import type { BigQuery } from '@google-cloud/bigquery';
+import type { PubSub } from '@google-cloud/pubsub';
+import type { SecretManagerServiceClient } from '@google-cloud/secret-manager';
+import type { Command } from 'commander';
+import type { AuthClient } from 'google-auth-library';
+import { loadConfig, pubsubTopicPath, type Config } from '../config/load.js';
+import { createSecretManagerClient } from '../config/secrets.js';
+import { ConfigError } from '../core/errors.js';
+import { bigqueryClient, impersonatedAuth, pubsubClient } from '../deploy/gcp-clients.js';
+import { formatReport, provision, type ProvisionClients, type ProvisionTarget } from '../deploy/provision.js';
+import { environmentSource, ENVIRONMENTS, isDeployEnv } from '../deploy/render.js';
+import { SMOKE_TOPIC_PREFIX } from '../deploy/smoke.js';
+
+interface ProvisionCliOptions {
+  dryRun?: boolean;
+  /** Take the variables of deploy/environments/<env> (what is deployed) over the process environment. */
+  env?: string;
+  config?: string;
+  verificationSubscription?: string;
+  smokeTopicPrefix: string;
+  serviceAccount?: string;
+}
+
+type Io = { stdout: Pick<NodeJS.WritableStream, 'write'>; stderr: Pick<NodeJS.WritableStream, 'write'> };
+
+/** How the command makes its clients; `auth` is the node's identity for the permission check. */
+export interface ClientFactories {
+  pubsub(projectId: string, config: Config, auth?: AuthClient): PubSub;
+  bigquery(projectId: string, config: Config, auth?: AuthClient): BigQuery;
+  secretManager(config: Config, auth?: AuthClient): SecretManagerServiceClient;
+  impersonate(serviceAccount: string): Promise<AuthClient>;
+}
+
+/** The clients of the configuration's endpoints: Google's, or the emulators and stand-ins it names. */
+export const defaultFactories: ClientFactories = {
+  pubsub: (projectId, c, auth) => pubsubClient(projectId, { emulatorHost: c.PUBSUB_EMULATOR_HOST, authClient: auth }),
+  bigquery: (projectId, c, auth) => bigqueryClient(c, projectId, auth),
+  secretManager: (c, auth) => createSecretManagerClient(c.SECRET_MANAGER_API_ENDPOINT, auth),
+  impersonate: (serviceAccount) => impersonatedAuth(serviceAccount),
+};
+
+export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.ProcessEnv, io: Io, make: ClientFactories = defaultFactories): Promise<number> {
+  if (opts.env !== undefined) {
+    const which = opts.env.toLowerCase();
+    if (!isDeployEnv(which)) {
+      io.stderr.write(`provision: --env must be one of ${ENVIRONMENTS.join(', ')}, got ${JSON.stringify(opts.env)}\n`);
+      return 2;
+    }
+    // The environment's own variables win: a GCP_PROJECT_ID left in the shell must not redirect PRD's provisioning.
+    env = { ...env, ...environmentSource(which).env };
+  }
+  let loaded;
+  try {
+    loaded = loadConfig({ env, file: opts.config });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.stderr.write(`provision: invalid configuration:\n${err.problems.map((p) => `  - ${p}\n`).join('')}`);
+    return 1;
+  }
+  const c = loaded.config;
+  const topic = pubsubTopicPath(c);
+  const projectId = c.GCP_PROJECT_ID ?? topic?.split('/')[1];
+  if (!projectId) {
+    io.stderr.write('provision: set GCP_PROJECT_ID (and PUBSUB_TOPIC and/or BIGQUERY_DATASET, BIGQUERY_TABLE): there is nothing to provision\n');
+    return 2;
+  }
+  const sub = opts.verificationSubscription;
+  if (sub && !topic) {
+    io.stderr.write('provision: --verification-subscription needs PUBSUB_TOPIC: the subscription is made on that topic\n');
+    return 2;
+  }
+  const target: ProvisionTarget = {
+    projectId,
+    topic,
+    verificationSubscription: sub ? (sub.startsWith('projects/') ? sub : `projects/${projectId}/subscriptions/${sub}`) : undefined,
+    smokeTopicPrefix: opts.smokeTopicPrefix,
+    bigquery: c.BIGQUERY_DATASET && c.BIGQUERY_TABLE ? { dataset: c.BIGQUERY_DATASET, table: c.BIGQUERY_TABLE, location: c.BIGQUERY_LOCATION } : undefined,
+    secrets: Object.entries(loaded.secretRefs).map(([key, ref]) => ({ key, secretName: ref.secretName })),
+  };
+
+  const clients: ProvisionClients = {
+    pubsub: make.pubsub(projectId, c),
+    bigquery: target.bigquery ? make.bigquery(projectId, c) : undefined,
+    secretManager: target.secrets.length ? make.secretManager(c) : undefined,
+  };
+  let identity = 'the caller (Application Default Credentials)';
+  try {
+    if (opts.serviceAccount) {
+      // The permission check acts as the node's service account; creating stays with the caller.
+      const auth = await make.impersonate(opts.serviceAccount);
+      clients.check = {
+        pubsub: make.pubsub(projectId, c, auth),
+        bigquery: target.bigquery ? make.bigquery(projectId, c, auth) : undefined,
+        secretManager: target.secrets.length ? make.secretManager(c, auth) : undefined,
+      };
+      identity = opts.serviceAccount;
+    }
+    const report = await provision(target, clients, { dryRun: opts.dryRun === true });
+    io.stdout.write(formatReport(report, { dryRun: opts.dryRun === true, identity }));
+    return report.ok ? 0 : 1;
+  } catch (err) {
+    io.stderr.write(`provision: ${(err as Error).message.split('\n')[0]}\n`);
+    return 1;
+  } finally {
+    await Promise.allSettled([clients.pubsub.close(), clients.check?.pubsub.close(), clients.secretManager?.close(), clients.check?.secretManager?.close()]);
+  }
+}
+
+export function registerProvision(program: Command): void {
+  program
+    .command('provision')
+    .description('create the Pub/Sub topic, BigQuery dataset and table the configuration names, and check the permissions on them')
+    .option('--dry-run', 'only look: report what exists and what would be created')
+    .option('--env <env>', "use that environment's variables from deploy/environments (dev, pprd, prd)")
+    .option('--config <file>', 'YAML config file (else CONFIG_FILE); the environment overrides it')
+    .option('--verification-subscription <name>', 'also make the smoke test subscription on PUBSUB_TOPIC (filtered to smoke messages)')
+    .option('--smoke-topic-prefix <prefix>', 'MQTT topic prefix the smoke test publishes under', SMOKE_TOPIC_PREFIX)
+    .option('--service-account <email>', "check the permissions as this account (the node's), by impersonation")
+    .action(async (opts: ProvisionCliOptions) => {
+      process.exitCode = await provisionCommand(opts, process.env, process);
+    });
+}

@@ -1,0 +1,81 @@
+/**
+ * `mqtt-ingest smoke --broker URL --subscription SUB`: the after-deploy check (src/deploy/smoke.ts).
+ * Exit 0 when the marked message arrived with the contract's attributes, 1 when it did not, 2 on bad usage.
+ * The broker password comes only from SMOKE_MQTT_PASSWORD (never the command line, which `ps` and CI logs show).
+ */
+import type { Command } from 'commander';
+import { pubsubClient } from '../deploy/gcp-clients.js';
+import { runSmoke, SMOKE_TOPIC_PREFIX } from '../deploy/smoke.js';
+
+interface SmokeCliOptions {
+  broker: string;
+  subscription: string;
+  project?: string;
+  topicPrefix: string;
+  timeout: string;
+  username?: string;
+  ca?: string;
+}
+
+const SUBSCRIPTION_PATH = /^projects\/([^/]+)\/subscriptions\/([^/]+)$/;
+
+export async function smokeCommand(opts: SmokeCliOptions, env: NodeJS.ProcessEnv, io: { stdout: Pick<NodeJS.WritableStream, 'write'>; stderr: Pick<NodeJS.WritableStream, 'write'> }): Promise<number> {
+  const usage = (why: string) => {
+    io.stderr.write(`smoke: ${why}\n`);
+    return 2;
+  };
+  try {
+    if (!['mqtt:', 'mqtts:', 'tcp:', 'ssl:'].includes(new URL(opts.broker).protocol)) return usage('--broker must be an mqtt:// or mqtts:// URL');
+  } catch {
+    return usage(`--broker must be an mqtt:// or mqtts:// URL, got ${JSON.stringify(opts.broker)}`);
+  }
+  const project = opts.project ?? env.GCP_PROJECT_ID;
+  const subscription = SUBSCRIPTION_PATH.test(opts.subscription) ? opts.subscription : project ? `projects/${project}/subscriptions/${opts.subscription}` : undefined;
+  if (!subscription) return usage('--subscription needs a project: give projects/P/subscriptions/S, --project or GCP_PROJECT_ID');
+  const seconds = Number(opts.timeout);
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600) return usage('--timeout must be a whole number of seconds from 1 to 3600');
+
+  const pubsub = pubsubClient(SUBSCRIPTION_PATH.exec(subscription)![1]!, { emulatorHost: env.PUBSUB_EMULATOR_HOST || undefined });
+  try {
+    const result = await runSmoke(
+      {
+        broker: opts.broker,
+        subscription,
+        topicPrefix: opts.topicPrefix,
+        timeoutMs: seconds * 1000,
+        username: opts.username ?? (env.SMOKE_MQTT_USERNAME || undefined),
+        password: env.SMOKE_MQTT_PASSWORD || undefined,
+        caFile: opts.ca,
+      },
+      pubsub,
+      (line) => io.stdout.write(`${line}\n`),
+    );
+    if (result.ok) {
+      io.stdout.write('smoke test passed: the message arrived unchanged with the contract attributes\n');
+      return 0;
+    }
+    io.stderr.write(`smoke test FAILED:\n${result.problems.map((p) => `  - ${p}\n`).join('')}`);
+    return 1;
+  } catch (err) {
+    io.stderr.write(`smoke test FAILED: ${(err as Error).message.split('\n')[0]}\n`);
+    return 1;
+  } finally {
+    await pubsub.close();
+  }
+}
+
+export function registerSmoke(program: Command): void {
+  program
+    .command('smoke')
+    .description('after a deploy: publish a marked message through the broker and wait for it in a verification subscription')
+    .requiredOption('--broker <url>', 'the deployed broker, e.g. mqtts://mqtt.example.com:8883')
+    .requiredOption('--subscription <name>', 'verification subscription: projects/P/subscriptions/S, or S with --project')
+    .option('--project <id>', 'project of the subscription (else GCP_PROJECT_ID)')
+    .option('--topic-prefix <prefix>', 'MQTT topic prefix of smoke messages', SMOKE_TOPIC_PREFIX)
+    .option('--timeout <seconds>', 'how long to wait for the message', '60')
+    .option('--username <name>', 'broker user name (else SMOKE_MQTT_USERNAME); the password is read from SMOKE_MQTT_PASSWORD')
+    .option('--ca <file>', "PEM file of the CA of the broker's TLS certificate")
+    .action(async (opts: SmokeCliOptions) => {
+      process.exitCode = await smokeCommand(opts, process.env, process);
+    });
+}

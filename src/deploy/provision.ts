@@ -1,0 +1,281 @@
+/**
+ * `mqtt-ingest provision`: creates, idempotently, what the node writes to (the Pub/Sub topic, an optional
+ * verification subscription for the smoke test, the BigQuery dataset and raw table) and checks with
+ * testIamPermissions that the node's identity may use them. Every step says what it found and did; with
+ * `dryRun` nothing is created and missing resources read "would create".
+ *
+ * testIamPermissions answers for the caller. So that the check is about the node's service account rather than
+ * the operator who provisions, `impersonatedAuth()` lets the check act as that account (the operator needs
+ * roles/iam.serviceAccountTokenCreator on it); without it, the caller's own permissions are checked.
+ */
+import type { BigQuery } from '@google-cloud/bigquery';
+import type { PubSub } from '@google-cloud/pubsub';
+import type { SecretManagerServiceClient } from '@google-cloud/secret-manager';
+import { layoutWarnings, rawTableResource, schemaDifferences, type TableFieldSchema } from '../sinks/bigquery/schema.js';
+
+export interface ProvisionTarget {
+  projectId: string;
+  /** projects/P/topics/T */
+  topic?: string;
+  /** projects/P/subscriptions/S: a subscription on the topic that receives only smoke-test messages. */
+  verificationSubscription?: string;
+  /** MQTT topic prefix of the smoke test; the verification subscription filters on it. */
+  smokeTopicPrefix: string;
+  bigquery?: { dataset: string; table: string; location?: string };
+  /** Secret Manager secrets the configuration references (projects/P/secrets/S), by config key. */
+  secrets: { key: string; secretName: string }[];
+}
+
+export interface ProvisionClients {
+  pubsub: PubSub;
+  bigquery?: BigQuery;
+  secretManager?: SecretManagerServiceClient;
+  /** The clients the permission check uses (acting as the node's service account); the ones above when absent. */
+  check?: { pubsub: PubSub; bigquery?: BigQuery; secretManager?: SecretManagerServiceClient };
+}
+
+export type StepState = 'exists' | 'created' | 'would create' | 'differs' | 'failed';
+export interface Step {
+  what: string;
+  state: StepState;
+  detail?: string;
+}
+export type PermissionState = 'granted' | 'missing' | 'not checked';
+export interface PermissionResult {
+  resource: string;
+  permission: string;
+  state: PermissionState;
+  detail?: string;
+}
+export interface ProvisionReport {
+  steps: Step[];
+  permissions: PermissionResult[];
+  /** No failed or differing step and no missing permission. */
+  ok: boolean;
+}
+
+/** What the node needs on each resource (the roles that grant it in docs/operations.md). */
+export const NODE_PERMISSIONS = {
+  topic: ['pubsub.topics.publish'], // roles/pubsub.publisher
+  table: ['bigquery.tables.get', 'bigquery.tables.updateData'], // roles/bigquery.dataEditor on the dataset
+  secret: ['secretmanager.versions.access'], // roles/secretmanager.secretAccessor on each secret
+} as const;
+
+/** The smoke test's subscription filter (Pub/Sub filter syntax): only messages the smoke test published. */
+export function smokeFilter(prefix: string): string {
+  return `hasPrefix(attributes.mqtt_topic, ${JSON.stringify(`${prefix.replace(/\/+$/, '')}/`)})`;
+}
+
+function codeOf(err: unknown): number | string | undefined {
+  return (err as { code?: number | string } | null)?.code;
+}
+const isNotFound = (err: unknown) => codeOf(err) === 5 || codeOf(err) === 404;
+const isAlreadyExists = (err: unknown) => codeOf(err) === 6 || codeOf(err) === 409;
+const isDenied = (err: unknown) => codeOf(err) === 7 || codeOf(err) === 403;
+const isUnimplemented = (err: unknown) => codeOf(err) === 12 || codeOf(err) === 501;
+
+/** One line of an error, with the permission it lacks when the API says so. */
+function describe(err: unknown, needed?: string): string {
+  const message = ((err as Error)?.message ?? String(err)).split('\n')[0]!;
+  if (isDenied(err)) return `permission denied${needed ? `: the caller needs ${needed}` : ''} (${message})`;
+  return message.length > 240 ? `${message.slice(0, 237)}...` : message;
+}
+
+export async function provision(target: ProvisionTarget, clients: ProvisionClients, opts: { dryRun: boolean }): Promise<ProvisionReport> {
+  const steps: Step[] = [];
+  if (target.topic) {
+    const topicOk = await ensureTopic(clients.pubsub, target.topic, opts.dryRun, steps);
+    if (target.verificationSubscription) {
+      await ensureVerificationSubscription(clients.pubsub, target, topicOk, opts.dryRun, steps);
+    }
+  }
+  if (target.bigquery && clients.bigquery) await ensureTable(clients.bigquery, target, opts.dryRun, steps);
+
+  const check = clients.check ?? clients;
+  // Whether a step found or made the resource: then a NOT_FOUND from testIamPermissions means the endpoint lacks it.
+  const present = (prefix: string) => steps.some((s) => s.what.startsWith(prefix) && (s.state === 'exists' || s.state === 'created'));
+  const permissions: PermissionResult[] = [];
+  if (target.topic) permissions.push(...(await checkTopic(check.pubsub, target.topic, present(`Pub/Sub topic ${target.topic}`))));
+  if (target.bigquery && check.bigquery) permissions.push(...(await checkTable(check.bigquery, target, present('BigQuery table'))));
+  // Secrets are not provisioned here (their values are the operator's): a missing one is reported as such.
+  if (check.secretManager) for (const s of target.secrets) permissions.push(...(await checkSecret(check.secretManager, s.secretName)));
+
+  const ok = steps.every((s) => s.state !== 'failed' && s.state !== 'differs') && permissions.every((p) => p.state !== 'missing');
+  return { steps, permissions, ok };
+}
+
+async function ensureTopic(pubsub: PubSub, name: string, dryRun: boolean, steps: Step[]): Promise<boolean> {
+  const what = `Pub/Sub topic ${name}`;
+  try {
+    const [exists] = await pubsub.topic(name).exists();
+    if (exists) {
+      steps.push({ what, state: 'exists' });
+      return true;
+    }
+    if (dryRun) {
+      steps.push({ what, state: 'would create' });
+      return false;
+    }
+    await pubsub.createTopic(name);
+    steps.push({ what, state: 'created' });
+    return true;
+  } catch (err) {
+    if (isAlreadyExists(err)) {
+      steps.push({ what, state: 'exists' });
+      return true;
+    }
+    steps.push({ what, state: 'failed', detail: describe(err, 'pubsub.topics.get and pubsub.topics.create (roles/pubsub.editor)') });
+    return false;
+  }
+}
+
+async function ensureVerificationSubscription(pubsub: PubSub, target: ProvisionTarget, topicOk: boolean, dryRun: boolean, steps: Step[]): Promise<void> {
+  const name = target.verificationSubscription!;
+  const filter = smokeFilter(target.smokeTopicPrefix);
+  const what = `Pub/Sub subscription ${name} (smoke test, filter ${filter})`;
+  try {
+    const subscription = pubsub.subscription(name);
+    const [exists] = await subscription.exists();
+    if (exists) {
+      const [meta] = await subscription.getMetadata();
+      const problems: string[] = [];
+      if (meta.topic !== target.topic) problems.push(`it is on ${meta.topic}, not ${target.topic}`);
+      if ((meta.filter ?? '') !== filter) problems.push(`its filter is ${JSON.stringify(meta.filter ?? '')}`);
+      // A filter cannot be changed on an existing subscription: it has to be deleted and made again.
+      steps.push(problems.length ? { what, state: 'differs', detail: `${problems.join('; ')}; delete it and run provision again` } : { what, state: 'exists' });
+      return;
+    }
+    if (dryRun || !topicOk) {
+      steps.push({ what, state: 'would create', detail: topicOk ? undefined : 'after the topic' });
+      return;
+    }
+    await pubsub.topic(target.topic!).createSubscription(name, {
+      filter,
+      ackDeadlineSeconds: 60,
+      // Unread smoke messages are not worth keeping: an hour, and the subscription stays even when unused.
+      messageRetentionDuration: { seconds: 3600 },
+      expirationPolicy: {},
+    });
+    steps.push({ what, state: 'created' });
+  } catch (err) {
+    if (isAlreadyExists(err)) steps.push({ what, state: 'exists' });
+    else steps.push({ what, state: 'failed', detail: describe(err, 'pubsub.subscriptions.create (roles/pubsub.editor)') });
+  }
+}
+
+async function ensureTable(bigquery: BigQuery, target: ProvisionTarget, dryRun: boolean, steps: Step[]): Promise<void> {
+  const { dataset: datasetId, table: tableId, location } = target.bigquery!;
+  const dataset = bigquery.dataset(datasetId, location ? { location } : {});
+  const datasetWhat = `BigQuery dataset ${target.projectId}:${datasetId}`;
+  const tableWhat = `BigQuery table ${target.projectId}:${datasetId}.${tableId}`;
+  let datasetExists = false;
+  try {
+    [datasetExists] = await dataset.exists();
+    if (datasetExists) steps.push({ what: datasetWhat, state: 'exists' });
+    else if (dryRun) steps.push({ what: datasetWhat, state: 'would create', detail: location ? `in ${location}` : undefined });
+    else {
+      try {
+        await bigquery.createDataset(datasetId, location ? { location } : {});
+        steps.push({ what: datasetWhat, state: 'created', detail: location ? `in ${location}` : undefined });
+      } catch (err) {
+        if (!isAlreadyExists(err)) throw err;
+        steps.push({ what: datasetWhat, state: 'exists' });
+      }
+      datasetExists = true;
+    }
+  } catch (err) {
+    steps.push({ what: datasetWhat, state: 'failed', detail: describe(err, 'bigquery.datasets.get and bigquery.datasets.create (roles/bigquery.dataEditor)') });
+    return;
+  }
+  if (!datasetExists) {
+    steps.push({ what: tableWhat, state: 'would create', detail: 'with the raw schema (docs/bigquery.md)' });
+    return;
+  }
+  const table = dataset.table(tableId);
+  try {
+    const [exists] = await table.exists();
+    if (exists) {
+      const [meta] = await table.getMetadata();
+      const problems = schemaDifferences((meta.schema as { fields?: TableFieldSchema[] } | undefined)?.fields);
+      const warnings = layoutWarnings(meta as Parameters<typeof layoutWarnings>[0]);
+      if (problems.length > 0) steps.push({ what: tableWhat, state: 'differs', detail: problems.join('; ') });
+      else steps.push({ what: tableWhat, state: 'exists', detail: warnings.length ? warnings.join('; ') : 'the raw schema' });
+      return;
+    }
+    if (dryRun) {
+      steps.push({ what: tableWhat, state: 'would create', detail: 'with the raw schema (docs/bigquery.md)' });
+      return;
+    }
+    await dataset.createTable(tableId, rawTableResource());
+    steps.push({ what: tableWhat, state: 'created', detail: 'with the raw schema, day-partitioned on received_at' });
+  } catch (err) {
+    if (isAlreadyExists(err)) steps.push({ what: tableWhat, state: 'exists' });
+    else steps.push({ what: tableWhat, state: 'failed', detail: describe(err, 'bigquery.tables.create (roles/bigquery.dataEditor)') });
+  }
+}
+
+/** Turns a testIamPermissions answer (or its failure) into one result per permission. */
+async function permissionResults(
+  resource: string,
+  wanted: readonly string[],
+  call: () => Promise<string[]>,
+  knownToExist = false,
+): Promise<PermissionResult[]> {
+  try {
+    const granted = new Set(await call());
+    return wanted.map((permission) => ({ resource, permission, state: granted.has(permission) ? 'granted' : 'missing' }));
+  } catch (err) {
+    // The Pub/Sub emulator answers UNIMPLEMENTED; a resource that does not exist yet (dry run) has no policy.
+    const detail =
+      isUnimplemented(err) || (isNotFound(err) && knownToExist)
+        ? 'this endpoint does not implement testIamPermissions (an emulator?)'
+        : isNotFound(err)
+          ? 'the resource does not exist'
+          : describe(err);
+    return wanted.map((permission) => ({ resource, permission, state: 'not checked', detail }));
+  }
+}
+
+function checkTopic(pubsub: PubSub, topic: string, exists: boolean): Promise<PermissionResult[]> {
+  const call = async () => {
+    const [map] = await pubsub.topic(topic).iam.testPermissions([...NODE_PERMISSIONS.topic]);
+    return Object.entries(map).filter(([, ok]) => ok).map(([p]) => p);
+  };
+  return permissionResults(topic, NODE_PERMISSIONS.topic, call, exists);
+}
+
+function checkTable(bigquery: BigQuery, target: ProvisionTarget, exists: boolean): Promise<PermissionResult[]> {
+  const { dataset, table } = target.bigquery!;
+  const call = async () => {
+    const [response] = await bigquery.dataset(dataset).table(table).testIamPermissions([...NODE_PERMISSIONS.table]);
+    return (response as { permissions?: string[] }).permissions ?? [];
+  };
+  return permissionResults(`${target.projectId}:${dataset}.${table}`, NODE_PERMISSIONS.table, call, exists);
+}
+
+function checkSecret(client: SecretManagerServiceClient, secretName: string): Promise<PermissionResult[]> {
+  return permissionResults(secretName, NODE_PERMISSIONS.secret, async () => {
+    const [response] = await client.testIamPermissions({ resource: secretName, permissions: [...NODE_PERMISSIONS.secret] });
+    return response.permissions ?? [];
+  });
+}
+
+/** The report as the command prints it. */
+export function formatReport(report: ProvisionReport, opts: { dryRun: boolean; identity: string }): string {
+  const lines: string[] = [];
+  if (opts.dryRun) lines.push('dry run: nothing is created');
+  for (const s of report.steps) lines.push(`${s.state.padEnd(12)} ${s.what}${s.detail ? `: ${s.detail}` : ''}`);
+  lines.push(`permissions of ${opts.identity}:`);
+  if (report.permissions.length === 0) lines.push('  (nothing to check)');
+  for (const p of report.permissions) lines.push(`  ${p.state.padEnd(11)} ${p.permission} on ${p.resource}${p.detail ? ` (${p.detail})` : ''}`);
+  const missing = report.permissions.filter((p) => p.state === 'missing');
+  const unchecked = report.permissions.filter((p) => p.state === 'not checked');
+  const failed = report.steps.filter((s) => s.state === 'failed' || s.state === 'differs');
+  if (report.ok) {
+    lines.push(unchecked.length ? `done; ${unchecked.length} permission(s) could not be checked here` : 'done');
+  } else {
+    const parts = [missing.length ? `missing: ${[...new Set(missing.map((p) => p.permission))].join(', ')}` : '', failed.length ? `${failed.length} step(s) failed` : ''];
+    lines.push(`NOT READY: ${parts.filter(Boolean).join('; ')}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
