@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Config } from './config/load.js';
-import { fileSinkEnabled, pubsubTopicPath } from './config/load.js';
+import { bigquerySinkEnabled, fileSinkEnabled, pubsubTopicPath } from './config/load.js';
 import type { Logger } from './core/logger.js';
 import type { SinkName } from './core/message.js';
 import { Metrics } from './http/metrics.js';
@@ -11,10 +11,13 @@ import { Dispatcher } from './dispatch/dispatcher.js';
 import type { Sink } from './sinks/sink.js';
 import { FileSink } from './sinks/file/file-sink.js';
 import { PubSubSink } from './sinks/pubsub/pubsub-sink.js';
+import { BigQuerySink } from './sinks/bigquery/bigquery-sink.js';
 import type { Broker } from './broker/broker.js';
 import { EmbeddedBroker } from './broker/embedded.js';
 import { ExternalBroker } from './broker/external.js';
 import { MosquittoBroker, findOnPath } from './broker/mosquitto.js';
+import { brokerSecurity, insecureFindings, mosquittoWebSocketProblem } from './broker/security/policy.js';
+import { BrokerError } from './core/errors.js';
 import { MqttSource } from './source/mqtt-source.js';
 
 export type BrokerMode = 'mosquitto' | 'embedded' | 'external';
@@ -45,6 +48,11 @@ export class IngestNode {
   private gaugeTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private fatal: string | undefined;
+  private onFatal!: (reason: string) => void;
+  private readonly fatalReason = new Promise<string>((resolve) => (this.onFatal = resolve));
+  /** pprd/prd weaknesses allowed by MQTT_ALLOW_INSECURE, shown in the readiness JSON. */
+  private readonly insecure: string[];
+  private subscriberIdIsSecret = false;
   httpPort = 0;
 
   constructor(
@@ -52,6 +60,7 @@ export class IngestNode {
     private readonly logger: Logger,
   ) {
     this.mode = resolveBrokerMode(config);
+    this.insecure = insecureFindings(config);
   }
 
   async start(): Promise<void> {
@@ -81,17 +90,26 @@ export class IngestNode {
     this.broker = this.buildBroker(dataDir, onCommitted);
     await this.broker.start();
     if (this.mode !== 'embedded') {
+      // With its own Mosquitto the subscriber uses the internal credential and a client id with a secret suffix
+      // (broker/security/internal-credential.ts), which stays out of the log.
+      const auth = this.broker.subscriberAuth?.();
+      this.subscriberIdIsSecret = auth?.clientId !== undefined;
       this.source = new MqttSource({
         url: this.broker.subscriberUrl(),
-        clientId: c.MQTT_CLIENT_ID,
-        username: c.MQTT_USERNAME,
-        password: c.MQTT_PASSWORD,
+        clientId: auth?.clientId ?? c.MQTT_CLIENT_ID,
+        username: auth ? auth.username : c.MQTT_USERNAME,
+        password: auth ? auth.password : c.MQTT_PASSWORD,
         topics: c.MQTT_TOPICS,
         protocolVersion: c.MQTT_PROTOCOL_VERSION,
         sessionExpirySeconds: c.MQTT_SESSION_EXPIRY_SECONDS,
         keepaliveSeconds: c.MQTT_KEEPALIVE_SECONDS,
         writer: this.writer,
-        logger: this.logger.child({ component: 'source' }),
+        logger: this.subscriberIdIsSecret
+          ? this.logger.child(
+              { component: 'source' },
+              { redact: { paths: ['clientId', 'password', '*.password'], censor: (v: unknown) => (typeof v === 'string' && v.startsWith(c.MQTT_CLIENT_ID) ? `${c.MQTT_CLIENT_ID}-[redacted]` : '[redacted]') } },
+            )
+          : this.logger.child({ component: 'source' }),
         metrics: this.metrics,
         onCommitted,
         reconnectBaseMs: Math.min(c.RETRY_INITIAL_DELAY_MS, 1000),
@@ -127,6 +145,24 @@ export class IngestNode {
         }),
       );
     }
+    if (bigquerySinkEnabled(c)) {
+      // Its own SinkRunner: BigQuery and Pub/Sub progress independently; a spool row leaves when both are done.
+      sinks.push(
+        new BigQuerySink({
+          projectId: c.GCP_PROJECT_ID as string,
+          dataset: c.BIGQUERY_DATASET as string,
+          table: c.BIGQUERY_TABLE as string,
+          location: c.BIGQUERY_LOCATION,
+          autoCreate: c.BIGQUERY_AUTO_CREATE,
+          apiEndpoint: c.BIGQUERY_API_ENDPOINT,
+          emulatorHost: c.BIGQUERY_EMULATOR_HOST,
+          maxBatchRows: c.BIGQUERY_BATCH_MAX_ROWS,
+          maxRequestBytes: c.BIGQUERY_BATCH_MAX_BYTES,
+          maxInFlight: c.BIGQUERY_MAX_IN_FLIGHT,
+          logger: log.child({ component: 'sink.bigquery' }),
+        }),
+      );
+    }
     if (fileSinkEnabled(c)) {
       sinks.push(
         new FileSink({
@@ -142,9 +178,23 @@ export class IngestNode {
   private buildBroker(dataDir: string, onCommitted: () => void): Broker {
     const c = this.config;
     if (this.mode === 'external') return new ExternalBroker(c.MQTT_BROKER as string);
+    // Both modes build their listeners, users, ACL and limits from the same settings (docs/security.md).
+    const security = brokerSecurity(c);
     if (this.mode === 'embedded') {
-      return new EmbeddedBroker({ host: c.MQTT_HOST, port: c.MQTT_PORT, writer: this.writer, logger: this.logger, metrics: this.metrics, onCommitted });
+      return new EmbeddedBroker({
+        host: c.MQTT_HOST,
+        port: c.MQTT_PORT,
+        security,
+        reservedClientId: c.MQTT_CLIENT_ID,
+        writer: this.writer,
+        logger: this.logger,
+        metrics: this.metrics,
+        onCommitted,
+      });
     }
+    // check-config knows the mode only when it is set explicitly; with `auto` this is the first place it is known.
+    const wsProblem = mosquittoWebSocketProblem(c);
+    if (wsProblem) throw new BrokerError('BROKER_START_FAILED', wsProblem);
     const mosquitto = new MosquittoBroker({
       bin: c.MOSQUITTO_BIN,
       host: c.MQTT_HOST,
@@ -152,7 +202,11 @@ export class IngestNode {
       dataDir,
       logger: this.logger,
       metrics: this.metrics,
+      security,
+      clientId: c.MQTT_CLIENT_ID,
     });
+    // A crash loop: no longer live, and `run` exits non-zero so that the platform restarts the container.
+    mosquitto.on('fatal', (err: Error) => this.markFatal(err.message));
     return mosquitto;
   }
 
@@ -173,7 +227,8 @@ export class IngestNode {
         mode: this.mode,
         stopping: this.stopping || undefined,
         broker: this.broker?.status() ?? { state: 'starting' },
-        source: this.mode === 'embedded' ? { state: brokerUp ? 'in-process' : 'down' } : (this.source?.status() ?? { state: 'starting' }),
+        source: this.mode === 'embedded' ? { state: brokerUp ? 'in-process' : 'down' } : this.sourceStatus(),
+        security: this.insecure.length > 0 ? { insecure: this.insecure } : undefined,
         spool: stats ? { ...stats, writable, oldestAgeSeconds: ageSeconds(stats.oldestReceivedAt) } : { state: 'closed' },
         sinks: this.dispatcher?.status() ?? {},
       },
@@ -192,10 +247,32 @@ export class IngestNode {
     for (const [sink, n] of Object.entries(s.pending)) m.spoolPending.set({ sink }, n);
   }
 
+  /** The subscriber's status, without the secret part of its client id. */
+  private sourceStatus(): Record<string, unknown> {
+    const status = this.source?.status();
+    if (!status) return { state: 'starting' };
+    return this.subscriberIdIsSecret ? { ...status, clientId: `${this.config.MQTT_CLIENT_ID}-[redacted]` } : status;
+  }
+
   /** Marks the node not live (the platform restarts it) when a component cannot recover. */
   markFatal(reason: string): void {
     this.fatal = reason;
     this.logger.fatal({ reason }, 'node cannot recover; liveness now fails');
+    this.onFatal(reason);
+  }
+
+  /** Resolves with the reason once the node marked itself not live (`run` then stops and exits non-zero). */
+  whenFatal(): Promise<string> {
+    return this.fatalReason;
+  }
+
+  /** SIGHUP: the broker re-reads its password file, ACL file and certificates; connected clients stay. */
+  async reload(): Promise<void> {
+    if (!this.broker?.reload) {
+      this.logger.info({ mode: this.mode }, 'SIGHUP: nothing to reload in this broker mode');
+      return;
+    }
+    await this.broker.reload();
   }
 
   /**

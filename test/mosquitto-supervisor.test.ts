@@ -106,7 +106,7 @@ describe.skipIf(!run)('MosquittoBroker against the real mosquitto', () => {
     const { pid } = broker.status();
     expect(pid).toBeGreaterThan(0);
     expect(fs.readFileSync(broker.pidFile, 'utf8').trim()).toBe(String(pid));
-    expect(await roundTrip(broker.subscriberUrl(), 'hello')).toBe('hello');
+    expect(await roundTrip(`mqtt://127.0.0.1:${port}`, 'hello')).toBe('hello');
 
     // Each line of Mosquitto's output becomes a JSON log line of our own.
     await waitFor(
@@ -128,7 +128,7 @@ describe.skipIf(!run)('MosquittoBroker against the real mosquitto', () => {
   });
 
   it('restarts a child killed with SIGKILL, counting the restart', async () => {
-    const { broker, metrics } = await newBroker();
+    const { broker, metrics, port } = await newBroker();
     const downs: string[] = [];
     broker.on('down', (reason: string) => downs.push(reason));
     await broker.start();
@@ -144,7 +144,7 @@ describe.skipIf(!run)('MosquittoBroker against the real mosquitto', () => {
     expect(broker.status().restarts).toBe(1);
     expect((await metrics.brokerRestarts.get()).values[0]?.value).toBe(1);
     expect(fs.readFileSync(broker.pidFile, 'utf8').trim()).toBe(String(second));
-    expect(await roundTrip(broker.subscriberUrl(), 'again')).toBe('again');
+    expect(await roundTrip(`mqtt://127.0.0.1:${port}`, 'again')).toBe('again');
   });
 
   it('stops a mosquitto left running by a SIGKILLed node on the same DATA_DIR, and takes its place', async () => {
@@ -161,7 +161,7 @@ describe.skipIf(!run)('MosquittoBroker against the real mosquitto', () => {
     await broker.start();
     expect(pidAlive(stale.pid!)).toBe(false);
     expect(broker.status().pid).not.toBe(stale.pid);
-    expect(await roundTrip(broker.subscriberUrl(), 'replaced')).toBe('replaced');
+    expect(await roundTrip(`mqtt://127.0.0.1:${port}`, 'replaced')).toBe('replaced');
     expect(logLines.some((l) => /left running by a previous node/.test(String(l.message)))).toBe(true);
   });
 

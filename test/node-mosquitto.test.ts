@@ -41,7 +41,7 @@ describe.runIf(run)('supervised Mosquitto in a running node', () => {
     const first = await startNode({ MQTT_BROKER_MODE: 'mosquitto' });
     await first.waitReady();
     const stalePid = Number(readFileSync(mosquittoPaths(first.dataDir).pidFile, 'utf8'));
-    await first.kill();
+    await first.killNodeOnly();
     expect(pidAlive(stalePid)).toBe(true); // the orphan keeps the port
     const second = await startNode({ MQTT_BROKER_MODE: 'mosquitto' }, { dataDir: first.dataDir, mqttPort: first.mqttPort });
     try {

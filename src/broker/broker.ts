@@ -26,4 +26,8 @@ export interface Broker {
   status(): BrokerStatus;
   /** mqtt:// URL the node's own subscriber connects to (loopback for a local broker). */
   subscriberUrl(): string;
+  /** The internal credential (and secret client id) of the node's subscriber, for a broker that makes one. */
+  subscriberAuth?(): { username: string; password: string; clientId?: string };
+  /** SIGHUP: re-reads the password file, ACL file and certificates without dropping connected clients. */
+  reload?(): Promise<void>;
 }

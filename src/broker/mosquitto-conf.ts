@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { BrokerError } from '../core/errors.js';
+import type { BrokerSecurity } from './security/policy.js';
 
 /**
  * Renders the mosquitto.conf of the supervised broker (Mosquitto 2.0). A pure function: the caller writes it.
@@ -15,6 +16,18 @@ import { BrokerError } from '../core/errors.js';
  *   applies, and Mosquitto exits with status 3.
  * - Run as root, Mosquitto switches to the user `mosquitto` unless `user` names another; `user root` keeps
  *   root (with the warning "Mosquitto should not be run as root/administrator." on stderr).
+ * - Client ids are global across listeners: a client on any listener that connects with another client's id
+ *   takes over that session (queued messages included), even as another user. Nothing in 2.0.11's password or
+ *   ACL files binds an id to a user, so the node's subscriber uses an id no one else knows (mosquitto.ts).
+ * - `max_connections` counts a connection before its CONNECT, and 2.0.11 also decrements its count for each
+ *   connection it refuses, so after N refusals a listener admits N more than the limit until it restarts.
+ * - A TLS listener needs no `cafile` unless client certificates are required; SIGHUP reloads the certificate,
+ *   key and CA files, the password file and the ACL file, and keeps connected clients whose credentials
+ *   still pass (measured against the real broker).
+ * - A connection that never sends CONNECT is closed after 1.5 × 60 s ("has exceeded timeout"); the limit is
+ *   not configurable in 2.0.11.
+ * - The Debian build of 2.0.11 has no WebSockets ("Opening websockets listen socket" then "Unable to start any
+ *   listening sockets"), so the node serves MQTT_WS_PORT itself and relays each connection to a loopback listener.
  */
 export interface MosquittoConfOptions {
   /** Address to listen on; `0.0.0.0` is IPv4 only, `::` means every address of both families. */
@@ -34,9 +47,21 @@ export interface MosquittoConfOptions {
   autosaveIntervalS?: number;
   /** Keep sessions and queued messages on disk. Default true (false only for throw-away test brokers). */
   persistence?: boolean;
+  /**
+   * The listeners and their security (docs/security.md). Omitted: one plaintext listener on host:port that
+   * takes anonymous clients (standalone test brokers).
+   */
+  security?: BrokerSecurity;
+  /** The loopback listener of the node's own clients (subscriber, $SYS reader) and its files. */
+  internal?: { port: number; passwordFile: string; aclFile: string };
+  /** A loopback listener for the WebSocket connections the node relays (MQTT_WS_PORT). */
+  wsRelayPort?: number;
+  /** Seconds between $SYS updates. Default 10. */
+  sysIntervalS?: number;
 }
 
 export const MOSQUITTO_CONF_DEFAULTS = {
+  sysIntervalS: 10,
   maxInflightMessages: 1000,
   maxQueuedMessages: 1_000_000,
   persistentClientExpiration: '14d',
@@ -54,8 +79,10 @@ export function mosquittoPaths(dataDir: string): { dir: string; conf: string; pi
   };
 }
 
+type Resolved = MosquittoConfOptions & Required<Omit<MosquittoConfOptions, 'security' | 'internal' | 'wsRelayPort'>>;
+
 export function renderMosquittoConf(opts: MosquittoConfOptions): string {
-  const o = { ...MOSQUITTO_CONF_DEFAULTS, persistence: true, ...opts };
+  const o: Resolved = { ...MOSQUITTO_CONF_DEFAULTS, persistence: true, ...opts };
   const problems = checkOptions(o);
   if (problems.length > 0) {
     throw new BrokerError('BROKER_START_FAILED', `cannot render mosquitto.conf: ${problems.join('; ')}`, {
@@ -63,7 +90,6 @@ export function renderMosquittoConf(opts: MosquittoConfOptions): string {
     });
   }
   const { dir } = mosquittoPaths(o.dataDir);
-  const listener = o.host === '::' ? `listener ${o.port}` : `listener ${o.port} ${o.host}`;
   const lines = [
     '# Rendered by mqtt-ingest at every start; edits are overwritten.',
     '',
@@ -92,11 +118,8 @@ export function renderMosquittoConf(opts: MosquittoConfOptions): string {
     '# Units: h d w m y, where m is months (seconds and minutes are not accepted).',
     `persistent_client_expiration ${o.persistentClientExpiration}`,
     '',
-    '# `listener <port> ::` would be IPv6-only, so `::` renders as a listener without an address (both families).',
-    listener,
-    '# Mosquitto 2.0 refuses anonymous clients on an explicit listener unless this is set.',
-    'allow_anonymous true',
-    '',
+    ...renderListeners(o),
+
     '# The node relays each line into its JSON log. stderr, not stdout: Mosquitto never flushes stdout, which',
     '# is block-buffered on a pipe, so lines would arrive late or (after a SIGKILL) never.',
     'log_dest stderr',
@@ -110,12 +133,82 @@ export function renderMosquittoConf(opts: MosquittoConfOptions): string {
     '',
     '# Send small QoS 1 packets (PUBACKs, short sensor messages) at once instead of waiting for Nagle.',
     'set_tcp_nodelay true',
+    '# The node reads clients connected, messages dropped and the store size from $SYS (mosquitto-sys.ts).',
+    `sys_interval ${o.sysIntervalS}`,
     '',
   ];
   return lines.join('\n');
 }
 
-function checkOptions(o: Required<MosquittoConfOptions>): string[] {
+/** `::` renders as a listener without an address: `listener <port> ::` would be IPv6-only. */
+function listenerLine(port: number, host: string): string {
+  return host === '::' ? `listener ${port}` : `listener ${port} ${host}`;
+}
+
+function renderListeners(o: Resolved): string[] {
+  const s = o.security;
+  if (!s) {
+    return [
+      '# `listener <port> ::` would be IPv6-only, so `::` renders as a listener without an address (both families).',
+      listenerLine(o.port, o.host),
+      '# Mosquitto 2.0 refuses anonymous clients on an explicit listener unless this is set.',
+      'allow_anonymous true',
+      '',
+    ];
+  }
+  // Each listener's own password file, ACL and anonymous setting (per_listener_settings), so the node's
+  // internal user exists only on its loopback listener and the operator's users only on the others.
+  const auth = (identityFromCert: boolean) => [
+    `allow_anonymous ${s.allowAnonymous}`,
+    // With use_identity_as_username Mosquitto does not read the password file for that listener.
+    ...(s.authFile && !identityFromCert ? [`password_file ${s.authFile}`] : []),
+    ...(s.aclFile ? [`acl_file ${s.aclFile}`] : []),
+  ];
+  const lines = [
+    'per_listener_settings true',
+    '# Over MQTT_MAX_PACKET_BYTES, a client is disconnected ("disconnected due to oversize packet").',
+    `max_packet_size ${s.maxPacketBytes}`,
+    '',
+  ];
+  if (o.internal) {
+    lines.push(
+      "# The node's own clients (its subscriber and $SYS reader), on loopback only, with a user that exists only here.",
+      `listener ${o.internal.port} 127.0.0.1`,
+      'allow_anonymous false',
+      `password_file ${o.internal.passwordFile}`,
+      `acl_file ${o.internal.aclFile}`,
+      '',
+    );
+  }
+  if (s.plaintextPort !== undefined) {
+    lines.push('# Plaintext MQTT (MQTT_PLAINTEXT).', listenerLine(s.plaintextPort, s.host), `max_connections ${s.maxConnections}`, ...auth(false), '');
+  }
+  if (s.tls) {
+    const t = s.tls;
+    lines.push(
+      '# MQTT over TLS (MQTT_TLS_PORT).',
+      listenerLine(t.port, s.host),
+      `max_connections ${s.maxConnections}`,
+      `certfile ${t.certFile}`,
+      `keyfile ${t.keyFile}`,
+      ...(t.requireClientCert && t.caFile ? [`cafile ${t.caFile}`, 'require_certificate true'] : []),
+      ...(s.identityFromCert ? ['# The client certificate\'s Common Name is the user name (for the ACL).', 'use_identity_as_username true'] : []),
+      ...auth(s.identityFromCert),
+      '',
+    );
+  }
+  if (o.wsRelayPort !== undefined) {
+    lines.push(
+      '# WebSocket clients (MQTT_WS_PORT), relayed by the node after any TLS handshake; loopback only.',
+      `listener ${o.wsRelayPort} 127.0.0.1`,
+      ...auth(false),
+      '',
+    );
+  }
+  return lines;
+}
+
+function checkOptions(o: Resolved): string[] {
   const problems: string[] = [];
   // One option per line: a newline in a value would smuggle in another directive.
   for (const [name, value] of Object.entries({ host: o.host, dataDir: o.dataDir, user: o.user })) {
@@ -125,7 +218,11 @@ function checkOptions(o: Required<MosquittoConfOptions>): string[] {
   if (/\s/.test(o.user)) problems.push(`user must not contain spaces: ${JSON.stringify(o.user)}`);
   if (!path.isAbsolute(o.dataDir)) problems.push(`dataDir must be absolute, got ${JSON.stringify(o.dataDir)}`);
   if (!Number.isInteger(o.port) || o.port < 1 || o.port > 65535) problems.push(`port must be 1-65535, got ${o.port}`);
+  for (const file of [o.security?.authFile, o.security?.aclFile, o.security?.tls?.certFile, o.security?.tls?.keyFile, o.security?.tls?.caFile, o.internal?.passwordFile, o.internal?.aclFile]) {
+    if (file !== undefined && (!path.isAbsolute(file) || /[\r\n\0]/.test(file))) problems.push(`file paths must be absolute single lines, got ${JSON.stringify(file)}`);
+  }
   for (const [name, value] of Object.entries({
+    sysIntervalS: o.sysIntervalS,
     maxInflightMessages: o.maxInflightMessages,
     maxQueuedMessages: o.maxQueuedMessages,
     autosaveIntervalS: o.autosaveIntervalS,

@@ -1,17 +1,21 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { Backoff } from '../core/backoff.js';
 import { sleep } from '../core/clock.js';
 import { BrokerError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { Metrics } from '../http/metrics.js';
+import { Metrics } from '../http/metrics.js';
 import type { Broker, BrokerState, BrokerStatus } from './broker.js';
+import { brokerMetrics, type BrokerMetrics } from './broker-metrics.js';
 import { mosquittoPaths, renderMosquittoConf, type MosquittoConfOptions } from './mosquitto-conf.js';
-import { canConnect, pidAlive, pollUntil, portIsFree, processArgv, terminatePid } from './process-utils.js';
+import { MosquittoLogClassifier } from './mosquitto-log.js';
+import { MosquittoSecurity, type SubscriberAuth } from './mosquitto-security.js';
+import { openPlaintext, type BrokerSecurity } from './security/policy.js';
+import { CrashLoop } from './crash-loop.js';
+import { canConnect, currentUser, exitReason, formatTail, pollUntil, portIsFree, stopLeftoverBroker, type ExitInfo } from './process-utils.js';
 
 export { findOnPath } from './process-utils.js';
 
@@ -34,7 +38,17 @@ export interface MosquittoBrokerOptions {
   /** A broker up this long has recovered: the restart backoff starts again from restartBaseMs (default 30 s). */
   stableAfterMs?: number;
   /** Queue limits and other settings of the rendered mosquitto.conf. */
-  conf?: Pick<MosquittoConfOptions, 'maxInflightMessages' | 'maxQueuedMessages' | 'persistentClientExpiration' | 'autosaveIntervalS'>;
+  conf?: Pick<MosquittoConfOptions, 'maxInflightMessages' | 'maxQueuedMessages' | 'persistentClientExpiration' | 'autosaveIntervalS' | 'sysIntervalS'>;
+  /** Listeners, users, ACL and limits. Omitted: one plaintext listener on host:port for anonymous clients. */
+  security?: BrokerSecurity;
+  /** MQTT_CLIENT_ID: the subscriber's client id, which gets a secret suffix (security/internal-credential.ts). */
+  clientId?: string;
+  /**
+   * Unexpected deaths and failed restarts within crashLoopWindowMs after which the broker stops restarting and
+   * emits 'fatal' (default 5 within 120 s): a container restart then does better than a node without a broker.
+   */
+  crashLoopFailures?: number;
+  crashLoopWindowMs?: number;
 }
 
 /** Lines of Mosquitto's own output kept for error messages ("Error: Address already in use"). */
@@ -42,7 +56,8 @@ const TAIL_LINES = 20;
 
 /**
  * Supervises Mosquitto as a child process (the production broker mode). Emits 'up' when the broker accepts
- * connections and 'down' (with a reason) when it dies; a crashed broker is restarted with backoff.
+ * connections and 'down' (with a reason) when it dies; a crashed broker is restarted with backoff. After
+ * crashLoopFailures failures within crashLoopWindowMs it gives up and emits 'fatal' (a BROKER_CRASH_LOOP error).
  */
 export class MosquittoBroker extends EventEmitter implements Broker {
   readonly mode = 'mosquitto' as const;
@@ -65,6 +80,12 @@ export class MosquittoBroker extends EventEmitter implements Broker {
   private stopping: Promise<void> | undefined;
   /** Aborts start-up polls and the pre-start clean-up once stop() is called. */
   private readonly abort = new AbortController();
+  private readonly sec: MosquittoSecurity;
+  private readonly bm: BrokerMetrics;
+  private readonly classifier = new MosquittoLogClassifier();
+  /** Set when the current child wrote "mosquitto version … running": every listener is open. */
+  private running = false;
+  private readonly crashLoop: CrashLoop;
 
   constructor(private readonly opts: MosquittoBrokerOptions) {
     super();
@@ -76,6 +97,15 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     this.log = opts.logger.child({ component: 'broker', mode: 'mosquitto' });
     this.backoff = new Backoff({ baseMs: opts.restartBaseMs ?? 500, capMs: opts.restartCapMs ?? 30_000 });
     opts.metrics?.brokerUp.set(0);
+    this.crashLoop = new CrashLoop(opts.crashLoopFailures, opts.crashLoopWindowMs);
+    this.bm = brokerMetrics(opts.metrics ?? new Metrics({ defaultMetrics: false }));
+    this.sec = new MosquittoSecurity({
+      dir: paths.dir,
+      security: opts.security ?? openPlaintext(opts.host, opts.port),
+      ...(opts.clientId !== undefined ? { clientId: opts.clientId } : {}),
+      logger: this.log,
+      metrics: this.bm,
+    });
   }
 
   start(): Promise<void> {
@@ -99,20 +129,50 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     return s;
   }
 
+  /** The node's own loopback listener (available once start() has prepared it). */
   subscriberUrl(): string {
-    return `mqtt://${urlHost(this.connectHost())}:${this.opts.port}`;
+    return `mqtt://127.0.0.1:${this.sec.internalListenerPort}`;
+  }
+
+  /** The internal user and the subscriber's secret client id, for the node's subscriber only. */
+  subscriberAuth(): SubscriberAuth {
+    return this.sec.subscriberAuth();
+  }
+
+  /**
+   * SIGHUP: checks the password file, ACL file and certificates, then has Mosquitto reload them; connected
+   * clients whose credentials still pass stay connected. A bad file is reported and nothing is reloaded.
+   */
+  async reload(): Promise<void> {
+    const child = this.child;
+    if (!child || this.state !== 'up') {
+      this.log.warn({ state: this.state }, 'mosquitto is not running; nothing to reload');
+      return;
+    }
+    try {
+      this.sec.checkForReload();
+    } catch (err) {
+      this.bm.reloads.inc({ result: 'failed' });
+      this.log.error({ err: (err as Error).message }, 'reload refused; the previous users, ACL and certificates stay in force');
+      throw err;
+    }
+    child.kill('SIGHUP');
+    this.bm.reloads.inc({ result: 'ok' });
+    this.log.info('mosquitto reloads the password file, ACL file and certificates (SIGHUP)');
   }
 
   private async firstStart(): Promise<void> {
     this.setState('starting', undefined);
     try {
       fs.mkdirSync(path.dirname(this.confPath), { recursive: true });
+      await this.sec.prepare();
       const conf = renderMosquittoConf({
         ...this.opts.conf,
         host: this.opts.host,
         port: this.opts.port,
         dataDir: this.dataDir,
         user: currentUser(),
+        ...this.sec.confOptions(),
       });
       fs.writeFileSync(this.confPath, conf, { mode: 0o600 });
       await this.stopLeftover();
@@ -126,59 +186,43 @@ export class MosquittoBroker extends EventEmitter implements Broker {
       throw error;
     }
     this.markUp();
+    await this.sec.startServices();
   }
 
-  /**
-   * A node that was SIGKILLed cannot stop its child, which keeps the port and the database. Its pid file
-   * names it; stop it when that pid is still a mosquitto running our conf (the pid may have been reused).
-   */
+  /** Stops a mosquitto left running by a SIGKILLed node on this DATA_DIR (process-utils.ts). */
   private async stopLeftover(): Promise<void> {
-    let pid: number;
-    try {
-      pid = Number.parseInt(fs.readFileSync(this.pidFile, 'utf8').trim(), 10);
-    } catch {
-      return; // no pid file: a clean previous stop, or a first start
-    }
-    const argv = Number.isInteger(pid) && pid > 0 && pidAlive(pid) ? processArgv(pid) : undefined;
-    const ours =
-      argv !== undefined && path.basename(argv[0] ?? '').startsWith('mosquitto') && argv.includes(this.confPath);
-    if (!ours) {
-      this.log.info({ pid, argv }, 'ignoring a stale mosquitto pid file: that process is gone or is not ours');
-      fs.rmSync(this.pidFile, { force: true });
-      return;
-    }
-    this.log.warn({ pid }, 'stopping a mosquitto left running by a previous node on the same DATA_DIR');
-    if (!(await terminatePid(pid, this.opts.stopGraceMs ?? 5_000))) {
-      throw new BrokerError('BROKER_START_FAILED', `a leftover mosquitto (pid ${pid}) survived SIGKILL`, {
-        context: { pid },
-      });
-    }
-    fs.rmSync(this.pidFile, { force: true });
-    // Its listening socket closes with the process; poll anyway so launch() does not race the kernel.
-    await pollUntil(() => portIsFree(this.opts.host, this.opts.port), 5_000, { signal: this.abort.signal });
+    const { pidFile, confPath } = this;
+    if (!(await stopLeftoverBroker({ pidFile, confPath, graceMs: this.opts.stopGraceMs ?? 5_000, log: this.log }))) return;
+    // Its listening sockets close with the process; poll anyway so launch() does not race the kernel.
+    const ports = this.sec.ports();
+    await pollUntil(async () => (await Promise.all(ports.map((p) => portIsFree(p.host, p.port)))).every(Boolean), 5_000, {
+      signal: this.abort.signal,
+    });
   }
 
   /** Spawns the child and resolves when its port accepts connections; rejects when it exits first. */
   private async launch(): Promise<void> {
-    const { host, port } = this.opts;
     this.checkNotStopped();
-    // Another server on our port would answer the readiness poll while our child fails to bind: ask first.
-    if (!(await portIsFree(host, port))) {
+    // Another server on one of our ports would make our child fail to bind: ask first, to say which.
+    for (const { host, port } of this.sec.ports()) {
+      if (await portIsFree(host, port)) continue;
       throw new BrokerError(
         'BROKER_START_FAILED',
         `mosquitto cannot listen on ${host}:${port}: address already in use by another process ` +
-          `(another broker, or a mosquitto not started by this node); stop it or choose another MQTT_PORT`,
+          `(another broker, or a mosquitto not started by this node); stop it or choose another port`,
         { context: { host, port } },
       );
     }
+    const internalPort = this.sec.internalListenerPort;
     this.checkNotStopped();
     const child = this.spawnChild();
     let exited: ExitInfo | undefined;
     void this.childClosed.then((info) => (exited = info));
 
     const timeoutMs = this.opts.startTimeoutMs ?? 30_000;
+    // "running" is written once every listener is open; the internal listener then takes connections.
     const ready = await pollUntil(
-      async () => exited !== undefined || (child.exitCode === null && (await canConnect(this.connectHost(), port, 500))),
+      async () => exited !== undefined || (this.running && child.exitCode === null && (await canConnect('127.0.0.1', internalPort, 500))),
       timeoutMs,
       { signal: this.abort.signal },
     );
@@ -190,16 +234,17 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     const why = this.stopping
       ? 'the broker was stopped during start-up'
       : timedOut
-        ? `it did not accept connections on ${host}:${port} within ${timeoutMs} ms`
+        ? `it did not accept connections within ${timeoutMs} ms`
         : exitReason(info);
     throw new BrokerError('BROKER_START_FAILED', `mosquitto failed to start: ${why}${formatTail(this.tail)}`, {
       cause: info.error,
-      context: { host, port, bin: this.opts.bin, lastLines: [...this.tail] },
+      context: { ports: this.sec.ports(), bin: this.opts.bin, lastLines: [...this.tail] },
     });
   }
 
   private spawnChild(): ChildProcess {
     this.tail = [];
+    this.running = false;
     // Not detached: a signal to the node's process group (Ctrl-C, a container stop) reaches the broker too.
     const child = spawn(this.opts.bin, ['-c', this.confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
@@ -221,9 +266,14 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     const mlog = this.opts.logger.child({ component: 'mosquitto' });
     for (const stream of [child.stdout, child.stderr]) {
       if (!stream) continue;
-      readline.createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
+      readline.createInterface({ input: stream, crlfDelay: Infinity }).on('line', (raw) => {
+        // The subscriber's client id is a secret (it guards its session): never relayed.
+        const line = this.sec.redact(raw);
         this.tail.push(line);
         if (this.tail.length > TAIL_LINES) this.tail.shift();
+        if (/^mosquitto version \S+ running$/.test(line)) this.running = true;
+        const refused = this.classifier.classify(line);
+        if (refused) this.bm.refused(refused);
         if (/error|warning/i.test(line)) mlog.warn(line);
         else mlog.info(line);
       });
@@ -247,7 +297,24 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     this.log.error({ lastLines: [...this.tail] }, `mosquitto died unexpectedly: ${reason}`);
     this.setState('down', `died: ${reason}`);
     this.emit('down', reason);
+    if (this.crashLooping(`died: ${reason}`)) return;
     this.scheduleRestart();
+  }
+
+  /** Records a failure; true (after emitting 'fatal') when there were too many in the window. */
+  private crashLooping(reason: string): boolean {
+    if (!this.crashLoop.record()) return false;
+    const { failures, windowMs } = this.crashLoop;
+    const error = new BrokerError(
+      'BROKER_CRASH_LOOP',
+      `mosquitto failed ${failures} times within ${Math.round(windowMs / 1000)} s (last: ${reason}); ` +
+        'giving up so that the platform restarts the node',
+      { context: { failures, windowMs, lastLines: [...this.tail] } },
+    );
+    this.setState('down', error.message);
+    this.log.fatal({ lastLines: [...this.tail] }, error.message);
+    this.emit('fatal', error);
+    return true;
   }
 
   private scheduleRestart(): void {
@@ -267,6 +334,7 @@ export class MosquittoBroker extends EventEmitter implements Broker {
       if (this.stopping) return;
       this.log.error({ err, failures: this.backoff.failures }, 'mosquitto restart failed');
       this.setState('down', (err as Error).message);
+      if (this.crashLooping((err as Error).message)) return;
       this.scheduleRestart();
       return;
     }
@@ -288,6 +356,7 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     this.abort.abort();
     clearTimeout(this.restartTimer);
     clearTimeout(this.stableTimer);
+    await this.sec.stopServices();
     const child = this.child;
     if (child) await this.killChild(child);
     // A start() in flight finishes (rejecting) before the state settles on 'stopped'.
@@ -325,44 +394,4 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     this.detail = detail;
     this.opts.metrics?.brokerUp.set(state === 'up' ? 1 : 0);
   }
-
-  /** Where the node itself connects: loopback when the broker listens on every address. */
-  private connectHost(): string {
-    const { host } = this.opts;
-    return host === '0.0.0.0' || host === '::' || host === '' ? '127.0.0.1' : host;
-  }
-}
-
-/**
- * The node's user name for the conf's `user` line. os.userInfo() throws for a uid without a passwd entry
- * (arbitrary-uid containers); such a process is not root, and Mosquitto reads `user` only when root.
- */
-function currentUser(): string {
-  try {
-    return os.userInfo().username;
-  } catch {
-    return 'mosquitto';
-  }
-}
-
-function urlHost(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
-}
-
-interface ExitInfo {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  /** Set when the binary could not be run at all (ENOENT, EACCES). */
-  error?: Error;
-}
-
-function exitReason({ code, signal, error }: ExitInfo): string {
-  if (error) return `could not run it: ${error.message}`;
-  if (signal) return `killed by ${signal}`;
-  // Mosquitto exits 3 on a bad config file and 1 when it cannot open a listener.
-  return `exited with status ${code}`;
-}
-
-function formatTail(tail: string[]): string {
-  return tail.length === 0 ? '' : `; its last output:\n  ${tail.join('\n  ')}`;
 }

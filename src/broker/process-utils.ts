@@ -1,7 +1,10 @@
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { sleep } from '../core/clock.js';
+import { BrokerError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 
 /**
  * Small helpers for supervising a broker process: finding the binary, probing ports, and stopping a
@@ -113,4 +116,77 @@ export function portIsFree(host: string, port: number): Promise<boolean> {
     server.once('error', (err: NodeJS.ErrnoException) => resolve(err.code !== 'EADDRINUSE'));
     server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(true)));
   });
+}
+
+/**
+ * A loopback port that was free a moment ago, for a listener only the node uses (the broker binds it itself, so
+ * port 0 is not an option). Another process may take it in between; the broker then fails to start and says so.
+ */
+export function pickLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The node's user name for the conf's `user` line. os.userInfo() throws for a uid without a passwd entry
+ * (arbitrary-uid containers); such a process is not root, and Mosquitto reads `user` only when root.
+ */
+export function currentUser(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return 'mosquitto';
+  }
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Set when the binary could not be run at all (ENOENT, EACCES). */
+  error?: Error;
+}
+
+export function exitReason({ code, signal, error }: ExitInfo): string {
+  if (error) return `could not run it: ${error.message}`;
+  if (signal) return `killed by ${signal}`;
+  // Mosquitto exits 3 on a bad config file and 1 when it cannot open a listener.
+  return `exited with status ${code}`;
+}
+
+export function formatTail(tail: string[]): string {
+  return tail.length === 0 ? '' : `; its last output:\n  ${tail.join('\n  ')}`;
+}
+
+/**
+ * A node that was SIGKILLed cannot stop its child, which keeps the ports and the database. Its pid file names
+ * it; stop it when that pid is still a mosquitto running our conf (the pid may have been reused). True when a
+ * leftover was stopped.
+ */
+export async function stopLeftoverBroker(o: { pidFile: string; confPath: string; graceMs: number; log: Logger }): Promise<boolean> {
+  let pid: number;
+  try {
+    pid = Number.parseInt(fs.readFileSync(o.pidFile, 'utf8').trim(), 10);
+  } catch {
+    return false; // no pid file: a clean previous stop, or a first start
+  }
+  const argv = Number.isInteger(pid) && pid > 0 && pidAlive(pid) ? processArgv(pid) : undefined;
+  const ours = argv !== undefined && path.basename(argv[0] ?? '').startsWith('mosquitto') && argv.includes(o.confPath);
+  if (!ours) {
+    o.log.info({ pid, argv }, 'ignoring a stale mosquitto pid file: that process is gone or is not ours');
+    fs.rmSync(o.pidFile, { force: true });
+    return false;
+  }
+  o.log.warn({ pid }, 'stopping a mosquitto left running by a previous node on the same DATA_DIR');
+  if (!(await terminatePid(pid, o.graceMs))) {
+    throw new BrokerError('BROKER_START_FAILED', `a leftover mosquitto (pid ${pid}) survived SIGKILL`, { context: { pid } });
+  }
+  fs.rmSync(o.pidFile, { force: true });
+  return true;
 }

@@ -1,5 +1,8 @@
 import type { Command } from 'commander';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { renderConfigDocs } from '../config/docs.js';
+import { renderSchemaTable } from '../sinks/bigquery/schema.js';
+import { replaceGenerated } from '../sinks/bigquery/schema-docs.js';
 
 /** `mqtt-ingest docs config`: the configuration reference, generated from the schema (`npm run docs`). */
 export function registerDocs(program: Command): void {
@@ -9,5 +12,18 @@ export function registerDocs(program: Command): void {
     .description('print the configuration reference (docs/configuration.md) as Markdown')
     .action(() => {
       process.stdout.write(renderConfigDocs());
+    });
+  docs
+    .command('bigquery-schema')
+    .description("print the raw BigQuery table's schema as a Markdown table; --write puts it into that file's generated section")
+    .option('--write <file>', 'replace the generated section of this file (docs/bigquery.md)')
+    .action((opts: { write?: string }) => {
+      if (!opts.write) return void process.stdout.write(`${renderSchemaTable()}\n`);
+      try {
+        writeFileSync(opts.write, replaceGenerated(readFileSync(opts.write, 'utf8')));
+      } catch (err) {
+        process.stderr.write(`mqtt-ingest docs bigquery-schema: cannot update ${opts.write}: ${(err as Error).message}\n`);
+        process.exitCode = 1;
+      }
     });
 }

@@ -2,6 +2,11 @@ import { Command } from 'commander';
 import { registerRun } from './run.js';
 import { registerCheckConfig } from './check-config.js';
 import { registerDocs } from './docs.js';
+import { registerPasswd } from './passwd.js';
+import { registerDlq } from './dlq.js';
+import { registerDeploy } from './deploy.js';
+import { registerSmoke } from './smoke.js';
+import { registerProvision } from './provision.js';
 
 const program = new Command();
 program
@@ -12,5 +17,10 @@ program
 registerRun(program);
 registerCheckConfig(program);
 registerDocs(program);
+registerPasswd(program);
+registerDlq(program);
+registerDeploy(program);
+registerSmoke(program);
+registerProvision(program);
 
 await program.parseAsync(process.argv);

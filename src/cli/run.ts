@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
-import { ConfigError } from '../core/errors.js';
+import { ConfigError, IngestError } from '../core/errors.js';
+import { resolveConfigSecrets } from '../config/secrets.js';
 import { createLogger } from '../core/logger.js';
 import { IngestNode } from '../supervisor.js';
 
@@ -28,6 +29,18 @@ async function run(file?: string): Promise<number> {
   }
   const logger = createLogger(loaded.config.LOG_LEVEL);
   for (const w of loaded.warnings) logger.warn(w);
+  // sm:// references (App Engine flex cannot mount secret files) are fetched now, before any port opens.
+  try {
+    const resolved = await resolveConfigSecrets(loaded, { env: process.env, file, logger });
+    loaded = resolved.loaded;
+    process.once('exit', resolved.cleanup);
+  } catch (err) {
+    if (err instanceof IngestError) {
+      process.stderr.write(`mqtt-ingest: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
   const node = new IngestNode(loaded.config, logger);
 
   let stopping: Promise<void> | undefined;
@@ -40,6 +53,17 @@ async function run(file?: string): Promise<number> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // SIGHUP reloads the broker's password file, ACL file and certificates (without a handler Node would exit).
+  process.on('SIGHUP', () => {
+    logger.info({ signal: 'SIGHUP' }, 'signal received: reloading the broker users, ACL and certificates');
+    node.reload().catch(() => undefined); // the broker logged what was wrong; the old settings stay in force
+  });
+  // A component that cannot recover (a broker crash loop): stop cleanly, then exit non-zero for the platform.
+  let fatal: string | undefined;
+  void node.whenFatal().then((reason) => {
+    fatal = reason;
+    stop('fatal');
+  });
 
   try {
     await node.start();
@@ -52,5 +76,5 @@ async function run(file?: string): Promise<number> {
   }
   await done;
   logger.flush();
-  return 0;
+  return fatal === undefined ? 0 : 1;
 }

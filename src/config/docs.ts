@@ -12,6 +12,10 @@ MQTT_TOPICS: "sensors/#, $share/ingest/alerts/+"   # or a YAML list
 MQTT_SESSION_EXPIRY_SECONDS: 86400
 GCP_PROJECT_ID: my-project
 PUBSUB_TOPIC: mqtt-ingest
+# prd requires TLS and authentication (docs/security.md); files may be Secret Manager references
+MQTT_TLS_CERT: sm://projects/my-project/secrets/mqtt-tls-cert/versions/latest
+MQTT_TLS_KEY: sm://projects/my-project/secrets/mqtt-tls-key/versions/latest
+MQTT_AUTH_FILE: sm://projects/my-project/secrets/mqtt-passwd/versions/latest
 FILE_SINK: off
 SPOOL_MAX_BYTES: 4GiB
 LOG_LEVEL: info

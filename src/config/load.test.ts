@@ -45,6 +45,13 @@ describe('loadConfig defaults', () => {
       MQTT_PROTOCOL_VERSION: 5,
       MQTT_SESSION_EXPIRY_SECONDS: 604800,
       MQTT_KEEPALIVE_SECONDS: 30,
+      MQTT_TLS_PORT: 8883,
+      MQTT_TLS_REQUIRE_CLIENT_CERT: false,
+      MQTT_PLAINTEXT: true, // dev
+      MQTT_ALLOW_ANONYMOUS: true, // dev
+      MQTT_ALLOW_INSECURE: false,
+      MQTT_MAX_PACKET_BYTES: 1024 ** 2,
+      MQTT_MAX_CONNECTIONS: 10000,
       MOSQUITTO_BIN: 'mosquitto',
       PORT: 8080,
       DATA_DIR: './data',
@@ -53,6 +60,11 @@ describe('loadConfig defaults', () => {
       PUBSUB_BATCH_MAX_MESSAGES: 1000,
       PUBSUB_BATCH_MAX_BYTES: 9_000_000,
       PUBSUB_MAX_IN_FLIGHT: 4,
+      BIGQUERY_LOCATION: 'US',
+      BIGQUERY_AUTO_CREATE: true,
+      BIGQUERY_BATCH_MAX_ROWS: 500,
+      BIGQUERY_BATCH_MAX_BYTES: 9_000_000,
+      BIGQUERY_MAX_IN_FLIGHT: 4,
       FILE_SINK: 'auto',
       FILE_SINK_DIR: path.join('data', 'out'),
       FILE_SINK_ROTATE_BYTES: 64 * 1024 ** 2,
@@ -68,7 +80,8 @@ describe('loadConfig defaults', () => {
   });
 
   it('derives a stable client id from the host name and APP_ENV, never a random one', () => {
-    expect(load({ APP_ENV: 'PRD' }, { hostname: 'ip-10.0.0.7_a' }).config.MQTT_CLIENT_ID).toBe('mqtt-ingest-ip-10-0-0-7_a-prd');
+    const external = { MQTT_BROKER: 'mqtts://broker.example:8883' }; // prd's broker-security rules concern the node's own broker
+    expect(load({ APP_ENV: 'PRD', ...external }, { hostname: 'ip-10.0.0.7_a' }).config.MQTT_CLIENT_ID).toBe('mqtt-ingest-ip-10-0-0-7_a-prd');
     expect(load({}).config.MQTT_CLIENT_ID).toBe(load({}).config.MQTT_CLIENT_ID);
     expect(load({ MQTT_CLIENT_ID: 'fixed' }).config.MQTT_CLIENT_ID).toBe('fixed');
   });
@@ -84,6 +97,7 @@ describe('loadConfig value reading', () => {
   it('reads booleans, enums in any case, byte sizes, topic lists and numbers with spaces', () => {
     const { config } = load({
       APP_ENV: 'PPRD',
+      MQTT_BROKER: 'mqtts://broker.example:8883', // prd's broker-security rules concern the node's own broker
       LOG_LEVEL: 'Debug',
       FILE_SINK: 'ON',
       SPOOL_MAX_BYTES: '1.5 GB',
@@ -175,7 +189,8 @@ describe('loadConfig value reading', () => {
 describe('loadConfig layers', () => {
   it('applies defaults < YAML file < environment and reports each source', () => {
     const file = writeTemp('c.yaml', 'MQTT_PORT: 1884\nPORT: "9090"\nFILE_SINK: off\nMQTT_TOPICS: [a/b, "c/#"]\nAPP_ENV: PRD\nLOG_LEVEL:\n');
-    const { config, sources } = load({ PORT: '9191', CONFIG_FILE: '/ignored-because-file-option-wins' }, { file });
+    const external = { MQTT_BROKER: 'mqtts://broker.example:8883' }; // prd's broker-security rules concern the node's own broker
+    const { config, sources } = load({ PORT: '9191', CONFIG_FILE: '/ignored-because-file-option-wins', ...external }, { file });
     expect(config.MQTT_PORT).toBe(1884);
     expect(config.PORT).toBe(9191);
     expect(config.FILE_SINK).toBe(false);
@@ -304,7 +319,7 @@ describe('rules across keys', () => {
 
   it('warns when FILE_SINK is off and no cloud sink is configured', () => {
     expect(load({ FILE_SINK: 'off' }).warnings).toEqual([
-      'FILE_SINK: is off and no cloud sink is configured (PUBSUB_TOPIC is unset): the node will only spool and count messages',
+      'FILE_SINK: is off and no cloud sink is configured (PUBSUB_TOPIC and BIGQUERY_DATASET/BIGQUERY_TABLE are unset): the node will only spool and count messages',
     ]);
     expect(fileSinkEnabled(load({ FILE_SINK: 'off' }).config)).toBe(false);
     expect(load({ FILE_SINK: 'off', PUBSUB_TOPIC: 'events', GCP_PROJECT_ID: 'p' }).warnings).toEqual([]);

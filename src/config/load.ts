@@ -11,12 +11,20 @@ import path from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../core/errors.js';
+import { looksLikeSecretRef, readSecretRef, type SecretRef } from './secret-ref.js';
 import { CONFIG_KEYS, configSchema, isConfigKey, keyMeta, PUBSUB_TOPIC_PATH, type ConfigKey } from './schema.js';
+import { applyBrokerSecurityDefaults, checkBrokerSecurity } from '../broker/security/policy.js';
 
 type Parsed = z.output<typeof configSchema>;
 
 /** The typed configuration. MQTT_CLIENT_ID and FILE_SINK_DIR are always set: unset, they are derived. */
-export type Config = Omit<Parsed, 'MQTT_CLIENT_ID' | 'FILE_SINK_DIR'> & { MQTT_CLIENT_ID: string; FILE_SINK_DIR: string };
+export type Config = Omit<Parsed, 'MQTT_CLIENT_ID' | 'FILE_SINK_DIR' | 'MQTT_PLAINTEXT' | 'MQTT_ALLOW_ANONYMOUS'> & {
+  MQTT_CLIENT_ID: string;
+  FILE_SINK_DIR: string;
+  /** Derived from APP_ENV when unset (broker/security/policy.ts). */
+  MQTT_PLAINTEXT: boolean;
+  MQTT_ALLOW_ANONYMOUS: boolean;
+};
 export type ConfigSource = 'default' | 'file' | 'env';
 
 export interface LoadOptions {
@@ -33,6 +41,8 @@ export interface LoadResult {
   warnings: string[];
   /** Where each key's value came from. A secret read from NAME_FILE counts as its layer (env or file). */
   sources: Record<ConfigKey, ConfigSource>;
+  /** Keys given as a Secret Manager reference (`sm://…`): checked for form only; `run` resolves them. */
+  secretRefs: Partial<Record<ConfigKey, SecretRef>>;
 }
 
 /** What one layer (the file or the environment) gives, and how to speak of it in a problem. */
@@ -66,11 +76,21 @@ export function loadConfig(opts: LoadOptions = {}): LoadResult {
   const sources = {} as Record<ConfigKey, ConfigSource>;
   const values: Partial<Record<ConfigKey, unknown>> = {};
   const invalid = new Set<ConfigKey>(unreadable);
+  const secretRefs: Partial<Record<ConfigKey, SecretRef>> = {};
   for (const name of CONFIG_KEYS) {
     const layer = envLayer.values.has(name) ? envLayer : fileLayer.values.has(name) ? fileLayer : undefined;
     sources[name] = layer?.source ?? 'default';
     if (unreadable.has(name)) continue;
     const raw = layer?.values.get(name);
+    if (looksLikeSecretRef(raw)) {
+      // Only the form is checked (offline); the key's own checks run on the value `run` fetches (secrets.ts).
+      const ref = readSecretRef(name, raw, layer?.where ?? '', problems);
+      if (ref) {
+        values[name] = raw.trim();
+        secretRefs[name] = ref;
+      } else invalid.add(name);
+      continue;
+    }
     const result = (configSchema.shape[name] as z.ZodType).safeParse(raw);
     if (result.success) {
       values[name] = result.data;
@@ -85,10 +105,11 @@ export function loadConfig(opts: LoadOptions = {}): LoadResult {
     values.MQTT_CLIENT_ID = deriveClientId(opts.hostname ?? osHostname(), v.APP_ENV);
   }
   if (v.FILE_SINK_DIR === undefined && v.DATA_DIR !== undefined) values.FILE_SINK_DIR = path.join(v.DATA_DIR, 'out');
+  applyBrokerSecurityDefaults(values);
 
   checkRules(v, (...keys) => keys.every((k) => !invalid.has(k)), problems, warnings);
   if (problems.length > 0) throw new ConfigError(problems);
-  return { config: values as Config, warnings, sources };
+  return { config: values as Config, warnings, sources, secretRefs };
 }
 
 /** `mqtt-ingest-<hostname>-<app_env>`, safe as a client id everywhere. Never random: see MQTT_CLIENT_ID. */
@@ -112,11 +133,16 @@ export function redactConfig(config: Config): Record<string, unknown> {
 }
 
 /** A cloud sink is configured: then FILE_SINK=auto leaves the file sink off. */
-export function hasCloudSink(config: Pick<Config, 'PUBSUB_TOPIC'>): boolean {
-  return config.PUBSUB_TOPIC !== undefined;
+export function hasCloudSink(config: Pick<Config, 'PUBSUB_TOPIC' | 'BIGQUERY_DATASET' | 'BIGQUERY_TABLE'>): boolean {
+  return config.PUBSUB_TOPIC !== undefined || bigquerySinkEnabled(config);
 }
 
-export function fileSinkEnabled(config: Pick<Config, 'FILE_SINK' | 'PUBSUB_TOPIC'>): boolean {
+/** The BigQuery sink is on when its dataset and table are both set (a rule below refuses one without the other). */
+export function bigquerySinkEnabled(config: Pick<Config, 'BIGQUERY_DATASET' | 'BIGQUERY_TABLE'>): boolean {
+  return config.BIGQUERY_DATASET !== undefined && config.BIGQUERY_TABLE !== undefined;
+}
+
+export function fileSinkEnabled(config: Pick<Config, 'FILE_SINK' | 'PUBSUB_TOPIC' | 'BIGQUERY_DATASET' | 'BIGQUERY_TABLE'>): boolean {
   return config.FILE_SINK === 'auto' ? !hasCloudSink(config) : config.FILE_SINK;
 }
 
@@ -145,6 +171,11 @@ function readLayer(layer: Layer, entries: Record<string, unknown>, problems: str
     }
     // The value is given as a file (Docker/Kubernetes secrets), so it stays out of the environment and the YAML.
     layer.values.set(name, undefined);
+    // NAME_FILE=sm://… names the secret the file would hold: the same as NAME=sm://….
+    if (looksLikeSecretRef(secretPath) && isUnset(value)) {
+      layer.values.set(name, secretPath);
+      continue;
+    }
     if (!isUnset(value)) {
       problems.push(`${name}: both ${name} and ${fileVar} are set${layer.where}; set only one`);
       unreadable.add(name);
@@ -286,6 +317,8 @@ function redactUrlPassword(value: string): string {
 // ---- rules across keys; each runs only when the keys it reads are valid, so one mistake is not reported twice
 
 function checkRules(c: Partial<Config>, valid: (...keys: ConfigKey[]) => boolean, problems: string[], warnings: string[]): void {
+  checkBrokerSecurity(c, valid, problems, warnings);
+  checkBigQueryRules(c, valid, problems, warnings);
   if (valid('PUBSUB_TOPIC', 'GCP_PROJECT_ID') && c.PUBSUB_TOPIC !== undefined && c.GCP_PROJECT_ID === undefined) {
     if (!PUBSUB_TOPIC_PATH.test(c.PUBSUB_TOPIC)) {
       problems.push(
@@ -314,8 +347,10 @@ function checkRules(c: Partial<Config>, valid: (...keys: ConfigKey[]) => boolean
       );
     }
   }
-  if (valid('FILE_SINK', 'PUBSUB_TOPIC') && c.FILE_SINK === false && !hasCloudSink(c)) {
-    warnings.push('FILE_SINK: is off and no cloud sink is configured (PUBSUB_TOPIC is unset): the node will only spool and count messages');
+  if (valid('FILE_SINK', 'PUBSUB_TOPIC', 'BIGQUERY_DATASET', 'BIGQUERY_TABLE') && c.FILE_SINK === false && !hasCloudSink(c)) {
+    warnings.push(
+      'FILE_SINK: is off and no cloud sink is configured (PUBSUB_TOPIC and BIGQUERY_DATASET/BIGQUERY_TABLE are unset): the node will only spool and count messages',
+    );
   }
   if (valid('RETRY_INITIAL_DELAY_MS', 'RETRY_MAX_DELAY_MS') && c.RETRY_MAX_DELAY_MS! < c.RETRY_INITIAL_DELAY_MS!) {
     problems.push(
@@ -328,4 +363,29 @@ function isLoopback(url: string): boolean {
   // mqtt:// is not a "special" URL scheme, so the host is kept as written: `127.1` is not expanded.
   const host = new URL(url).hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1');
   return host === 'localhost' || host.endsWith('.localhost') || /^127\./.test(host) || host === '::1' || /^::ffff:127\./.test(host);
+}
+
+/** The BigQuery sink needs its dataset and table together, a project, and one endpoint setting at most. */
+function checkBigQueryRules(c: Partial<Config>, valid: (...keys: ConfigKey[]) => boolean, problems: string[], warnings: string[]): void {
+  if (valid('BIGQUERY_DATASET', 'BIGQUERY_TABLE')) {
+    if ((c.BIGQUERY_DATASET === undefined) !== (c.BIGQUERY_TABLE === undefined)) {
+      const [set, unset] = c.BIGQUERY_DATASET === undefined ? ['BIGQUERY_TABLE', 'BIGQUERY_DATASET'] : ['BIGQUERY_DATASET', 'BIGQUERY_TABLE'];
+      problems.push(`${unset}: is unset but ${set} is set; the BigQuery sink needs both (or neither)`);
+    }
+  }
+  const enabled = c.BIGQUERY_DATASET !== undefined || c.BIGQUERY_TABLE !== undefined;
+  if (enabled && valid('GCP_PROJECT_ID') && c.GCP_PROJECT_ID === undefined) {
+    problems.push('GCP_PROJECT_ID: is unset but the BigQuery sink (BIGQUERY_DATASET, BIGQUERY_TABLE) needs the project of its dataset');
+  }
+  if (valid('BIGQUERY_API_ENDPOINT', 'BIGQUERY_EMULATOR_HOST') && c.BIGQUERY_API_ENDPOINT !== undefined && c.BIGQUERY_EMULATOR_HOST !== undefined) {
+    problems.push(
+      'BIGQUERY_EMULATOR_HOST: is set together with BIGQUERY_API_ENDPOINT; set only one (the emulator host is a full base URL, the endpoint a host URL)',
+    );
+  }
+  if (valid('BIGQUERY_EMULATOR_HOST') && c.BIGQUERY_EMULATOR_HOST !== undefined && !/\/bigquery\/v2\/?$/.test(c.BIGQUERY_EMULATOR_HOST)) {
+    warnings.push(
+      `BIGQUERY_EMULATOR_HOST: ${show(c.BIGQUERY_EMULATOR_HOST)} does not end in /bigquery/v2; it is used as the full base URL, as ` +
+        "Google's client does, so requests go to …/projects/… right under it. For a host URL use BIGQUERY_API_ENDPOINT",
+    );
+  }
 }

@@ -30,6 +30,11 @@ export interface KeyMeta {
   derivedDefault?: string;
   /** The value is never printed: not in problems, not in `check-config`, not in logs. */
   secret?: boolean;
+  /**
+   * The value is the path of a file the node reads (a certificate, a password file). Like a secret key, it may be
+   * a Secret Manager reference (`sm://…`), which `run` resolves into a file in a private folder.
+   */
+  file?: boolean;
 }
 
 export const configRegistry = z.registry<KeyMeta>();
@@ -42,7 +47,7 @@ interface Field<S extends z.ZodType> {
   envType: EnvType;
 }
 
-type KeyInfo = Pick<KeyMeta, 'description' | 'secret' | 'derivedDefault'>;
+type KeyInfo = Pick<KeyMeta, 'description' | 'secret' | 'derivedDefault' | 'file'>;
 
 function key<S extends z.ZodType>(field: Field<S>, info: KeyInfo & { default: string }): z.ZodPrefault<S>;
 function key<S extends z.ZodType>(field: Field<S>, info: KeyInfo): z.ZodOptional<S>;
@@ -217,6 +222,20 @@ const fileSinkSwitch = (() => {
   return { schema, accepts: '`auto` or a boolean', hint: BOOLEAN_HINT, envType: 'boolean' } satisfies Field<typeof schema>;
 })();
 
+function boolean() {
+  const schema = z.preprocess(readBoolean, z.boolean());
+  return { schema, accepts: 'a boolean', hint: BOOLEAN_HINT, envType: 'boolean' } satisfies Field<typeof schema>;
+}
+
+// BigQuery names (cloud.google.com/bigquery/docs/datasets#dataset-naming, /tables#table_naming): a dataset id is
+// letters, digits and underscores; a table id may also hold other Unicode letters, marks, digits, dashes and spaces.
+const bigqueryDataset = text('a BigQuery dataset id: letters, digits and underscores, at most 1024', {
+  test: (v) => /^[A-Za-z0-9_]{1,1024}$/.test(v),
+});
+const bigqueryTable = text('a BigQuery table id: letters, marks, digits, `_`, `-` and spaces, at most 1024 bytes', {
+  test: (v) => /^[\p{L}\p{M}\p{N}\p{Pc}\p{Pd}\p{Zs}]+$/u.test(v) && Buffer.byteLength(v) <= 1024,
+});
+
 // ---- the keys, in the order the docs and `check-config` list them
 
 export const configSchema = z.strictObject({
@@ -286,6 +305,70 @@ export const configSchema = z.strictObject({
     default: '30',
     description: "The subscriber's keep-alive interval.",
   }),
+  // ---- the node's own broker: listeners, TLS, users and limits (docs/security.md); ignored with an external broker
+  MQTT_TLS_PORT: key(wholeNumber(1, 65535), {
+    default: '8883',
+    description: 'Port of the TLS listener, which is on when `MQTT_TLS_CERT` and `MQTT_TLS_KEY` are set.',
+  }),
+  MQTT_TLS_CERT: key(text('a file path'), {
+    file: true,
+    description: "PEM file with the broker's certificate chain, server certificate first.",
+  }),
+  MQTT_TLS_KEY: key(text('a file path'), {
+    file: true,
+    description: 'PEM file with the private key of the server certificate (unencrypted).',
+  }),
+  MQTT_TLS_CA: key(text('a file path'), {
+    file: true,
+    description: 'PEM bundle of the certificate authorities that sign client certificates (for `MQTT_TLS_REQUIRE_CLIENT_CERT`).',
+  }),
+  MQTT_TLS_REQUIRE_CLIENT_CERT: key(boolean(), {
+    default: 'false',
+    description:
+      'mTLS: the TLS (and secure WebSocket) listener refuses clients without a certificate signed by `MQTT_TLS_CA`. ' +
+      "Without `MQTT_AUTH_FILE` the certificate's Common Name is the client's user name (for the ACL); with it, " +
+      'clients need both the certificate and a password.',
+  }),
+  MQTT_PLAINTEXT: key(boolean(), {
+    derivedDefault: '`on` in dev, `off` in pprd and prd',
+    description: 'The plaintext MQTT listener on `MQTT_PORT`.',
+  }),
+  MQTT_WS_PORT: key(wholeNumber(1, 65535), {
+    description: 'Port of an MQTT over WebSockets listener (secure WebSockets when `MQTT_TLS_CERT` and `MQTT_TLS_KEY` are set). Unset: off.',
+  }),
+  MQTT_AUTH_FILE: key(text('a file path'), {
+    file: true,
+    description:
+      'Mosquitto-format password file (`user:$7$…` lines, written by `mqtt-ingest passwd` or `mosquitto_passwd`). ' +
+      'Reloaded on SIGHUP.',
+  }),
+  MQTT_ACL_FILE: key(text('a file path'), {
+    file: true,
+    description:
+      'Mosquitto-format ACL file (`user`, `topic read|write|readwrite|deny`, `pattern` with `%u`/`%c`). Reloaded on SIGHUP.',
+  }),
+  MQTT_ALLOW_ANONYMOUS: key(boolean(), {
+    derivedDefault: '`true` in dev, `false` in pprd and prd',
+    description: 'Accept clients that give no user name.',
+  }),
+  MQTT_ALLOW_INSECURE: key(boolean(), {
+    default: 'false',
+    description:
+      'Let pprd and prd start with the plaintext listener, without TLS or with anonymous access, with a warning at ' +
+      'start and in the readiness JSON.',
+  }),
+  MQTT_MAX_PACKET_BYTES: key(byteSize(KiB, 268_435_455), {
+    default: '1MiB',
+    description:
+      'Largest MQTT packet a client may send; a client sending a larger one is disconnected. Pub/Sub and BigQuery take ' +
+      'at most 10 MB per message; MQTT allows 256 MiB.',
+  }),
+  MQTT_MAX_CONNECTIONS: key(wholeNumber(1, 1_000_000), {
+    default: '10000',
+    description:
+      'Most client connections per listener; more are closed at once. Each takes a file descriptor: keep it under the ' +
+      "process's open-file limit.",
+  }),
   MOSQUITTO_BIN: key(text('a command name or path'), {
     default: 'mosquitto',
     description: 'The Mosquitto executable, looked up on `PATH` unless it is a path.',
@@ -335,6 +418,69 @@ export const configSchema = z.strictObject({
   PUBSUB_MAX_IN_FLIGHT: key(wholeNumber(1, 64), {
     default: '4',
     description: 'Most Pub/Sub publish requests outstanding at once.',
+  }),
+  SECRET_MANAGER_API_ENDPOINT: key(
+    text('an `http://` or `https://` URL without a path (e.g. `https://secretmanager.europe-west1.rep.googleapis.com`)', {
+      test: (v) => /^https?:\/\/[^\s/?#]+\/?$/.test(v),
+      envType: 'url',
+    }),
+    {
+      description:
+        'Where `run` resolves `sm://` references (see docs/operations.md). Unset: Google\'s global endpoint. An ' +
+        '`https://` URL names a regional endpoint; an `http://` URL is a local stand-in, called without credentials.',
+    },
+  ),
+  BIGQUERY_DATASET: key(bigqueryDataset, {
+    description:
+      'With `BIGQUERY_TABLE`, enables the BigQuery sink: the dataset of the raw table, in `GCP_PROJECT_ID` (see docs/bigquery.md).',
+  }),
+  BIGQUERY_TABLE: key(bigqueryTable, {
+    description: 'With `BIGQUERY_DATASET`, enables the BigQuery sink: the raw table rows are streamed into (schema in docs/bigquery.md).',
+  }),
+  BIGQUERY_LOCATION: key(text('a BigQuery location such as `US`, `EU` or `europe-west1`'), {
+    default: 'US',
+    description: 'Location of a dataset the node creates (see `BIGQUERY_AUTO_CREATE`); an existing dataset keeps its own.',
+  }),
+  BIGQUERY_AUTO_CREATE: key(boolean(), {
+    default: 'on',
+    description:
+      'At start, create the dataset and the raw table when they are missing. Off: a missing table stops the start ' +
+      '(an operator creates it with `mqtt-ingest provision`). Either way, an existing table whose columns do not fit stops the start.',
+  }),
+  BIGQUERY_API_ENDPOINT: key(
+    text('an `http://` or `https://` URL without a path (e.g. `http://127.0.0.1:9050`)', {
+      test: (v) => /^https?:\/\/[^\s/?#]+\/?$/.test(v),
+      envType: 'url',
+    }),
+    {
+      derivedDefault: "Google's (`https://bigquery.googleapis.com`)",
+      description:
+        'A BigQuery-compatible host URL, for tests; the client appends `/bigquery/v2`. No credentials are sent to an `http://` URL.',
+    },
+  ),
+  BIGQUERY_EMULATOR_HOST: key(
+    text('an `http://` or `https://` URL (e.g. `http://127.0.0.1:9050/bigquery/v2`)', {
+      test: (v) => /^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/.test(v),
+      envType: 'url',
+    }),
+    {
+      description:
+        "Honoured as Google's client reads it: the full base URL, `/bigquery/v2` included. Set this or `BIGQUERY_API_ENDPOINT`, not both.",
+    },
+  ),
+  BIGQUERY_BATCH_MAX_ROWS: key(wholeNumber(1, 50_000), {
+    default: '500',
+    description: 'Most rows in one BigQuery insertAll request (Google recommends 500; the API allows 50,000).',
+  }),
+  BIGQUERY_BATCH_MAX_BYTES: key(byteSize(KiB, 10_000_000), {
+    default: '9000000',
+    description:
+      "Largest insertAll request body, under BigQuery's 10 MB request limit: a batch is sent as several requests when its rows " +
+      'encode to more. A single row too large for any request is dead-lettered with reason `too_large`.',
+  }),
+  BIGQUERY_MAX_IN_FLIGHT: key(wholeNumber(1, 64), {
+    default: '4',
+    description: 'Most BigQuery insertAll requests outstanding at once.',
   }),
   FILE_SINK: key(fileSinkSwitch, {
     default: 'auto',

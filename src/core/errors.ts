@@ -9,7 +9,9 @@ export type ErrorCode =
   | 'BROKER_START_FAILED'
   | 'BROKER_CRASH_LOOP'
   | 'SINK_START_FAILED'
-  | 'SOURCE_FAILED';
+  | 'SOURCE_FAILED'
+  | 'SECRET_UNAVAILABLE'
+  | 'DEPLOY_RENDER_FAILED';
 
 export class IngestError extends Error {
   readonly code: ErrorCode;

@@ -20,8 +20,16 @@ export async function publishRange(
   url: string,
   from: number,
   to: number,
-  opts: { topic?: (i: number) => string; window?: number; onProgress?: (acked: number) => void; clientId?: string; ratePerSec?: number } = {},
-): Promise<void> {
+  opts: {
+    topic?: (i: number) => string;
+    window?: number;
+    onProgress?: (acked: number) => void;
+    clientId?: string;
+    ratePerSec?: number;
+    /** Stop sending when aborted; resolves once what was sent is acknowledged. */
+    signal?: AbortSignal;
+  } = {},
+): Promise<number> {
   const client = await mqtt.connectAsync(url, { clientId: opts.clientId ?? `load-${process.pid}-${Date.now()}-${from}`, protocolVersion: 4, clean: true });
   const window = opts.window ?? 500;
   let next = from;
@@ -32,7 +40,8 @@ export async function publishRange(
       const started = Date.now();
       let timer: NodeJS.Timeout | undefined;
       const pump = () => {
-        while (inflight < window && next < to) {
+        if (opts.signal?.aborted && inflight === 0) return resolve();
+        while (inflight < window && next < to && !opts.signal?.aborted) {
           if (opts.ratePerSec && next - from >= ((Date.now() - started) / 1000) * opts.ratePerSec) {
             timer ??= setTimeout(() => {
               timer = undefined;
@@ -47,7 +56,7 @@ export async function publishRange(
             inflight -= 1;
             acked += 1;
             opts.onProgress?.(acked);
-            if (acked === to - from) resolve();
+            if (acked === to - from || (opts.signal?.aborted && inflight === 0)) resolve();
             else pump();
           });
         }
@@ -57,6 +66,7 @@ export async function publishRange(
   } finally {
     await client.endAsync();
   }
+  return acked;
 }
 
 /**

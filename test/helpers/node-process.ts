@@ -32,10 +32,27 @@ export interface NodeProcess {
   waitReady(timeoutMs?: number): Promise<void>;
   /** SIGTERM, then wait for exit; returns the exit code. */
   stop(): Promise<number | null>;
-  /** SIGKILL and wait for exit. */
+  /**
+   * SIGKILL the node and everything it started (its process group), as when a container is killed, and
+   * wait for the node to exit. Tests use it both to crash the node and to clean up.
+   */
   kill(): Promise<void>;
+  /** SIGKILL the node process alone, leaving its children (a supervised Mosquitto) running as orphans. */
+  killNodeOnly(): Promise<void>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
+
+/** Process groups of nodes still running: killed when the test process exits, whatever happened. */
+const groups = new Set<number>();
+process.on('exit', () => {
+  for (const pid of groups) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
 
 /** The base environment of a node under test: quiet, no metadata-server probing, no inherited config. */
 export function baseEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
@@ -74,7 +91,9 @@ export async function startNode(env: Record<string, string | undefined> = {}, op
   const fullEnv = baseEnv({ DATA_DIR: dataDir, PORT: String(httpPort), MQTT_PORT: String(mqttPort), MQTT_HOST: '127.0.0.1', ...env });
   // BENCH_NODE_ARGS: extra Node.js flags for profiling (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = spawn(process.execPath, [...nodeArgs, BIN, 'run'], { env: fullEnv, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group, so kill() can take the supervised Mosquitto down with it.
+  const proc = spawn(process.execPath, [...nodeArgs, BIN, 'run'], { env: fullEnv, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  groups.add(proc.pid as number);
   const logs: string[] = [];
   let buffer = '';
   const onData = (d: Buffer) => {
@@ -90,6 +109,14 @@ export async function startNode(env: Record<string, string | undefined> = {}, op
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     proc.on('exit', (code, signal) => resolve({ code, signal })),
   );
+  const killGroup = () => {
+    try {
+      process.kill(-(proc.pid as number), 'SIGKILL');
+    } catch {
+      // the group is gone already
+    }
+    groups.delete(proc.pid as number);
+  };
   const base = `http://127.0.0.1:${httpPort}`;
   const node: NodeProcess = {
     proc,
@@ -141,6 +168,11 @@ export async function startNode(env: Record<string, string | undefined> = {}, op
       return r.code;
     },
     async kill() {
+      killGroup();
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      await exited;
+    },
+    async killNodeOnly() {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       proc.kill('SIGKILL');
       await exited;

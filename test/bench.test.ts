@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT } from './helpers/node-process.js';
+import { hasMosquitto } from './helpers/mosquitto.js';
+import { hasPubSubEmulator } from './helpers/pubsub-emulator.js';
+import { serviceAvailable } from './helpers/skip.js';
+
+const run =
+  serviceAvailable('mosquitto', hasMosquitto(), 'apt-get install mosquitto mosquitto-clients') &&
+  serviceAvailable('Pub/Sub emulator', hasPubSubEmulator(), 'install the Google Cloud CLI and its pubsub-emulator component');
+
+// Keeps `npm run bench` working: every case runs small. No timing is asserted here (shared machines drift);
+// figures come from full runs of `npm run bench`.
+describe.runIf(run)('npm run bench -- --quick', () => {
+  it('runs every case and writes a JSON report with a result per case', async () => {
+    const out = mkdtempSync(path.join(os.tmpdir(), 'bench-out-'));
+    const code = await new Promise<number | null>((resolve) => {
+      const proc = spawn(process.execPath, [path.join(ROOT, 'dist', 'bench', 'run.js'), '--quick', '--out', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      proc.stdout.resume();
+      proc.stderr.resume();
+      proc.on('exit', resolve);
+    });
+    expect(code).toBe(0);
+    const report = JSON.parse(readFileSync(path.join(out, 'quick-latest.json'), 'utf8')) as {
+      quick: boolean;
+      results: { case: string; details: Record<string, number | string> }[];
+    };
+    expect(report.quick).toBe(true);
+    expect(report.results).toHaveLength(6);
+    const [drain, live, pubsub, latency, rss, embedded] = report.results;
+    for (const r of [drain, live, pubsub]) {
+      expect(r.details.nodeRate).toBeGreaterThan(0);
+      expect(r.details.baselineRate).toBeGreaterThan(0);
+    }
+    expect(latency.details.commitSamples).toBeGreaterThan(0);
+    expect(latency.details.visibleSamples).toBeGreaterThan(0);
+    expect(rss.details.peakMb).toBeGreaterThan(0);
+    expect(embedded.details.embeddedRate).toBeGreaterThan(0);
+  });
+});
