@@ -18,9 +18,17 @@ import { ExternalBroker } from './broker/external.js';
 import { MosquittoBroker, findOnPath } from './broker/mosquitto.js';
 import { brokerSecurity, insecureFindings, mosquittoWebSocketProblem } from './broker/security/policy.js';
 import { BrokerError } from './core/errors.js';
-import { MqttSource } from './source/mqtt-source.js';
+import { MqttSource, redactUrl } from './source/mqtt-source.js';
 
 export type BrokerMode = 'mosquitto' | 'embedded' | 'external';
+
+/** start() gave up because stop() was called (SIGTERM during start-up): not a failure. */
+export class StartAbortedError extends Error {
+  constructor() {
+    super('start-up interrupted by a stop request');
+    this.name = 'StartAbortedError';
+  }
+}
 
 /** auto: external when MQTT_BROKER is set, else Mosquitto when it is on PATH, else the embedded broker. */
 export function resolveBrokerMode(config: Config, onPath: (bin: string) => string | undefined = findOnPath): BrokerMode {
@@ -54,6 +62,7 @@ export class IngestNode {
   private readonly insecure: string[];
   private subscriberIdIsSecret = false;
   httpPort = 0;
+  private starting: Promise<void> | undefined;
 
   constructor(
     private readonly config: Config,
@@ -63,7 +72,18 @@ export class IngestNode {
     this.insecure = insecureFindings(config);
   }
 
-  async start(): Promise<void> {
+  /** Starts the node. A stop() that arrives meanwhile ends the start at the next step (StartAbortedError). */
+  start(): Promise<void> {
+    this.starting = this.startSteps();
+    return this.starting;
+  }
+
+  /** Between start steps: a SIGTERM during start-up stops it here instead of starting what comes next. */
+  private checkNotStopping(): void {
+    if (this.stopping) throw new StartAbortedError();
+  }
+
+  private async startSteps(): Promise<void> {
     const c = this.config;
     const dataDir = path.resolve(c.DATA_DIR);
     this.sinks = this.buildSinks(dataDir);
@@ -73,8 +93,18 @@ export class IngestNode {
     }
     this.spool = Spool.open({ dir: path.join(dataDir, 'spool'), maxBytes: c.SPOOL_MAX_BYTES, sinks: sinkNames, sync: c.SPOOL_SYNC });
     this.metrics.spoolMaxBytes.set(c.SPOOL_MAX_BYTES);
+    for (const [sink, n] of Object.entries(this.spool.releasedAtOpen)) {
+      this.metrics.deadLetters.inc({ sink, reason: 'sink_disabled' }, n);
+      this.logger.warn(
+        { sink, messages: n },
+        `${n} messages were waiting for the ${sink} sink, which is no longer configured: they are in the dead-letter store (mqtt-ingest dlq list --sink ${sink}; dlq replay after enabling it again)`,
+      );
+    }
     this.writer = new SpoolWriter(this.spool, { metrics: this.metrics, logger: this.logger.child({ component: 'spool' }) });
-    for (const s of this.sinks) await s.start();
+    for (const s of this.sinks) {
+      await s.start();
+      this.checkNotStopping();
+    }
     this.dispatcher = new Dispatcher(this.sinks, this.spool, this.logger, this.metrics, {
       retryBaseMs: c.RETRY_INITIAL_DELAY_MS,
       retryCapMs: c.RETRY_MAX_DELAY_MS,
@@ -82,6 +112,7 @@ export class IngestNode {
     this.dispatcher.start();
     this.http = new HttpServer({ port: c.PORT, logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this });
     this.httpPort = await this.http.start();
+    this.checkNotStopping();
     // The dlq commands change the spool file from another process: recount now and then.
     this.gaugeTimer = setInterval(() => this.spool.refreshCounters(), 30_000);
     this.gaugeTimer.unref();
@@ -89,6 +120,7 @@ export class IngestNode {
     const onCommitted = () => this.dispatcher.notify();
     this.broker = this.buildBroker(dataDir, onCommitted);
     await this.broker.start();
+    this.checkNotStopping();
     if (this.mode !== 'embedded') {
       // With its own Mosquitto the subscriber uses the internal credential and a client id with a secret suffix
       // (broker/security/internal-credential.ts), which stays out of the log.
@@ -104,6 +136,14 @@ export class IngestNode {
         sessionExpirySeconds: c.MQTT_SESSION_EXPIRY_SECONDS,
         keepaliveSeconds: c.MQTT_KEEPALIVE_SECONDS,
         writer: this.writer,
+        subscriptions: {
+          // Keyed by broker URL: a session lives on one broker.
+          load: () => {
+            const v = this.spool.getMeta(`subscriptions ${redactUrl(this.broker.subscriberUrl())}`);
+            return v === undefined ? undefined : (JSON.parse(v) as string[]);
+          },
+          save: (topics) => this.spool.setMeta(`subscriptions ${redactUrl(this.broker.subscriberUrl())}`, JSON.stringify(topics)),
+        },
         logger: this.subscriberIdIsSecret
           ? this.logger.child(
               { component: 'source' },
@@ -282,6 +322,8 @@ export class IngestNode {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    // Let a start in progress reach its next step and give up there, then stop what it started.
+    await this.starting?.catch(() => undefined);
     const started = Date.now();
     this.logger.info('stopping: no new messages are taken');
     if (this.gaugeTimer) clearInterval(this.gaugeTimer);

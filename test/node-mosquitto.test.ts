@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startNode } from './helpers/node-process.js';
 import { hasMosquitto } from './helpers/mosquitto.js';
@@ -57,6 +57,27 @@ describe.runIf(run)('supervised Mosquitto in a running node', () => {
       expect(pidAlive(newPid)).toBe(false);
     } finally {
       await second.kill();
+    }
+  });
+
+  it('a SIGTERM during start-up stops what was started and exits 0, leaving no Mosquitto behind', async () => {
+    const node = await startNode({ MQTT_BROKER_MODE: 'mosquitto' });
+    try {
+      await waitFor(() => node.logs.some((l) => l.includes('"message":"http listening"')), 20_000, 'http listening');
+      node.proc.kill('SIGTERM');
+      const { code } = await node.exited;
+      expect(code).toBe(0);
+      const left = readdirSync('/proc').filter((p) => {
+        if (!/^\d+$/.test(p)) return false;
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(node.dataDir);
+        } catch {
+          return false;
+        }
+      });
+      expect(left).toEqual([]);
+    } finally {
+      await node.kill();
     }
   });
 });

@@ -3,7 +3,7 @@ import { loadConfig } from '../config/load.js';
 import { ConfigError, IngestError } from '../core/errors.js';
 import { resolveConfigSecrets } from '../config/secrets.js';
 import { createLogger } from '../core/logger.js';
-import { IngestNode } from '../supervisor.js';
+import { IngestNode, StartAbortedError } from '../supervisor.js';
 
 export function registerRun(program: Command): void {
   program
@@ -52,6 +52,13 @@ async function run(file?: string): Promise<number> {
     stopping = node.stop().finally(stopped);
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // A bug that escapes every handler must not leave a half-working node: log it and exit for a restart.
+  // Nothing acknowledged is lost (the spool is on disk; PUBACKs follow commits).
+  process.on('unhandledRejection', (reason) => {
+    logger.fatal({ err: reason instanceof Error ? { message: reason.message, stack: reason.stack } : String(reason) }, 'unhandled rejection; exiting');
+    logger.flush();
+    process.exit(70);
+  });
   process.on('SIGINT', () => stop('SIGINT'));
   // SIGHUP reloads the broker's password file, ACL file and certificates (without a handler Node would exit).
   process.on('SIGHUP', () => {
@@ -68,6 +75,12 @@ async function run(file?: string): Promise<number> {
   try {
     await node.start();
   } catch (err) {
+    if (err instanceof StartAbortedError) {
+      // SIGTERM during start-up: the stop in progress closes what was started; a clean exit.
+      await done;
+      logger.flush();
+      return 0;
+    }
     const e = err as Error & { code?: string };
     logger.fatal({ err: { message: e.message, code: e.code, cause: (e.cause as Error | undefined)?.message } }, 'start failed');
     await node.stop().catch(() => undefined);

@@ -96,7 +96,15 @@ export class SinkRunner {
         this.wakeAt(this.pausedUntil - now);
         return;
       }
-      const batch = this.nextBatch();
+      let batch: SpooledMessage[];
+      try {
+        batch = this.nextBatch();
+      } catch (err) {
+        // The spool could not be read (disk error, a lock held too long by a dlq command): try later.
+        this.spoolError('lease', err);
+        this.wakeAt(1000);
+        return;
+      }
       if (batch.length === 0) {
         this.wakeAt(this.opts.idlePollMs ?? 1000);
         return;
@@ -150,7 +158,20 @@ export class SinkRunner {
       this.writeStarts.delete(token);
     }
     if (this.spool.isClosed) return;
-    this.apply(batch, outcomes);
+    try {
+      this.apply(batch, outcomes);
+    } catch (err) {
+      // The outcome could not be recorded: nothing left the spool, so the whole batch is sent again later
+      // (the destination de-duplicates by message_id).
+      this.spoolError('ack', err);
+      this.retryQueue.push(...batch);
+      this.pausedUntil = Date.now() + this.backoff.next();
+    }
+  }
+
+  private spoolError(what: string, err: unknown): void {
+    this.metrics.deliveryFailures.inc({ sink: this.sink.name, reason: `spool_${what}_failed` });
+    this.logger.error({ sink: this.sink.name, err: err instanceof Error ? err.message : String(err) }, `spool ${what} failed; retrying`);
   }
 
   private apply(batch: SpooledMessage[], outcomes: DeliveryOutcome[]): void {

@@ -2,6 +2,7 @@ import mqttPacket, { type Packet, type IPublishPacket, type IConnackPacket, type
 import type { Duplex } from 'node:stream';
 import type { InboundMessage } from '../core/message.js';
 import type { AppendResult } from '../spool/spool.js';
+import { SpoolClosedError } from '../core/errors.js';
 
 export interface ConnectionOptions {
   clientId: string;
@@ -13,13 +14,19 @@ export interface ConnectionOptions {
   keepaliveSeconds: number;
   /** MQTT 5 Receive Maximum advertised to the broker: how many QoS 1/2 messages may be unacknowledged. */
   receiveMaximum: number;
-  /** Commits the message; the PUBACK is sent only after this resolves. */
-  submit: (m: InboundMessage) => Promise<AppendResult>;
-  /** Messages waiting for a commit; above `pauseAbove` the socket stops being read (TCP back-pressure). */
-  waiting: () => number;
-  pauseAbove: number;
+  /** Commits the messages of one socket read; their PUBACKs are sent only after this resolves. */
+  submit: (m: InboundMessage[]) => Promise<AppendResult[]>;
+  /** Messages and payload bytes waiting for a commit; above either limit the socket stops being read (TCP back-pressure). */
+  waiting: () => { messages: number; bytes: number };
+  pauseAbove: { messages: number; bytes: number };
+  /** A commit failed for another reason than shutdown: the connection is dropped so the broker redelivers. */
+  onCommitFailed: (err: Error) => void;
   onCommitted: () => void;
   onEvent: (event: ConnectionEvent) => void;
+  /** The filters the broker's session was last subscribed to (undefined: not known). */
+  previousTopics: () => string[] | undefined;
+  /** Called once the broker granted `topics`, to remember them across restarts. */
+  onSubscribed: (topics: string[]) => void;
 }
 
 export type ConnectionEvent =
@@ -31,10 +38,11 @@ export type ConnectionEvent =
   | { type: 'server-disconnect'; reason: string }
   | { type: 'protocol-error'; reason: string };
 
-/** A QoS 1/2 PUBLISH waiting for its commit; acknowledgements leave in arrival order. */
-interface PendingAck {
-  messageId: number;
-  qos: 1 | 2;
+/** The QoS 1/2 PUBLISH packets of one socket read, waiting for their commit; acknowledgements leave in arrival order. */
+interface PendingAcks {
+  ids: number[];
+  /** 1 for PUBACK, 2 for PUBREC, per id. */
+  qos: (1 | 2)[];
   committed: boolean;
 }
 
@@ -61,7 +69,10 @@ const CONNACK_V4: Record<number, string> = {
  */
 export class Connection {
   private readonly parser;
-  private readonly acks: PendingAck[] = [];
+  private readonly acks: PendingAcks[] = [];
+  /** Messages of the socket read being parsed; submitted together when the read is parsed. */
+  private reading: InboundMessage[] | undefined;
+  private readingAcks: PendingAcks | undefined;
   private closed = false;
   private paused = false;
   private pingOutstanding = false;
@@ -80,7 +91,7 @@ export class Connection {
     this.parser = mqttPacket.parser({ protocolVersion: o.protocolVersion });
     this.parser.on('packet', (p: Packet) => this.onPacket(p));
     this.parser.on('error', (err: Error) => this.fail(`malformed packet from the broker: ${err.message}`, true));
-    stream.on('data', (chunk: Buffer) => this.parser.parse(chunk));
+    stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('error', (err) => this.close(err.message));
     stream.on('close', () => this.close('connection closed'));
   }
@@ -142,31 +153,77 @@ export class Connection {
     this.connected = true;
     this.startKeepalive();
     this.o.onEvent({ type: 'connected', sessionPresent: p.sessionPresent });
-    if (!p.sessionPresent) this.subscribe();
-    else this.o.onEvent({ type: 'subscribed', granted: [] });
+    const previous = this.o.previousTopics();
+    if (!p.sessionPresent || previous === undefined) return this.subscribe(this.o.topics);
+    // The broker kept the session: change its subscriptions only where MQTT_TOPICS changed since.
+    const removed = previous.filter((t) => !this.o.topics.includes(t));
+    const added = this.o.topics.filter((t) => !previous.includes(t));
+    if (removed.length > 0) this.send({ cmd: 'unsubscribe', messageId: 2, unsubscriptions: removed });
+    if (added.length > 0) return this.subscribe(added);
+    if (removed.length > 0) this.o.onSubscribed(this.o.topics);
+    this.o.onEvent({ type: 'subscribed', granted: [] });
   }
 
-  private subscribe(): void {
+  private subscribing: string[] = [];
+
+  private subscribe(topics: string[]): void {
     const v5 = this.o.protocolVersion === 5;
+    this.subscribing = topics;
     this.send({
       cmd: 'subscribe',
       messageId: 1,
       // rh 1 (MQTT 5): retained messages only for a new subscription, not again on every re-subscribe.
-      subscriptions: this.o.topics.map((topic) => (v5 ? { topic, qos: 1 as const, rh: 1, nl: false, rap: false } : { topic, qos: 1 as const })),
+      subscriptions: topics.map((topic) => (v5 ? { topic, qos: 1 as const, rh: 1, nl: false, rap: false } : { topic, qos: 1 as const })),
     });
   }
 
   private onSuback(p: ISubackPacket): void {
     const granted = p.granted.map((g) => (typeof g === "number" ? g : (g as { qos: number }).qos));
-    const refused = this.o.topics.filter((_, i) => (granted[i] ?? 0x80) >= 0x80);
+    const topics = this.subscribing;
+    const refused = topics.filter((_, i) => (granted[i] ?? 0x80) >= 0x80);
     if (refused.length > 0) return this.o.onEvent({ type: 'subscribe-refused', topics: refused });
-    const downgraded = this.o.topics.filter((_, i) => granted[i] === 0);
+    const downgraded = topics.filter((_, i) => granted[i] === 0);
     if (downgraded.length > 0) this.o.onEvent({ type: 'downgraded', topics: downgraded });
+    this.o.onSubscribed(this.o.topics);
     this.o.onEvent({ type: 'subscribed', granted });
   }
 
+  /** Parses one socket read; its PUBLISH packets go to the spool together, with one promise. */
+  private onData(chunk: Buffer): void {
+    this.reading = [];
+    this.readingAcks = { ids: [], qos: [], committed: false };
+    this.parser.parse(chunk);
+    const messages = this.reading;
+    const acks = this.readingAcks;
+    this.reading = undefined;
+    this.readingAcks = undefined;
+    if (messages.length === 0) return;
+    if (acks.ids.length > 0) this.acks.push(acks);
+    this.o.submit(messages).then(
+      () => {
+        this.o.onCommitted();
+        acks.committed = true;
+        this.scheduleAckFlush();
+        this.maybeResume();
+      },
+      (err: Error) => {
+        // Not stored, so never acknowledged. At shutdown that is all; any other failure (disk, I/O, a
+        // lock held too long) ends the connection: the acknowledgements queued behind this read could
+        // never be sent in order, and the broker redelivers everything unacknowledged on reconnect.
+        if (err instanceof SpoolClosedError || this.closed) return;
+        this.o.onCommitFailed(err);
+        this.fail(`spool commit failed: ${err.message}`);
+      },
+    );
+    const w = this.o.waiting();
+    if (!this.paused && (w.messages > this.o.pauseAbove.messages || w.bytes > this.o.pauseAbove.bytes)) {
+      this.paused = true;
+      this.stream.pause();
+    }
+  }
+
   private onPublish(p: IPublishPacket): void {
-    const message: InboundMessage = {
+    this.reading?.push({
       topic: p.topic,
       payload: typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload,
       qos: p.qos,
@@ -174,24 +231,10 @@ export class Connection {
       receivedAt: Date.now(),
       packetId: p.qos > 0 ? p.messageId : undefined,
       dup: p.dup,
-    };
-    const entry: PendingAck | undefined = p.qos > 0 ? { messageId: p.messageId as number, qos: p.qos as 1 | 2, committed: false } : undefined;
-    if (entry) this.acks.push(entry);
-    this.o.submit(message).then(
-      () => {
-        this.o.onCommitted();
-        if (entry) {
-          entry.committed = true;
-          this.scheduleAckFlush();
-        }
-        this.maybeResume();
-      },
-      // Not stored (the spool is closing): no acknowledgement, the broker keeps the message for us.
-      () => undefined,
-    );
-    if (!this.paused && this.o.waiting() > this.o.pauseAbove) {
-      this.paused = true;
-      this.stream.pause();
+    });
+    if (p.qos > 0 && this.readingAcks) {
+      this.readingAcks.ids.push(p.messageId as number);
+      this.readingAcks.qos.push(p.qos as 1 | 2);
     }
   }
 
@@ -214,13 +257,18 @@ export class Connection {
     let n = 0;
     while (n < this.acks.length && this.acks[n].committed) n += 1;
     if (n === 0) return;
-    const ready = this.acks.splice(0, n);
-    const buffers = ready.map((a) => mqttPacket.generate({ cmd: a.qos === 1 ? 'puback' : 'pubrec', messageId: a.messageId }, { protocolVersion: this.o.protocolVersion }));
+    const buffers: Buffer[] = [];
+    for (const group of this.acks.splice(0, n)) {
+      for (let i = 0; i < group.ids.length; i++) {
+        buffers.push(mqttPacket.generate({ cmd: group.qos[i] === 1 ? 'puback' : 'pubrec', messageId: group.ids[i] }, { protocolVersion: this.o.protocolVersion }));
+      }
+    }
     this.stream.write(buffers.length === 1 ? buffers[0] : Buffer.concat(buffers));
   }
 
   private maybeResume(): void {
-    if (this.paused && this.o.waiting() <= this.o.pauseAbove / 2) {
+    const w = this.o.waiting();
+    if (this.paused && w.messages <= this.o.pauseAbove.messages / 2 && w.bytes <= this.o.pauseAbove.bytes / 2) {
       this.paused = false;
       this.stream.resume();
     }

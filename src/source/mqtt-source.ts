@@ -24,9 +24,13 @@ export interface MqttSourceOptions {
   reconnectCapMs?: number;
   /** MQTT 5 Receive Maximum (default 10,000): the broker's in-flight window towards us. */
   receiveMaximum?: number;
-  /** Stop reading the socket while this many messages wait for a commit (default 50,000). */
+  /** Stop reading the socket while this many messages wait for a commit (default 50,000)… */
   pauseAbove?: number;
+  /** …or this many payload bytes (default 64 MiB): memory stays bounded whatever the message size. */
+  pauseAboveBytes?: number;
   connectTimeoutMs?: number;
+  /** Where the filters of the broker's session are remembered (the spool's meta table), to follow MQTT_TOPICS changes. */
+  subscriptions?: { load(): string[] | undefined; save(topics: string[]): void };
 }
 
 export type SourceState = 'connecting' | 'subscribed' | 'disconnected' | 'stopped';
@@ -84,11 +88,17 @@ export class MqttSource {
       sessionExpirySeconds: o.sessionExpirySeconds,
       keepaliveSeconds: o.keepaliveSeconds,
       receiveMaximum: o.receiveMaximum ?? 10_000,
-      submit: (m) => o.writer.submit(m),
-      waiting: () => o.writer.waiting,
-      pauseAbove: o.pauseAbove ?? 50_000,
+      submit: (m) => o.writer.submitMany(m),
+      waiting: () => ({ messages: o.writer.waiting, bytes: o.writer.waitingBytes }),
+      pauseAbove: { messages: o.pauseAbove ?? 50_000, bytes: o.pauseAboveBytes ?? 64 * 1024 * 1024 },
+      onCommitFailed: (err) => {
+        o.metrics.rejectedInbound.inc({ reason: 'commit_failed' });
+        o.logger.error({ err: err.message }, 'spool commit failed: dropping the connection so the broker redelivers the unacknowledged messages');
+      },
       onCommitted: o.onCommitted,
       onEvent: (e) => this.onEvent(e),
+      previousTopics: () => o.subscriptions?.load(),
+      onSubscribed: (topics) => o.subscriptions?.save(topics),
     });
     this.current = conn;
     try {

@@ -159,6 +159,14 @@ describe('spool', () => {
     spool.close();
   });
 
+  it('with no sink routed, committed rows are swept instead of filling the spool', () => {
+    const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: [] });
+    spool.append([msg(1), msg(2)]);
+    spool.refreshCounters();
+    expect(spool.stats().messages).toBe(0);
+    spool.close();
+  });
+
   it('dead letters can be listed, replayed with their message_id, and purged', () => {
     const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['pubsub', 'file'] });
     spool.append([msg(1), msg(2)]);
@@ -181,6 +189,7 @@ describe('spool', () => {
     spool.close();
     spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] });
     expect(spool.deadLetters.list().map((d) => [d.sink, d.reason])).toEqual([['pubsub', 'sink_disabled']]);
+    expect(spool.releasedAtOpen).toEqual({ pubsub: 1 });
     expect(spool.stats().pending).toEqual({ file: 1 });
     spool.close();
   });

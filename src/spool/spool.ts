@@ -89,6 +89,8 @@ export class Spool {
   private readonly cursors = new Map<SinkName, number>();
   private readonly pendingCount = new Map<SinkName, number>();
   private bytes = 0;
+  private deadLetterCount = 0;
+  private dataVersion = -1;
   private messageCount = 0;
   private closed = false;
   private diskLow = false;
@@ -143,23 +145,42 @@ export class Spool {
   private releaseUnroutedSinks(): void {
     for (const [sink, bit] of Object.entries(SINK_BITS) as [SinkName, number][]) {
       if (this.routeMask & bit) continue;
-      const rows = this.db
-        .prepare('SELECT seq, message_id, topic, payload, qos, retain, received_at FROM messages WHERE (pending & ?) != 0')
-        .all(bit) as Row[];
-      if (rows.length === 0) continue;
-      this.deadLetterNow(
-        sink,
-        rows.map((r) => ({ message: rowToMessage(r), reason: 'sink_disabled', detail: `sink ${sink} is no longer configured` })),
+      // In chunks: a backlog of gigabytes must not be loaded into memory at once.
+      const select = this.db.prepare(
+        'SELECT seq, message_id, topic, payload, qos, retain, received_at FROM messages WHERE (pending & ?) != 0 ORDER BY seq LIMIT 5000',
       );
+      for (;;) {
+        const rows = select.all(bit) as Row[];
+        if (rows.length === 0) break;
+        this.deadLetterNow(
+          sink,
+          rows.map((r) => ({ message: rowToMessage(r), reason: 'sink_disabled', detail: `sink ${sink} is no longer configured` })),
+        );
+        this.releasedAtOpen[sink] = (this.releasedAtOpen[sink] ?? 0) + rows.length;
+      }
     }
   }
+
+  /**
+   * Messages moved to the dead-letter store at open because their sink is no longer configured, per sink;
+   * the node counts them in the dead-letter metric and logs them (nothing leaves silently).
+   */
+  readonly releasedAtOpen: Partial<Record<SinkName, number>> = {};
 
   /**
    * Recounts messages, bytes and per-sink pending rows from the database. Runs at open and periodically,
    * because the `dlq` commands change the same file from another process while the node runs.
    */
-  refreshCounters(): void {
+  refreshCounters(force = false): void {
     if (this.closed) return;
+    // With no sink routed (spool-and-count mode) rows are done at once: sweep them so the spool stays small.
+    if (this.routeMask === 0 && this.db.prepare('DELETE FROM messages WHERE pending = 0').run().changes > 0) force = true;
+    // PRAGMA data_version changes only when another connection (a dlq command) committed: recounting
+    // scans the whole spool, so it is skipped when this process made every change itself.
+    const version = this.db.pragma('data_version', { simple: true }) as number;
+    if (!force && version === this.dataVersion) return;
+    this.dataVersion = version;
+    this.deadLetterCount = this.deadLetters.count();
     const totals = this.db
       .prepare('SELECT COUNT(*) AS n, COALESCE(SUM(length(payload) + length(CAST(topic AS BLOB))), 0) AS b FROM messages')
       .get() as { n: number; b: number };
@@ -287,6 +308,7 @@ export class Spool {
       for (const item of items) {
         this.bytes += this.deadLetters.insert(sink, item);
       }
+      this.deadLetterCount += items.length;
       this.clearSinkBits(sink, items.map((i) => i.message.seq));
     })();
   }
@@ -295,7 +317,7 @@ export class Spool {
   replayDeadLetters(filter: { sink?: SinkName; ids?: number[] }): number {
     if (this.closed) throw new SpoolClosedError();
     const replayed = this.deadLetters.replay(filter, (sink) => SINK_BITS[sink]);
-    this.refreshCounters();
+    this.refreshCounters(true);
     return replayed;
   }
 
@@ -309,20 +331,39 @@ export class Spool {
       full: this.isFull(),
       oldestReceivedAt: this.closed ? null : ((this.stmt.oldest.get() as number | undefined) ?? null),
       pending,
-      deadLetters: this.closed ? 0 : this.deadLetters.count(),
+      deadLetters: this.deadLetterCount,
     };
+  }
+
+  /** A small durable setting of the node (e.g. the topic filters its session is subscribed to). */
+  getMeta(key: string): string | undefined {
+    if (this.closed) return undefined;
+    return this.db.prepare('SELECT value FROM meta WHERE key = ?').pluck().get(key) as string | undefined;
+  }
+
+  setMeta(key: string, value: string): void {
+    if (this.closed) return;
+    this.db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(key, value);
   }
 
   /** The spool answers a trivial write (readiness: "the spool is writable"). */
   isWritable(): boolean {
     if (this.closed) return false;
+    // A write (and its fsync) at most every 5 s, however often probes ask.
+    const now = this.clock.now();
+    if (now - this.writableCheckedAt < 5000) return this.writable;
+    this.writableCheckedAt = now;
     try {
-      this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_write_check', ?)").run(String(this.clock.now()));
-      return true;
+      this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_write_check', ?)").run(String(now));
+      this.writable = true;
     } catch {
-      return false;
+      this.writable = false;
     }
+    return this.writable;
   }
+
+  private writable = true;
+  private writableCheckedAt = 0;
 
   get isClosed(): boolean {
     return this.closed;

@@ -15,6 +15,7 @@
  * Reasons are metric labels, so they come from the fixed vocabulary below, never from error text.
  */
 import { delivered, rejected, retryable, type DeliveryOutcome } from '../../core/outcome.js';
+import { SOCKET_ERROR_CODES } from '../../core/network-errors.js';
 
 export type FailingReason = 'access_denied' | 'not_found' | 'schema_mismatch';
 export type DegradedReason = 'unavailable' | 'backend_error' | 'rate_limited' | 'quota_exceeded' | 'timeout' | 'error';
@@ -34,20 +35,6 @@ export class RequestTimeoutError extends Error {
   }
 }
 
-/** Node socket and DNS error codes: the endpoint is unreachable, for now. */
-const SOCKET_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-]);
 
 /** google-auth-library's words when credentials are missing or refused: no HTTP status to go by. */
 const CREDENTIAL_TEXT = /could not load the default credentials|invalid_grant|unauthorized_client|could not refresh access token/i;
@@ -95,7 +82,7 @@ export function classifyRequestError(err: unknown, table: string): RequestErrorC
     if (status === 400) return { kind: 'invalid', reason: 'invalid', detail: text };
     return { kind: 'degraded', reason: 'error', detail: text };
   }
-  if (typeof e.code === 'string' && SOCKET_CODES.has(e.code)) return { kind: 'degraded', reason: 'unavailable', detail: text };
+  if (typeof e.code === 'string' && SOCKET_ERROR_CODES.has(e.code)) return { kind: 'degraded', reason: 'unavailable', detail: text };
   if (e.type === 'request-timeout' || e.type === 'body-timeout') return { kind: 'degraded', reason: 'timeout', detail: text };
   if (CREDENTIAL_TEXT.test(text)) return { kind: 'failing', reason: 'access_denied', detail: accessDetail(table, text) };
   return { kind: 'degraded', reason: 'error', detail: text };

@@ -10,6 +10,7 @@
  *
  * Reasons are metric labels, so they come from the fixed vocabulary below, never from error text.
  */
+import { SOCKET_ERROR_CODES } from '../../core/network-errors.js';
 
 /** gRPC status codes (grpc/doc/statuscodes.md), listed here rather than imported from the transitive google-gax. */
 export const GrpcStatus = {
@@ -57,19 +58,6 @@ const DEGRADED_BY_CODE: Record<number, DegradedReason> = {
   [GrpcStatus.UNAVAILABLE]: 'unavailable',
 };
 
-/** Node socket and DNS error codes: the network is down or the endpoint is unreachable, for now. */
-const SOCKET_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
 
 /**
  * google-auth-library's messages when Application Default Credentials are missing or refused: the RPC
@@ -129,7 +117,7 @@ export function classifyPublishError(err: unknown, topic: string): PublishErrorC
     }
   }
 
-  if (typeof code === 'string' && SOCKET_CODES.has(code)) {
+  if (typeof code === 'string' && SOCKET_ERROR_CODES.has(code)) {
     return { kind: 'degraded', reason: 'unavailable', detail: text };
   }
   const httpStatus = (err as { response?: { status?: unknown } } | null | undefined)?.response?.status;
