@@ -6,6 +6,8 @@ import mqtt from 'mqtt';
 import { PubSub } from '@google-cloud/pubsub';
 import { Spool } from '../src/spool/spool.js';
 import type { TestMosquitto } from '../test/helpers/mosquitto.js';
+import { parseDockerfile, stageEnv } from '../test/helpers/dockerfile.js';
+import { ROOT } from '../test/helpers/node-process.js';
 import type { PubSubEmulator } from '../test/helpers/pubsub-emulator.js';
 import {
   benchPayload,
@@ -40,7 +42,9 @@ const DELIVERED = 'mqtt_ingest_messages_delivered_total';
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 // Profile the nodes the bench starts with BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" (see startNode).
-const spoolOnly = { FILE_SINK: 'off', LOG_LEVEL: 'info' };
+// Nodes run with the image's NODE_OPTIONS (the V8 heap limit), read from the Dockerfile: the bench measures what ships.
+const imageNodeOptions = stageEnv(parseDockerfile(path.join(ROOT, 'Dockerfile')).stages.at(-1)!).NODE_OPTIONS;
+const spoolOnly = { FILE_SINK: 'off', LOG_LEVEL: 'info', NODE_OPTIONS: imageNodeOptions };
 const fmt = (rate: number) => `${Math.round(rate).toLocaleString('en-US')} msg/s`;
 
 /** Case 1: a QoS 1 backlog queued for a persistent session, drained into the spool vs by mosquitto_sub. */
@@ -120,23 +124,40 @@ async function createTopic(emu: PubSubEmulator, topic: string, subscription?: st
   }
 }
 
-/** Case 3: a spool backlog delivered to the emulator vs a plain publish loop with the same batching. */
+/**
+ * Case 3: a spool backlog delivered to the emulator vs a plain publish loop with the same batching.
+ * The emulator (Java) speeds up as it warms, so the two alternate, twice each, and the best run of each
+ * counts: neither side is measured on a colder emulator.
+ */
 export async function spoolToPubSub(emu: PubSubEmulator, n: number): Promise<CaseResult> {
   await createTopic(emu, 'bench-drain');
-  const dataDir = tempDir('pubsub');
-  prefillSpool(dataDir, n);
-  const node = await startNode({ ...pubsubEnv(emu, 'bench-drain'), MQTT_BROKER_MODE: 'embedded' }, { dataDir });
-  let nodeRate: number;
-  try {
-    const tl = await pollCounter(node, DELIVERED, (v) => v >= n, { intervalMs: 20, labels: 'sink="pubsub"' });
-    nodeRate = rateFromTimeline(tl, n).rate;
-  } finally {
-    await node.stop();
-    cleanup(dataDir);
+  const nodeRun = async (): Promise<number> => {
+    const dataDir = tempDir('pubsub');
+    prefillSpool(dataDir, n);
+    const node = await startNode({ ...pubsubEnv(emu, 'bench-drain'), MQTT_BROKER_MODE: 'embedded' }, { dataDir });
+    try {
+      const tl = await pollCounter(node, DELIVERED, (v) => v >= n, { intervalMs: 20, labels: 'sink="pubsub"' });
+      return rateFromTimeline(tl, n).rate;
+    } finally {
+      await node.stop();
+      cleanup(dataDir);
+    }
+  };
+  const baselineRun = async (): Promise<number> => {
+    const out = await runScript(path.join(here, 'pubsub-baseline.js'), ['--host', emu.host, '--project', emu.projectId, '--topic', 'bench-drain', '--count', String(n)]);
+    return (JSON.parse(out) as { rate: number }).rate;
+  };
+  const base: number[] = [];
+  const nodes: number[] = [];
+  for (let round = 0; round < 2; round++) {
+    base.push(await baselineRun());
+    nodes.push(await nodeRun());
   }
-  const out = await runScript(path.join(here, 'pubsub-baseline.js'), ['--host', emu.host, '--project', emu.projectId, '--topic', 'bench-drain', '--count', String(n)]);
-  const base = JSON.parse(out) as { rate: number };
-  return result('spool → Pub/Sub emulator', nodeRate, base.rate, 'plain `@google-cloud/pubsub` publish loop, same batching, no spool', 0.8, { messages: n });
+  return result('spool → Pub/Sub emulator', Math.max(...nodes), Math.max(...base), 'plain `@google-cloud/pubsub` publish loop, same batching, no spool', 0.8, {
+    messages: n,
+    nodeRuns: nodes.map(Math.round).join(' / '),
+    baselineRuns: base.map(Math.round).join(' / '),
+  } as unknown as Record<string, number>);
 }
 
 function runScript(file: string, args: string[]): Promise<string> {

@@ -4,14 +4,13 @@ import type { Broker, BrokerStatus } from './broker.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../http/metrics.js';
 import type { SpoolWriter } from '../spool/group-commit.js';
-import { BrokerError } from '../core/errors.js';
 import { brokerMetrics, type BrokerMetrics, type RefusalReason } from './broker-metrics.js';
+import { InboundRejections } from './inbound-rejections.js';
 import { listenMqtt, listenMqtts, listenWebSocket, type Listener, type ListenerEvents, type TlsServerOptions } from './listeners.js';
-import { CertWatch } from './security/cert-watch.js';
 import { EmbeddedAuth, type ListenerKind } from './security/embedded-auth.js';
+import { ListenerTls } from './security/listener-tls.js';
 import { GuardedStream } from './security/packet-guard.js';
 import { openPlaintext, type BrokerSecurity } from './security/policy.js';
-import { loadTlsMaterial } from './security/tls-material.js';
 
 export interface EmbeddedBrokerOptions {
   host: string;
@@ -31,6 +30,10 @@ export interface EmbeddedBrokerOptions {
 
 /** Parser errors of mqtt-packet and Aedes that mean a CONNECT with another protocol, not random bytes. */
 const BAD_PROTOCOL = /Invalid protocolId|Invalid protocol version|unacceptable protocol version/i;
+/** Aedes's words when it refuses a PUBLISH before our hooks (lib/handlers/publish.js); it then closes the connection. */
+const INVALID_PUBLISH_TOPIC = /^(empty topic not allowed in PUBLISH|[#+] is not allowed in PUBLISH|topic has too many levels)$/;
+/** Client input in log lines is cut to this length (a topic may be 64 KiB). */
+const MAX_LOGGED_TOPIC = 200;
 
 /**
  * The in-process broker (Aedes). Messages are taken in Aedes's `authorizePublish` hook, which runs
@@ -53,12 +56,17 @@ export class EmbeddedBroker implements Broker {
   private readonly security: BrokerSecurity;
   private readonly m: BrokerMetrics;
   private readonly log: Logger;
-  private certWatch: CertWatch | undefined;
+  private readonly listenerTls: ListenerTls;
+  private readonly rejections: InboundRejections;
+  /** Errors handed to Aedes for a publish already counted and logged: its clientError event adds nothing. */
+  private readonly counted = new WeakSet<Error>();
 
   constructor(private readonly opts: EmbeddedBrokerOptions) {
     this.security = opts.security ?? openPlaintext(opts.host, opts.port);
     this.m = brokerMetrics(opts.metrics);
     this.log = opts.logger.child({ component: 'broker.embedded' });
+    this.rejections = new InboundRejections({ metrics: opts.metrics, logger: this.log });
+    this.listenerTls = new ListenerTls({ tls: this.security.tls, what: 'embedded broker TLS', metrics: this.m, logger: this.log });
   }
 
   async start(): Promise<void> {
@@ -68,17 +76,19 @@ export class EmbeddedBroker implements Broker {
     const log = this.log;
     const auth = new EmbeddedAuth({ security: s, reservedClientId: o.reservedClientId ?? '', logger: log, metrics: o.metrics });
     this.auth = auth;
-    const tls = this.readTls();
+    const tls = this.listenerTls.read();
     this.aedes = await Aedes.createBroker({
       connectTimeout: o.connectTimeoutMs ?? 30_000,
       authenticate: auth.authenticate,
       authorizeForward: auth.authorizeForward,
       // Aedes's own heartbeat and will sweeps publish on $SYS only; they never reach authorizePublish.
       authorizePublish: (client, packet, callback) => {
-        if (packet.topic.startsWith('$SYS')) return callback(new Error('$SYS topics are reserved'));
+        if (packet.topic.startsWith('$SYS')) {
+          this.rejections.record('reserved_topic', this.who(client, packet), 'publish to $SYS refused: not acknowledged, the connection is closed');
+          return callback(this.countedError(new Error('$SYS topics are reserved')));
+        }
         if (!auth.mayPublish(client, packet.topic)) {
-          o.metrics.rejectedInbound.inc({ reason: 'not_authorized' });
-          log.warn({ clientId: client?.id, topic: packet.topic }, 'publish denied by the ACL: acknowledged and dropped');
+          this.rejections.record('not_authorized', this.who(client, packet), 'publish denied by the ACL: acknowledged and dropped');
           auth.markDenied(packet);
           return callback(null);
         }
@@ -117,20 +127,14 @@ export class EmbeddedBroker implements Broker {
         },
         (err: Error) => {
           // Not stored: refuse, so no PUBACK is sent and the publisher retries on its next connection.
-          this.log.warn({ err: err.message, clientId: client?.id, topic: packet.topic }, 'message not committed; publisher not acknowledged');
-          callback(err);
+          this.rejections.record(
+            'commit_failed',
+            { err: err.message, ...this.who(client, packet) },
+            'message not committed: not acknowledged, the connection is closed and the publisher resends it',
+          );
+          callback(this.countedError(err));
         },
       );
-  }
-
-  private readTls(): TlsServerOptions | undefined {
-    const t = this.security.tls;
-    if (!t) return undefined;
-    const { material, problems } = loadTlsMaterial(t);
-    if (!material) throw new BrokerError('BROKER_START_FAILED', `embedded broker TLS: ${problems.join('; ')}`, { context: { problems } });
-    this.certWatch ??= new CertWatch({ metrics: this.m, logger: this.log });
-    this.certWatch.update(material);
-    return { cert: material.cert, key: material.key, ...(material.ca ? { ca: material.ca } : {}), requireClientCert: t.requireClientCert };
   }
 
   private async openListeners(tls: TlsServerOptions | undefined): Promise<void> {
@@ -167,8 +171,24 @@ export class EmbeddedBroker implements Broker {
     aedes.handle(guarded);
   }
 
+  /** The publisher and topic of a refused message, for its log line. */
+  private who(client: Client | null, packet: PublishPacket): { clientId: string | undefined; topic: string } {
+    return { clientId: client?.id, topic: packet.topic.slice(0, MAX_LOGGED_TOPIC) };
+  }
+
+  /** Marks an error handed to Aedes for a publish already counted, so that onClientError skips it. */
+  private countedError(err: Error): Error {
+    this.counted.add(err);
+    return err;
+  }
+
   private onClientError(client: Client | null, err: Error): void {
+    if (this.counted.has(err)) return;
     const message = err.message ?? '';
+    if (INVALID_PUBLISH_TOPIC.test(message)) {
+      this.rejections.record('invalid_topic', { clientId: client?.id, detail: message }, 'publish refused (invalid topic): not acknowledged, the connection is closed');
+      return;
+    }
     const code = (err as NodeJS.ErrnoException).code;
     // Socket errors of a client that went away (ECONNRESET, EPIPE) and our own destroy are not refusals.
     if (code && /^E[A-Z]+$/.test(code)) return this.log.debug({ clientId: client?.id, err: message }, 'client connection error');
@@ -189,7 +209,7 @@ export class EmbeddedBroker implements Broker {
     if (!this.aedes || !this.auth) return;
     try {
       const dropped = this.auth.reload(this.aedes);
-      const tls = this.readTls();
+      const tls = this.listenerTls.read();
       if (tls) for (const { listener } of this.listeners) listener.setTls?.(tls);
       this.m.reloads.inc({ result: 'ok' });
       this.log.info({ disconnected: dropped }, 'reloaded the password file, ACL file and certificates');
@@ -214,7 +234,7 @@ export class EmbeddedBroker implements Broker {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
     this.opts.metrics.brokerUp.set(0);
-    this.certWatch?.stop();
+    this.listenerTls.stop();
     const aedes = this.aedes;
     // Aedes first: it disconnects the clients, which lets the listeners' close() finish.
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));

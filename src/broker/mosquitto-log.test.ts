@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CrashLoop } from './crash-loop.js';
-import { MosquittoLogClassifier } from './mosquitto-log.js';
+import { MosquittoLogClassifier, relayLevel } from './mosquitto-log.js';
 
 /** Each case is the real output of Mosquitto 2.0.11 (log_timestamp false) for one connection. */
 const CASES: Array<[string, string[], string[]]> = [
@@ -57,5 +57,15 @@ describe('CrashLoop', () => {
     expect(loop.failures).toBe(2);
     now = 13_000;
     expect(loop.record()).toBe(true);
+  });
+});
+
+describe('relayLevel', () => {
+  it('relays errors and warnings as warnings, the routine autosave line at debug, the rest as info', () => {
+    expect(relayLevel('Error: Address already in use')).toBe('warn');
+    expect(relayLevel('Warning: Mosquitto should not be run as root/administrator.')).toBe('warn');
+    expect(relayLevel('Error saving in-memory database, unable to open /data/mosquitto/mosquitto.db.new for writing.')).toBe('warn');
+    expect(relayLevel('Saving in-memory database to /data/mosquitto//mosquitto.db.')).toBe('debug');
+    expect(relayLevel('New client connected from 127.0.0.1:40000 as s1 (p2, c0, k60).')).toBe('info');
   });
 });

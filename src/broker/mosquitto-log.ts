@@ -40,3 +40,13 @@ export class MosquittoLogClassifier {
     return undefined;
   }
 }
+
+/**
+ * The level a relayed Mosquitto line is logged at: warn for errors and warnings, debug for the routine
+ * "Saving in-memory database to …" written at every autosave (every few seconds), info otherwise.
+ */
+export function relayLevel(line: string): 'warn' | 'info' | 'debug' {
+  if (/error|warning/i.test(line)) return 'warn';
+  if (/^Saving in-memory database to /.test(line)) return 'debug';
+  return 'info';
+}

@@ -6,11 +6,10 @@ import { listenWebSocket, type Listener, type TlsServerOptions } from './listene
 import type { MosquittoConfOptions } from './mosquitto-conf.js';
 import { MosquittoSys } from './mosquitto-sys.js';
 import { Acl } from './security/acl-file.js';
-import { CertWatch } from './security/cert-watch.js';
 import { subscriberClientId, writeInternalCredential, type InternalCredential } from './security/internal-credential.js';
 import { PasswordFile } from './security/passwd-file.js';
+import { ListenerTls } from './security/listener-tls.js';
 import type { BrokerSecurity } from './security/policy.js';
-import { loadTlsMaterial } from './security/tls-material.js';
 import { pickLoopbackPort } from './process-utils.js';
 
 export interface SubscriberAuth {
@@ -34,7 +33,7 @@ export class MosquittoSecurity {
   private sys: MosquittoSys | undefined;
   private ws: Listener | undefined;
   private readonly relayed = new Set<net.Socket>();
-  private certWatch: CertWatch | undefined;
+  private readonly listenerTls: ListenerTls;
   private tls: TlsServerOptions | undefined;
 
   constructor(
@@ -45,7 +44,9 @@ export class MosquittoSecurity {
       logger: Logger;
       metrics: BrokerMetrics;
     },
-  ) {}
+  ) {
+    this.listenerTls = new ListenerTls({ tls: opts.security.tls, what: 'mosquitto TLS', metrics: opts.metrics, logger: opts.logger });
+  }
 
   /** Writes the internal files, picks the loopback ports and checks the TLS files; throws BrokerError on a bad file. */
   async prepare(): Promise<void> {
@@ -136,7 +137,7 @@ export class MosquittoSecurity {
   }
 
   async stopServices(): Promise<void> {
-    this.certWatch?.stop();
+    this.listenerTls.stop();
     await this.sys?.stop();
     this.sys = undefined;
     for (const socket of this.relayed) socket.destroy();
@@ -174,15 +175,11 @@ export class MosquittoSecurity {
     if (this.tls) this.ws?.setTls?.(this.tls);
   }
 
+  /** Checks the TLS files (a bad one throws BrokerError) and keeps the options for the WebSocket listener. */
   private readTls(): void {
-    const t = this.opts.security.tls;
-    if (!t) return;
-    const { material, problems } = loadTlsMaterial(t);
-    if (!material) throw new BrokerError('BROKER_START_FAILED', `mosquitto TLS: ${problems.join('; ')}`, { context: { problems } });
-    this.tls = { cert: material.cert, key: material.key, ...(material.ca ? { ca: material.ca } : {}), requireClientCert: t.requireClientCert };
-    this.certWatch ??= new CertWatch({ metrics: this.opts.metrics, logger: this.opts.logger });
-    this.certWatch.update(material);
+    this.tls = this.listenerTls.read();
   }
+
 
   private need<T>(value: T | undefined, what: string): T {
     if (value === undefined) throw new BrokerError('BROKER_START_FAILED', `mosquitto: ${what} used before prepare()`);

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { BrokerError } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
 import { hasMosquitto, mosquittoBin, startMosquitto, type TestMosquitto } from '../../test/helpers/mosquitto.js';
@@ -34,7 +34,7 @@ describe('renderMosquittoConf', () => {
         'user node',
         'persistence true',
         'persistence_location /var/lib/ingest/mosquitto/',
-        'autosave_interval 30',
+        'autosave_interval 5',
         'autosave_on_changes false',
         'max_queued_messages 1000000',
         'max_queued_bytes 0',
@@ -163,5 +163,39 @@ describe.skipIf(!run)('the rendered conf against the real mosquitto', () => {
     await external.stop();
     expect(pidAlive(external.proc.pid!)).toBe(false);
     expect(await canConnect('127.0.0.1', external.port)).toBe(false);
+  });
+});
+
+describe.skipIf(!run)('MosquittoBroker stop', () => {
+  it('clears the SIGTERM grace timer once mosquitto has exited, so nothing keeps the process alive', async () => {
+    const graceMs = 43_210; // distinctive, to find this timer among others
+    const b = new MosquittoBroker({
+      bin: mosquittoBin()!,
+      host: '127.0.0.1',
+      port: await freePort(),
+      dataDir: tmpDir(),
+      logger: createLogger('silent'),
+      stopGraceMs: graceMs,
+    });
+    await b.start();
+    const graceTimers: unknown[] = [];
+    const realSetTimeout = globalThis.setTimeout;
+    const set = vi.spyOn(globalThis, 'setTimeout').mockImplementation(((fn: () => void, ms?: number, ...args: unknown[]) => {
+      const t = realSetTimeout(fn, ms, ...args);
+      if (ms === graceMs) graceTimers.push(t);
+      return t;
+    }) as unknown as typeof setTimeout);
+    const clear = vi.spyOn(globalThis, 'clearTimeout');
+    try {
+      const t0 = Date.now();
+      await b.stop();
+      expect(Date.now() - t0).toBeLessThan(graceMs);
+      expect(graceTimers).toHaveLength(1);
+      expect(clear).toHaveBeenCalledWith(graceTimers[0]);
+    } finally {
+      set.mockRestore();
+      clear.mockRestore();
+    }
+    expect(b.status().state).toBe('stopped');
   });
 });

@@ -11,7 +11,7 @@ import { Metrics } from '../http/metrics.js';
 import type { Broker, BrokerState, BrokerStatus } from './broker.js';
 import { brokerMetrics, type BrokerMetrics } from './broker-metrics.js';
 import { mosquittoPaths, renderMosquittoConf, type MosquittoConfOptions } from './mosquitto-conf.js';
-import { MosquittoLogClassifier } from './mosquitto-log.js';
+import { MosquittoLogClassifier, relayLevel } from './mosquitto-log.js';
 import { MosquittoSecurity, type SubscriberAuth } from './mosquitto-security.js';
 import { openPlaintext, type BrokerSecurity } from './security/policy.js';
 import { CrashLoop } from './crash-loop.js';
@@ -274,8 +274,7 @@ export class MosquittoBroker extends EventEmitter implements Broker {
         if (/^mosquitto version \S+ running$/.test(line)) this.running = true;
         const refused = this.classifier.classify(line);
         if (refused) this.bm.refused(refused);
-        if (/error|warning/i.test(line)) mlog.warn(line);
-        else mlog.info(line);
+        mlog[relayLevel(line)](line);
       });
     }
     if (child.pid !== undefined) {
@@ -375,7 +374,10 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     }
     child.kill('SIGTERM');
     const graceMs = this.opts.stopGraceMs ?? 5_000;
-    const timedOut = await Promise.race([closed.then(() => false), sleep(graceMs).then(() => true)]);
+    // The grace timer is cleared as soon as the child exits: a pending one would keep the process alive.
+    const grace = new AbortController();
+    const timedOut = await Promise.race([closed.then(() => false), sleep(graceMs, grace.signal).then(() => !grace.signal.aborted)]);
+    grace.abort();
     if (timedOut) {
       this.log.warn({ pid: child.pid, graceMs }, 'mosquitto ignored SIGTERM; sending SIGKILL');
       child.kill('SIGKILL');

@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { pubsubClient } from '../deploy/gcp-clients.js';
-import { runSmoke, SMOKE_TOPIC_PREFIX } from '../deploy/smoke.js';
+import { runSmoke, SMOKE_TOPIC_PREFIX, withoutUrlPassword } from '../deploy/smoke.js';
 
 interface SmokeCliOptions {
   broker: string;
@@ -27,7 +27,8 @@ export async function smokeCommand(opts: SmokeCliOptions, env: NodeJS.ProcessEnv
   try {
     if (!['mqtt:', 'mqtts:', 'tcp:', 'ssl:'].includes(new URL(opts.broker).protocol)) return usage('--broker must be an mqtt:// or mqtts:// URL');
   } catch {
-    return usage(`--broker must be an mqtt:// or mqtts:// URL, got ${JSON.stringify(opts.broker)}`);
+    // Not echoed: it may hold user:password@, and CI logs keep what is printed.
+    return usage('--broker must be an mqtt:// or mqtts:// URL (the value given does not parse as a URL)');
   }
   const project = opts.project ?? env.GCP_PROJECT_ID;
   const subscription = SUBSCRIPTION_PATH.test(opts.subscription) ? opts.subscription : project ? `projects/${project}/subscriptions/${opts.subscription}` : undefined;
@@ -57,7 +58,7 @@ export async function smokeCommand(opts: SmokeCliOptions, env: NodeJS.ProcessEnv
     io.stderr.write(`smoke test FAILED:\n${result.problems.map((p) => `  - ${p}\n`).join('')}`);
     return 1;
   } catch (err) {
-    io.stderr.write(`smoke test FAILED: ${(err as Error).message.split('\n')[0]}\n`);
+    io.stderr.write(`smoke test FAILED: ${withoutUrlPassword((err as Error).message.split('\n')[0]!, opts.broker)}\n`);
     return 1;
   } finally {
     await pubsub.close();

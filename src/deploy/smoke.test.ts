@@ -1,5 +1,8 @@
+import net from 'node:net';
+import type { PubSub } from '@google-cloud/pubsub';
+import { Aedes } from 'aedes';
 import { describe, expect, it } from 'vitest';
-import { contractProblems } from './smoke.js';
+import { contractProblems, runSmoke, withoutUrlPassword } from './smoke.js';
 
 const topic = 'mqtt-ingest/smoke/smoke-1';
 const payload = Buffer.from('{"smoke":"smoke-1"}');
@@ -31,5 +34,34 @@ describe('the smoke test contract check', () => {
     const problems = contractProblems(msg, sent);
     expect(problems).toHaveLength(1);
     expect(problems[0]).toContain(problem);
+  });
+});
+
+describe('the smoke test prints no broker password', () => {
+  it('shows the --broker URL with its password redacted', async () => {
+    const aedes = await Aedes.createBroker();
+    const server = net.createServer((socket) => aedes.handle(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    const lines: string[] = [];
+    // Stops the run right after the publish: the line about it is what this test reads.
+    const pubsub = { getClientConfig: () => Promise.reject(new Error('no Pub/Sub in this test')) } as unknown as PubSub;
+    try {
+      const opts = { broker: `mqtt://ci-user:s3cr%40t-pw@127.0.0.1:${port}`, subscription: 'projects/p/subscriptions/s', topicPrefix: 'mqtt-ingest/smoke', timeoutMs: 5_000 };
+      await expect(runSmoke(opts, pubsub, (l) => lines.push(l))).rejects.toThrow('no Pub/Sub in this test');
+    } finally {
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(`via mqtt://ci-user:redacted@127.0.0.1:${port}`);
+    expect(lines.join('\n')).not.toMatch(/s3cr/);
+  });
+
+  it('removes the URL password, as written and decoded, from an error message', () => {
+    const url = 'mqtts://u:p%40ss@broker.example.com:8883';
+    expect(withoutUrlPassword('refused for u with p%40ss (p@ss)', url)).toBe('refused for u with redacted (redacted)');
+    expect(withoutUrlPassword('connect ECONNREFUSED 10.0.0.1:8883', url)).toBe('connect ECONNREFUSED 10.0.0.1:8883');
+    expect(withoutUrlPassword('anything', 'not a url')).toBe('anything');
   });
 });

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import { v1, type PubSub } from '@google-cloud/pubsub';
+import { redactUrl } from '../source/mqtt-source.js';
 
 export const SMOKE_TOPIC_PREFIX = 'mqtt-ingest/smoke';
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -55,6 +56,27 @@ export function contractProblems(msg: ReceivedMessage, sent: { topic: string; pa
   return problems;
 }
 
+/**
+ * `text` without the password of `url` (as written and percent-decoded), for printing an error about a
+ * connection to that URL. Text that does not hold it is returned as it is.
+ */
+export function withoutUrlPassword(text: string, url: string): string {
+  let password = '';
+  try {
+    password = new URL(url).password;
+  } catch {
+    return text;
+  }
+  let decoded = password;
+  try {
+    decoded = decodeURIComponent(password);
+  } catch {
+    // a malformed escape: only the raw form can appear
+  }
+  for (const secret of [password, decoded]) if (secret) text = text.split(secret).join('redacted');
+  return text;
+}
+
 export async function runSmoke(opts: SmokeOptions, pubsub: PubSub, log: (line: string) => void): Promise<SmokeResult> {
   const marker = `smoke-${randomUUID()}`;
   const topic = `${opts.topicPrefix.replace(/\/+$/, '')}/${marker}`;
@@ -77,7 +99,8 @@ export async function runSmoke(opts: SmokeOptions, pubsub: PubSub, log: (line: s
   } finally {
     await client.endAsync();
   }
-  log(`published ${marker} to ${topic} via ${opts.broker}: acknowledged after ${Date.now() - sentAt} ms`);
+  // The URL may carry user:password@ (CI logs keep what is printed): never print it as given.
+  log(`published ${marker} to ${topic} via ${redactUrl(opts.broker)}: acknowledged after ${Date.now() - sentAt} ms`);
 
   const config = await pubsub.getClientConfig();
   const subscriber = new v1.SubscriberClient({ ...config, port: config.port === undefined ? undefined : Number(config.port) });

@@ -123,6 +123,9 @@ export class Spool {
       clearBits: this.db.prepare(
         'UPDATE messages SET pending = pending & ~@bit WHERE seq IN (SELECT value FROM json_each(@list)) AND (pending & @bit) != 0',
       ),
+      deleteOnly: this.db.prepare(
+        'DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(@list)) AND pending = @bit RETURNING length(payload) + length(CAST(topic AS BLOB)) AS size',
+      ),
       deleteDone: this.db.prepare(
         'DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?)) AND pending = 0 RETURNING length(payload) + length(CAST(topic AS BLOB)) AS size',
       ),
@@ -280,7 +283,22 @@ export class Spool {
   /** Marks messages delivered by a sink; rows no sink still needs are deleted in the same transaction. */
   ack(sink: SinkName, seqs: readonly number[]): void {
     if (this.closed || seqs.length === 0) return;
-    this.db.transaction(() => this.clearSinkBits(sink, seqs))();
+    this.relaxedSync(() => this.db.transaction(() => this.clearSinkBits(sink, seqs))());
+  }
+
+  /**
+   * Runs a transaction without its own fsync (synchronous=NORMAL; in WAL mode the next FULL commit syncs
+   * it too). For acknowledgements and dead letters only: if a crash loses one, the message is still
+   * pending and is delivered again (same message_id), never lost. Appends keep synchronous=FULL.
+   */
+  private relaxedSync<T>(fn: () => T): T {
+    if (this.options.sync === 'normal') return fn();
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return fn();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
   }
 
   /**
@@ -289,6 +307,16 @@ export class Spool {
    */
   private clearSinkBits(sink: SinkName, seqs: readonly number[]): void {
     const list = JSON.stringify(seqs);
+    if (this.routeMask === SINK_BITS[sink]) {
+      // The only routed sink: a row pending for it has no other bit (others were released at open), so
+      // one DELETE does it; this is the hot path of a single-sink node.
+      const gone = this.stmt.deleteOnly.all({ bit: SINK_BITS[sink], list }) as { size: number }[];
+      const pending = this.pendingCount.get(sink);
+      if (pending !== undefined) this.pendingCount.set(sink, pending - gone.length);
+      this.messageCount -= gone.length;
+      for (const g of gone) this.bytes -= g.size + ROW_OVERHEAD_BYTES;
+      return;
+    }
     const changed = this.stmt.clearBits.run({ bit: SINK_BITS[sink], list }).changes;
     const pending = this.pendingCount.get(sink);
     if (pending !== undefined) this.pendingCount.set(sink, pending - changed);
@@ -304,6 +332,10 @@ export class Spool {
   }
 
   private deadLetterNow(sink: SinkName, items: readonly DeadLetterInput[]): void {
+    this.relaxedSync(() => this.deadLetterTx(sink, items));
+  }
+
+  private deadLetterTx(sink: SinkName, items: readonly DeadLetterInput[]): void {
     this.db.transaction(() => {
       for (const item of items) {
         this.bytes += this.deadLetters.insert(sink, item);

@@ -225,3 +225,41 @@ describe('BigQuerySink write', () => {
     expect(s.rows('telemetry', 'raw')).toHaveLength(5);
   });
 });
+
+describe('BigQuerySink with a partial failure it cannot read', () => {
+  /** Makes the client's insert throw a PartialFailureError whose response carries `insertErrors`. */
+  function failPartially(b: BigQuerySink, insertErrors: unknown): void {
+    const table = (b as unknown as { tableRef: { insert: (...args: unknown[]) => Promise<unknown> } }).tableRef;
+    table.insert = async () => {
+      throw Object.assign(new Error(''), { name: 'PartialFailureError', errors: [], response: { insertErrors } });
+    };
+  }
+
+  it.each([
+    ['not a list', { index: 0 }],
+    ['missing', undefined],
+    ['an empty list', []],
+    ['a row index outside the request', [{ index: 7, errors: [{ reason: 'invalid' }] }]],
+    ['an entry without an index', [{ errors: [{ reason: 'invalid' }] }]],
+    ['errors that are not a list', [{ index: 0, errors: 'invalid' }]],
+  ])('marks the whole batch retryable, never delivered, when insertErrors is %s', async (_, insertErrors) => {
+    const s = await server();
+    const b = sink(s);
+    await b.start();
+    failPartially(b, insertErrors);
+    const outcomes = await b.write([msg(), msg(), msg()]);
+    expect(outcomes).toHaveLength(3);
+    for (const o of outcomes) expect(o).toMatchObject({ kind: 'retryable', reason: 'unreadable_response' });
+    expect(b.status()).toMatchObject({ state: 'degraded', lastError: expect.stringMatching(/^unreadable_response: /) });
+  });
+
+  it('still reads a well-formed list row by row', async () => {
+    const s = await server();
+    const b = sink(s);
+    await b.start();
+    failPartially(b, [{ index: 1, errors: [{ reason: 'invalid', message: 'bad row' }] }]);
+    const outcomes = await b.write([msg(), msg()]);
+    expect(outcomes[0]).toEqual({ kind: 'delivered' });
+    expect(outcomes[1]).toMatchObject({ kind: 'rejected', reason: 'invalid' });
+  });
+});

@@ -15,7 +15,8 @@ import { systemClock, type Clock } from '../../core/clock.js';
 import { IngestError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Sink, SinkStatus } from '../sink.js';
-import { classifyRequestError, rowOutcomes, type InsertError, type RequestErrorClass } from './classify.js';
+import { SinkHealth } from '../shared/sink-health.js';
+import { classifyRequestError, readInsertErrors, rowOutcomes, type InsertError, type RequestErrorClass } from './classify.js';
 import { toRawRow } from './schema.js';
 import { checkRawTable, tableName, withTimeout, type TableCheck } from './table-check.js';
 import { encodeRows, planRequests, MAX_REQUEST_BYTES, type EncodedRow } from './request-plan.js';
@@ -47,7 +48,6 @@ export interface BigQuerySinkOptions {
 }
 
 export const DEFAULT_API_ENDPOINT = 'https://bigquery.googleapis.com';
-const LOUD_LOG_INTERVAL_MS = 60_000;
 
 /**
  * Credentials that add no Authorization header. Used for plain-http endpoints (local test servers and
@@ -71,7 +71,7 @@ export class BigQuerySink implements Sink {
 
   private readonly opts: BigQuerySinkOptions;
   private readonly logger: Logger;
-  private readonly clock: Clock;
+  private readonly health: SinkHealth;
   private readonly requestTimeoutMs: number;
   private readonly table: string;
   private client?: BigQuery;
@@ -80,13 +80,10 @@ export class BigQuerySink implements Sink {
   private needsCheck = false;
   private checking?: Promise<TableCheck>;
   private recheckTimer?: NodeJS.Timeout;
-  private current: SinkStatus = { state: 'ok' };
-  private lastLoud?: { key: string; at: number };
 
   constructor(opts: BigQuerySinkOptions) {
     this.opts = opts;
     this.logger = opts.logger;
-    this.clock = opts.clock ?? systemClock;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.maxBatchMessages = opts.maxBatchRows;
     // The dispatcher measures payload bytes; rows encode larger (JSON escaping, base64, the data column),
@@ -94,6 +91,15 @@ export class BigQuerySink implements Sink {
     this.maxBatchBytes = opts.maxRequestBytes;
     this.maxInFlight = opts.maxInFlight;
     this.table = tableName(opts);
+    this.health = new SinkHealth({
+      logger: opts.logger,
+      clock: opts.clock ?? systemClock,
+      context: { sink: this.name, table: this.table },
+      recovered: 'BigQuery writes recovered',
+      failing: (detail) => `BigQuery writes are failing: ${detail}`,
+      degraded: 'BigQuery is unavailable or throttling; the spool keeps the rows and the dispatcher retries',
+      degradedDetail: (reason) => `writing to ${this.table} failed (${reason}); the dispatcher retries with backoff`,
+    });
   }
 
   /**
@@ -177,9 +183,15 @@ export class BigQuerySink implements Sink {
       );
       return { outcomes: rows.map(() => delivered) };
     } catch (err) {
-      const insertErrors = partialFailure(err);
-      if (insertErrors) {
-        const outcomes = rowOutcomes(rows.length, insertErrors);
+      const partial = partialFailure(err, rows.length);
+      if (partial === 'unreadable') {
+        // BigQuery refused some rows and we cannot tell which: none is known to be stored, so all are sent again
+        // (insertId makes BigQuery drop the copies of rows it did store).
+        const detail = 'BigQuery reported failed rows in a form that cannot be read (insertErrors); the whole request is retried';
+        return { outcomes: rows.map(() => retryable('unreadable_response', detail)), error: { kind: 'degraded', reason: 'unreadable_response', detail } };
+      }
+      if (partial) {
+        const outcomes = rowOutcomes(rows.length, partial);
         const stopped = outcomes.flatMap((o, i) => (o.kind === 'retryable' && o.reason === 'stopped' ? [i] : []));
         if (resend && stopped.length > 0 && stopped.length < rows.length) {
           const again = await this.insert(stopped.map((i) => rows[i]!), false);
@@ -248,7 +260,7 @@ export class BigQuerySink implements Sink {
   }
 
   status(): SinkStatus {
-    return { ...this.current };
+    return this.health.status();
   }
 
   async close(): Promise<void> {
@@ -256,35 +268,19 @@ export class BigQuerySink implements Sink {
     this.client = this.tableRef = undefined;
   }
 
-  /** Updates status() and logs: failing loudly (error, at most once a minute per reason), degraded as a warning. */
+  /** Updates status() and logs (shared/sink-health.ts); a request refused as invalid is no sink problem. */
   private record(worst: RequestErrorClass | undefined, anyDelivered: boolean): void {
-    const now = this.clock.now();
-    if (anyDelivered) this.current.lastDeliveryAt = new Date(now).toISOString();
-    if (!worst || worst.kind === 'invalid') {
-      if (this.current.state !== 'ok') this.logger.info({ sink: this.name, table: this.table }, 'BigQuery writes recovered');
-      this.current = { ...this.current, state: 'ok', detail: undefined };
-      this.lastLoud = undefined;
-      return;
-    }
-    const state = worst.kind === 'failing' ? 'failing' : 'degraded';
-    const detail = state === 'failing' ? worst.detail : `writing to ${this.table} failed (${worst.reason}); the dispatcher retries with backoff`;
-    this.current = { ...this.current, state, detail, lastError: `${worst.reason}: ${worst.detail}`, lastErrorAt: new Date(now).toISOString() };
-    const key = `${worst.kind}:${worst.reason}`;
-    if (this.lastLoud && this.lastLoud.key === key && now - this.lastLoud.at < LOUD_LOG_INTERVAL_MS) return;
-    this.lastLoud = { key, at: now };
-    const context = { sink: this.name, table: this.table, reason: worst.reason, detail: worst.detail };
-    if (state === 'failing') this.logger.error(context, `BigQuery writes are failing: ${worst.detail}`);
-    else this.logger.warn(context, 'BigQuery is unavailable or throttling; the spool keeps the rows and the dispatcher retries');
+    this.health.record(worst && worst.kind !== 'invalid' ? worst : undefined, anyDelivered);
   }
 }
 
 /**
- * The `insertErrors` of a PartialFailureError, or undefined for any other error. The error's `message` is
- * empty and its `errors` list is in response order; `response.insertErrors` carries the row indexes.
+ * The `insertErrors` of a PartialFailureError, `unreadable` when it has them in a form that cannot be read
+ * (classify.ts `readInsertErrors`), or undefined for any other error. The error's `message` is empty and its
+ * `errors` list is in response order; `response.insertErrors` carries the row indexes.
  */
-function partialFailure(err: unknown): InsertError[] | undefined {
+function partialFailure(err: unknown, count: number): InsertError[] | 'unreadable' | undefined {
   const e = err as { name?: string; response?: { insertErrors?: unknown } } | null;
   if (e?.name !== 'PartialFailureError') return undefined;
-  const list = e.response?.insertErrors;
-  return Array.isArray(list) ? (list as InsertError[]) : [];
+  return readInsertErrors(e.response?.insertErrors, count) ?? 'unreadable';
 }

@@ -16,9 +16,10 @@
  */
 import { delivered, rejected, retryable, type DeliveryOutcome } from '../../core/outcome.js';
 import { SOCKET_ERROR_CODES } from '../../core/network-errors.js';
+import { CREDENTIAL_TEXT, errorText as describeError, truncate } from '../shared/error-text.js';
 
 export type FailingReason = 'access_denied' | 'not_found' | 'schema_mismatch';
-export type DegradedReason = 'unavailable' | 'backend_error' | 'rate_limited' | 'quota_exceeded' | 'timeout' | 'error';
+export type DegradedReason = 'unavailable' | 'backend_error' | 'rate_limited' | 'quota_exceeded' | 'timeout' | 'unreadable_response' | 'error';
 export type InvalidReason = 'invalid' | 'too_large';
 
 export type RequestErrorClass =
@@ -34,10 +35,6 @@ export class RequestTimeoutError extends Error {
     this.name = 'RequestTimeoutError';
   }
 }
-
-
-/** google-auth-library's words when credentials are missing or refused: no HTTP status to go by. */
-const CREDENTIAL_TEXT = /could not load the default credentials|invalid_grant|unauthorized_client|could not refresh access token/i;
 
 /** Row-level reasons that say nothing against the row itself: send it again. */
 const RETRYABLE_ROW_REASONS = new Set(['stopped', 'backendError', 'internalError', 'timeout', 'rateLimitExceeded', 'quotaExceeded', 'tableUnavailable']);
@@ -102,6 +99,24 @@ export interface InsertError {
 }
 
 /**
+ * The `insertErrors` of an insertAll response for a request of `count` rows, or undefined when they cannot be
+ * read: not a list, an empty list (BigQuery reported a failure and named no row), or an entry without a row
+ * index inside the request or with `errors` that is not a list. Unreadable means unknown, never delivered.
+ */
+export function readInsertErrors(value: unknown, count: number): InsertError[] | undefined {
+  if (!Array.isArray(value) || value.length === 0) return undefined;
+  const readable = value.every((entry: unknown) => {
+    const e = entry as Partial<InsertError> | null;
+    return (
+      typeof e === 'object' && e !== null &&
+      Number.isInteger(e.index) && e.index! >= 0 && e.index! < count &&
+      (e.errors === undefined || Array.isArray(e.errors))
+    );
+  });
+  return readable ? (value as InsertError[]) : undefined;
+}
+
+/**
  * The outcome of each row of an insertAll request from its `insertErrors` (a 200 with insertErrors is not
  * success). A row not listed was inserted. A row listed only with retryable reasons (`stopped`: valid but
  * not inserted because a neighbour was invalid) is retryable; any other reason rejects it, with BigQuery's words.
@@ -135,16 +150,11 @@ function rowDetail(errors: readonly { reason?: string; message?: string; locatio
 
 /** A one-line description of an error, short enough for a status page and a log line. */
 export function errorText(err: unknown): string {
-  if (err instanceof Error) {
-    const e = err as ApiErrorLike;
+  return describeError(err, (error) => {
+    const e = error as ApiErrorLike;
     const first = Array.isArray(e.errors) ? e.errors[0] : undefined;
     const reason = first?.reason ? ` (${first.reason})` : '';
     const status = typeof e.code === 'number' ? `HTTP ${e.code}: ` : typeof e.code === 'string' ? `${e.code}: ` : '';
-    return truncate(`${status}${err.message || first?.message || err.name}${reason}`, 500);
-  }
-  return truncate(String(err), 500);
-}
-
-function truncate(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+    return `${status}${error.message || first?.message || error.name}${reason}`;
+  });
 }

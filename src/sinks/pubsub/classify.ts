@@ -11,6 +11,7 @@
  * Reasons are metric labels, so they come from the fixed vocabulary below, never from error text.
  */
 import { SOCKET_ERROR_CODES } from '../../core/network-errors.js';
+import { CREDENTIAL_TEXT, errorText as describeError } from '../shared/error-text.js';
 
 /** gRPC status codes (grpc/doc/statuscodes.md), listed here rather than imported from the transitive google-gax. */
 export const GrpcStatus = {
@@ -57,13 +58,6 @@ const DEGRADED_BY_CODE: Record<number, DegradedReason> = {
   [GrpcStatus.INTERNAL]: 'internal',
   [GrpcStatus.UNAVAILABLE]: 'unavailable',
 };
-
-
-/**
- * google-auth-library's messages when Application Default Credentials are missing or refused: the RPC
- * never happens, so there is no gRPC code, only text (and sometimes an HTTP status from the token endpoint).
- */
-const CREDENTIAL_TEXT = /could not load the default credentials|invalid_grant|unauthorized_client|could not refresh access token/i;
 
 /**
  * INVALID_ARGUMENT about the request's resource name rather than a message: e.g. the emulator's
@@ -148,23 +142,18 @@ function permissionDetail(topic: string, text: string): string {
 
 /** A one-line description of an error, short enough for a status page and a log line. */
 export function errorText(err: unknown): string {
-  if (err instanceof Error) {
-    const details = (err as { details?: unknown }).details;
-    const code = (err as { code?: unknown }).code;
+  return describeError(err, (e) => {
+    const details = (e as { details?: unknown }).details;
+    const code = (e as { code?: unknown }).code;
     // gRPC errors carry the server's words in `details`; `message` repeats them after "<code> <NAME>: ".
-    const base = typeof details === 'string' && details ? `${codeName(code)}: ${details}` : err.message;
+    const base = typeof details === 'string' && details ? `${codeName(code)}: ${details}` : e.message;
     // gax appends every attempt's error after " : Previous errors : [...]"; the first part says enough.
-    return truncate(base.split(' : Previous errors')[0]!, 500);
-  }
-  return truncate(String(err), 500);
+    return base.split(' : Previous errors')[0]!;
+  });
 }
 
 function codeName(code: unknown): string {
   if (typeof code !== 'number') return String(code ?? 'error');
   const entry = Object.entries(GrpcStatus).find(([, value]) => value === code);
   return entry ? entry[0] : `code ${code}`;
-}
-
-function truncate(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }

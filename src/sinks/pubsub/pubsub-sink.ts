@@ -5,6 +5,8 @@ import { systemClock, type Clock } from '../../core/clock.js';
 import { IngestError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Sink, SinkStatus } from '../sink.js';
+import { PUBSUB_TOPIC_NAME } from '../../config/schema.js';
+import { SinkHealth } from '../shared/sink-health.js';
 import { classifyPublishError, GrpcStatus, type PublishErrorClass } from './classify.js';
 
 /**
@@ -32,10 +34,6 @@ export const MAX_ATTRIBUTE_VALUE_BYTES = 1024;
 /** The client library refuses to batch more than these into one Publish RPC (publisher BATCH_LIMITS). */
 const LIBRARY_MAX_BATCH_MESSAGES = 1000;
 const LIBRARY_MAX_BATCH_BYTES = 9 * 1024 * 1024;
-/** Topic id rules: 3-255 characters, a letter first, then letters, digits and - _ . ~ + %, not "goog...". */
-const TOPIC_ID = /^(?!goog)[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}$/;
-/** A failure is logged again at most this often unless its reason changes. */
-const LOUD_LOG_INTERVAL_MS = 60_000;
 /**
  * The client makes one attempt per publish and retries nothing itself: the dispatcher owns retries (with
  * the node's backoff, capped by RETRY_MAX_DELAY_MS), so every failed attempt is counted in
@@ -92,24 +90,30 @@ export class PubSubSink implements Sink {
 
   private readonly opts: PubSubSinkOptions;
   private readonly logger: Logger;
-  private readonly clock: Clock;
+  private readonly health: SinkHealth;
   private readonly publishTimeoutMs: number;
   private client?: PubSub;
   /** Batches messages: one write becomes ceil(n / 1000) Publish RPCs or fewer per 9 MiB. */
   private topic?: Topic;
   /** One message per RPC: used only to find which messages of a refused batch the server objects to. */
   private isolatingTopic?: Topic;
-  private current: SinkStatus = { state: 'ok' };
-  private lastLoud?: { key: string; at: number };
 
   constructor(opts: PubSubSinkOptions) {
     this.opts = opts;
     this.logger = opts.logger;
-    this.clock = opts.clock ?? systemClock;
     this.publishTimeoutMs = opts.publishTimeoutMs ?? 60_000;
     this.maxBatchMessages = opts.maxBatchMessages;
     this.maxBatchBytes = opts.maxBatchBytes;
     this.maxInFlight = opts.maxInFlight;
+    this.health = new SinkHealth({
+      logger: opts.logger,
+      clock: opts.clock ?? systemClock,
+      context: { sink: this.name, topic: this.topicName },
+      recovered: 'Pub/Sub publishing recovered',
+      failing: (detail) => `Pub/Sub publishing is failing: ${detail}`,
+      degraded: 'Pub/Sub publishing failed; the spool keeps the messages and the dispatcher retries',
+      degradedDetail: (reason) => `publishing to ${this.topicName} failed (${reason}); the dispatcher retries with backoff`,
+    });
   }
 
   /** The topic as Pub/Sub names it. */
@@ -126,7 +130,7 @@ export class PubSubSink implements Sink {
   async start(): Promise<void> {
     if (this.client) return;
     const topicId = this.topicName.split('/').at(-1) ?? '';
-    if (!/^projects\/[^/]+\/topics\/[^/]+$/.test(this.topicName) || !TOPIC_ID.test(topicId)) {
+    if (!/^projects\/[^/]+\/topics\/[^/]+$/.test(this.topicName) || !PUBSUB_TOPIC_NAME.test(topicId)) {
       throw new IngestError('SINK_START_FAILED', `PUBSUB_TOPIC ${this.opts.topic} is not a valid Pub/Sub topic name`, {
         context: { sink: this.name, topic: this.opts.topic },
       });
@@ -218,7 +222,8 @@ export class PubSubSink implements Sink {
       });
     }
 
-    let worst: PublishErrorClass | undefined;
+    // A refused (invalid) message is the message's problem, not the sink's: it never becomes `worst`.
+    let worst: Exclude<PublishErrorClass, { kind: 'invalid' }> | undefined;
     for (const { index, cls } of failures) {
       if (outcomes[index]) continue;
       if (cls.kind === 'invalid') outcomes[index] = rejected(cls.reason, cls.detail);
@@ -228,12 +233,12 @@ export class PubSubSink implements Sink {
       }
     }
     this.logRejections(batch, outcomes);
-    this.record(worst, outcomes.some((o) => o.kind === 'delivered'), failures.length);
+    this.health.record(worst, outcomes.some((o) => o.kind === 'delivered'), { failed: failures.length });
     return outcomes;
   }
 
   status(): SinkStatus {
-    return { ...this.current };
+    return this.health.status();
   }
 
   async close(): Promise<void> {
@@ -251,38 +256,6 @@ export class PubSubSink implements Sink {
         'Pub/Sub cannot take this message; it will be dead-lettered',
       );
     });
-  }
-
-  /** Updates status() and logs: failing loudly (error, at most once a minute per reason), degraded as a warning. */
-  private record(worst: PublishErrorClass | undefined, anyDelivered: boolean, failed: number): void {
-    const now = this.clock.now();
-    if (anyDelivered) this.current.lastDeliveryAt = new Date(now).toISOString();
-    if (!worst) {
-      if (this.current.state !== 'ok') {
-        this.logger.info({ sink: this.name, topic: this.topicName }, 'Pub/Sub publishing recovered');
-      }
-      this.current = { ...this.current, state: 'ok', detail: undefined };
-      this.lastLoud = undefined;
-      return;
-    }
-    const state = worst.kind === 'failing' ? 'failing' : 'degraded';
-    const detail =
-      state === 'failing'
-        ? worst.detail
-        : `publishing to ${this.topicName} failed (${worst.reason}); the dispatcher retries with backoff`;
-    this.current = {
-      ...this.current,
-      state,
-      detail,
-      lastError: `${worst.reason}: ${worst.detail}`,
-      lastErrorAt: new Date(now).toISOString(),
-    };
-    const key = `${worst.kind}:${worst.reason}`;
-    if (this.lastLoud && this.lastLoud.key === key && now - this.lastLoud.at < LOUD_LOG_INTERVAL_MS) return;
-    this.lastLoud = { key, at: now };
-    const context = { sink: this.name, topic: this.topicName, reason: worst.reason, detail: worst.detail, failed };
-    if (state === 'failing') this.logger.error(context, `Pub/Sub publishing is failing: ${worst.detail}`);
-    else this.logger.warn(context, 'Pub/Sub publishing failed; the spool keeps the messages and the dispatcher retries');
   }
 }
 
