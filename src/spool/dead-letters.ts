@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3';
 import type { Clock } from '../core/clock.js';
 import type { SinkName, SpooledMessage } from '../core/message.js';
 import { ROW_OVERHEAD_BYTES } from './schema.js';
+import { messageBytes } from './rows.js';
 
 export interface DeadLetterInput {
   message: SpooledMessage;
@@ -73,7 +74,7 @@ export class DeadLetterStore {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(sink, reason, detail, m.messageId, m.topic, m.payload, m.qos, m.retain ? 1 : 0, m.receivedAt, this.clock.now());
-    return m.payload.length + Buffer.byteLength(m.topic) + ROW_OVERHEAD_BYTES;
+    return messageBytes(m.topic, m.payload);
   }
 
   count(): number {

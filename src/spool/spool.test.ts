@@ -50,6 +50,22 @@ describe('spool', () => {
     spool.close();
   });
 
+  it('gives each message of a large group its own seq (multi-row inserts), duplicates interleaved', () => {
+    const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['file'] });
+    spool.append([msg(7, { packetId: 7 })]);
+    const group = Array.from({ length: 123 }, (_, i) => (i === 60 ? msg(7, { packetId: 7, dup: true }) : msg(1000 + i, { packetId: 1000 + i })));
+    const results = spool.append(group);
+    expect(results[60].stored).toBe(false);
+    const bySeq = new Map(spool.lease('file', 1000).map((m) => [m.seq, m]));
+    results.forEach((r, i) => {
+      if (!r.stored) return;
+      const row = bySeq.get(r.seq);
+      expect(row?.messageId).toBe(r.messageId);
+      expect(row?.topic).toBe(group[i].topic);
+    });
+    spool.close();
+  });
+
   it('a lease does not hand out the same rows twice; a reopened spool hands out everything pending again', () => {
     const dir = tempDir();
     let spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] });
