@@ -48,6 +48,8 @@ describe('embedded broker mode', () => {
     expect(r.body).toMatchObject({ ready: true, mode: 'embedded', broker: { state: 'up' }, sinks: { file: { state: 'ok' } } });
     const base = `http://127.0.0.1:${node.httpPort}`;
     for (const p of ['/liveness_check', '/healthz', '/readiness_check']) expect((await fetch(base + p)).status).toBe(200);
+    const live = (await (await fetch(base + '/healthz')).json()) as Record<string, unknown>;
+    expect(live).toMatchObject({ live: true, loopStalled: false, broker: { state: 'up' }, sinks: { file: { state: 'ok' } } });
     const metrics = await node.metrics();
     for (const name of ['mqtt_ingest_spool_messages', 'mqtt_ingest_spool_oldest_age_seconds', 'mqtt_ingest_dead_letters_total', 'mqtt_ingest_delivery_failures_total']) {
       expect(metrics).toContain(name);

@@ -5,11 +5,10 @@ export type ErrorCode =
   | 'CONFIG_INVALID'
   | 'SPOOL_FULL'
   | 'SPOOL_CLOSED'
-  | 'SPOOL_CORRUPT'
+  | 'SPOOL_VERSION'
   | 'BROKER_START_FAILED'
   | 'BROKER_CRASH_LOOP'
   | 'SINK_START_FAILED'
-  | 'SOURCE_FAILED'
   | 'SECRET_UNAVAILABLE'
   | 'DEPLOY_RENDER_FAILED';
 
@@ -38,6 +37,16 @@ export class ConfigError extends IngestError {
 export class SpoolFullError extends IngestError {
   constructor(usedBytes: number, maxBytes: number) {
     super('SPOOL_FULL', `spool is full (${usedBytes} of ${maxBytes} bytes)`, { context: { usedBytes, maxBytes } });
+  }
+}
+
+export class SpoolVersionError extends IngestError {
+  constructor(file: string, found: number, expected: number) {
+    super(
+      'SPOOL_VERSION',
+      `the spool ${file} has format version ${found}, this node reads version ${expected}: start the version that wrote it to drain it, or move the file aside`,
+      { context: { file, found, expected } },
+    );
   }
 }
 

@@ -55,7 +55,9 @@ export class HttpServer {
       case '/healthz': {
         const stalled = Date.now() - this.lastTick > (this.opts.loopStallMs ?? 30_000);
         const live = h.isLive() && !stalled;
-        return json(res, live ? 200 : 503, { live, loopStalled: stalled });
+        // The same component states as readiness (contract §3: both answers carry them); only the status
+        // code differs: a sink or broker outage is not a reason to restart the process.
+        return json(res, live ? 200 : 503, { live, loopStalled: stalled, ...h.readiness().components });
       }
       case '/readiness_check':
       case '/readyz': {

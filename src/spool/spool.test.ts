@@ -209,4 +209,12 @@ describe('spool', () => {
     expect(spool.stats().pending).toEqual({ file: 1 });
     spool.close();
   });
+
+  it('refuses to open a spool written in another format version, naming both versions', () => {
+    const dir = tempDir();
+    const spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] });
+    spool.setMeta('schema_version', '99');
+    spool.close();
+    expect(() => Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] })).toThrow(/version 99.*version 1/);
+  });
 });

@@ -21,7 +21,7 @@ import { mkdirSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { monotonicFactory } from 'ulid';
 import type { InboundMessage, SinkName, SpooledMessage } from '../core/message.js';
-import { SpoolClosedError, SpoolFullError } from '../core/errors.js';
+import { SpoolClosedError, SpoolFullError, SpoolVersionError } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { ROW_OVERHEAD_BYTES, SCHEMA_SQL, SCHEMA_VERSION, SINK_BITS } from './schema.js';
 import { DeadLetterStore, type DeadLetterInput } from './dead-letters.js';
@@ -92,6 +92,12 @@ export class Spool {
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA_SQL);
     this.db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)').run('schema_version', String(SCHEMA_VERSION));
+    const version = Number(this.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get());
+    if (version !== SCHEMA_VERSION) {
+      // A spool written by another version of the node: refuse rather than misread its rows.
+      this.db.close();
+      throw new SpoolVersionError(this.path, version, SCHEMA_VERSION);
+    }
     this.routeMask = options.sinks.reduce((mask, s) => mask | SINK_BITS[s], 0);
     this.stmt = {
       insert: this.db.prepare(
