@@ -1,10 +1,9 @@
-import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
 import { baseEnv, runCli, startNode, type NodeProcess } from './helpers/node-process.js';
 import { startBigQueryServer, type BigQueryServer } from './helpers/bigquery-server.js';
 import { publishRange, sensorPayload, seqOf } from './helpers/load.js';
-import { waitFor } from './helpers/ports.js';
+import { freePort, waitFor } from './helpers/ports.js';
 import { RAW_TABLE_FIELDS } from '../src/sinks/bigquery/schema.js';
 
 /**
@@ -45,14 +44,6 @@ const mqttUrl = (n: NodeProcess) => `mqtt://127.0.0.1:${n.mqttPort}`;
 const seqsIn = (s: BigQueryServer) => s.rows('telemetry', 'raw').map((r) => seqOf(String(r.json.payload)));
 type SinkState = { state: string; detail?: string; lastError?: string };
 const bigquerySink = async (n: NodeProcess) => ((await n.readiness()).body.sinks as Record<string, SinkState>).bigquery!;
-
-async function deadPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 describe('BigQuery sink in the running node', () => {
   it('keeps every good row of mixed batches once, dead-letters each bad row with the server reason, and replays them', async () => {
@@ -161,7 +152,7 @@ describe('BigQuery sink in the running node', () => {
   });
 
   it('starts while BigQuery is unreachable, shows it in readiness, and delivers once it is up', async () => {
-    const port = await deadPort();
+    const port = await freePort();
     const n = await node(bqEnv({ url: `http://127.0.0.1:${port}`, projectId: 'test-project' }));
     await n.waitReady();
     const during = await bigquerySink(n);

@@ -21,6 +21,7 @@ export interface ConnectionOptions {
   pauseAbove: { messages: number; bytes: number };
   /** A commit failed for another reason than shutdown: the connection is dropped so the broker redelivers. */
   onCommitFailed: (err: Error) => void;
+  /** Called after each commit, so the dispatcher leases new rows at once. */
   onCommitted: () => void;
   onEvent: (event: ConnectionEvent) => void;
   /** The filters the broker's session was last subscribed to (undefined: not known). */

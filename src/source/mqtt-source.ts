@@ -3,23 +3,19 @@ import { sleep } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../http/metrics.js';
 import type { SpoolWriter } from '../spool/group-commit.js';
-import { Connection, type ConnectionEvent } from './connection.js';
+import { Connection, type ConnectionEvent, type ConnectionOptions } from './connection.js';
 import { openTransport } from './transport.js';
 
-export interface MqttSourceOptions {
+/** The session settings are the connection's own (connection.ts); the rest is what the source adds. */
+export interface MqttSourceOptions
+  extends Pick<
+    ConnectionOptions,
+    'clientId' | 'username' | 'password' | 'topics' | 'protocolVersion' | 'sessionExpirySeconds' | 'keepaliveSeconds' | 'onCommitted'
+  > {
   url: string;
-  clientId: string;
-  username?: string;
-  password?: string;
-  topics: string[];
-  protocolVersion: 4 | 5;
-  sessionExpirySeconds: number;
-  keepaliveSeconds: number;
   writer: SpoolWriter;
   logger: Logger;
   metrics: Metrics;
-  /** Called after each commit, so the dispatcher leases new rows at once. */
-  onCommitted: () => void;
   reconnectBaseMs?: number;
   reconnectCapMs?: number;
   /** MQTT 5 Receive Maximum (default 10,000): the broker's in-flight window towards us. */

@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import type { Clock } from '../core/clock.js';
 import type { SinkName, SpooledMessage } from '../core/message.js';
 import { ROW_OVERHEAD_BYTES } from './schema.js';
-import { messageBytes } from './rows.js';
+import { messageBytes, type Row } from './rows.js';
 
 export interface DeadLetterInput {
   message: SpooledMessage;
@@ -26,17 +26,12 @@ export interface DeadLetter {
   deadAt: number;
 }
 
-interface DeadRow {
+/** A `dead_letters` row: the message's columns as in `messages`, plus who rejected it and why. */
+interface DeadRow extends Omit<Row, 'seq'> {
   id: number;
   sink: SinkName;
   reason: string;
   detail: string;
-  message_id: string;
-  topic: string;
-  payload: Buffer;
-  qos: number;
-  retain: number;
-  received_at: number;
   dead_at: number;
 }
 

@@ -1,10 +1,10 @@
-import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BigQuerySink, type BigQuerySinkOptions } from './bigquery-sink.js';
 import { RAW_TABLE_FIELDS } from './schema.js';
 import { createLogger } from '../../core/logger.js';
 import type { SpooledMessage } from '../../core/message.js';
 import { startBigQueryServer, type BigQueryServer } from '../../../test/helpers/bigquery-server.js';
+import { freePort } from '../../../test/helpers/ports.js';
 
 let seq = 0;
 const msg = (over: Partial<SpooledMessage> = {}): SpooledMessage => {
@@ -53,14 +53,6 @@ function sink(s: { url: string; projectId: string }, over: Partial<BigQuerySinkO
   return made;
 }
 
-async function deadPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
 describe('BigQuerySink start', () => {
   it('creates the missing dataset and table with the raw schema, partitioning and clustering, sending no credentials', async () => {
     const s = await server();
@@ -91,7 +83,7 @@ describe('BigQuerySink start', () => {
   });
 
   it('starts while BigQuery is unreachable, says so, and checks again before the first write', async () => {
-    const port = await deadPort();
+    const port = await freePort();
     const b = sink({ url: `http://127.0.0.1:${port}`, projectId: 'test-project' });
     await b.start();
     expect(b.status()).toMatchObject({ state: 'degraded' });

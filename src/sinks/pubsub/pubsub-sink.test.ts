@@ -1,8 +1,8 @@
-import net from 'node:net';
 import { describe, it, expect } from 'vitest';
 import { PubSubSink, checkLimits, contractAttributes, MAX_MESSAGE_BYTES } from './pubsub-sink.js';
 import { createLogger } from '../../core/logger.js';
 import type { SpooledMessage } from '../../core/message.js';
+import { freePort } from '../../../test/helpers/ports.js';
 
 const msg = (over: Partial<SpooledMessage> = {}): SpooledMessage => ({
   seq: 1,
@@ -16,14 +16,6 @@ const msg = (over: Partial<SpooledMessage> = {}): SpooledMessage => ({
 });
 
 /** A 127.0.0.1 port with nothing listening (bound, then released). */
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
-
 function sink(over: Partial<ConstructorParameters<typeof PubSubSink>[0]> = {}) {
   return new PubSubSink({
     projectId: 'demo-project',
@@ -68,7 +60,7 @@ describe('checkLimits', () => {
 
 describe('PubSubSink without a reachable Pub/Sub', () => {
   it('starts at once and answers retryable within publishTimeoutMs', async () => {
-    const s = sink({ emulatorHost: `127.0.0.1:${await deadPort()}`, publishTimeoutMs: 800 });
+    const s = sink({ emulatorHost: `127.0.0.1:${await freePort()}`, publishTimeoutMs: 800 });
     const t0 = Date.now();
     await s.start();
     expect(Date.now() - t0).toBeLessThan(500);
