@@ -1,9 +1,12 @@
 /**
- * Baseline for "spool → Pub/Sub": a plain @google-cloud/pubsub publish loop with the node's batching
- * (batches of `--batch` messages, `--inflight` batches at once), reading nothing from disk. Run as its own
- * process, like the node, so both have a core of their own. Prints one JSON line: { messages, seconds, rate }.
+ * Baselines for "spool → Pub/Sub": a plain publish loop with the node's batching (batches of `--batch`
+ * messages, `--inflight` batches at once), reading nothing from disk. Run as its own process, like the
+ * node, so both have a core of their own. Prints one JSON line: { messages, seconds, rate }.
+ *
+ * Default: the library's Topic.publishMessage for each message, its batcher set to the same batch size.
+ * `--rpc`: each batch in one call of the generated Publish RPC client, as the node's sink does.
  */
-import { PubSub } from '@google-cloud/pubsub';
+import { PubSub, v1 } from '@google-cloud/pubsub';
 import { parseArgs } from 'node:util';
 import { benchPayload, nowMs } from './lib.js';
 
@@ -15,6 +18,7 @@ const { values } = parseArgs({
     count: { type: 'string' },
     batch: { type: 'string', default: '1000' },
     inflight: { type: 'string', default: '4' },
+    rpc: { type: 'boolean', default: false },
   },
 });
 const count = Number(values.count);
@@ -23,25 +27,38 @@ const pubsub = new PubSub({ projectId: values.project, apiEndpoint: values.host,
 const topic = pubsub.topic(values.topic as string, {
   batching: { maxMessages: batchSize, maxBytes: 9 * 1024 * 1024, maxMilliseconds: 1 },
 });
+const rpc = values.rpc
+  ? new v1.PublisherClient((await pubsub.getClientConfig()) as ConstructorParameters<typeof v1.PublisherClient>[0])
+  : undefined;
 const payloads = Array.from({ length: Math.min(count, 10_000) }, (_, i) => Buffer.from(benchPayload(i)));
 let next = 0;
 let first = 0;
+
+function message(i: number): { data: Buffer; attributes: Record<string, string> } {
+  return {
+    data: payloads[i % payloads.length]!,
+    attributes: { message_id: String(i), mqtt_topic: 'bench/pubsub', mqtt_qos: '1', mqtt_retain: 'false', received_at: new Date().toISOString() },
+  };
+}
+
+async function publishBatch(start: number, end: number): Promise<void> {
+  if (rpc) {
+    const messages = [];
+    for (let i = start; i < end; i++) messages.push(message(i));
+    await rpc.publish({ topic: topic.name, messages }, { isBundling: false });
+    return;
+  }
+  const sends: Promise<string>[] = [];
+  for (let i = start; i < end; i++) sends.push(topic.publishMessage(message(i)));
+  await Promise.all(sends);
+}
 
 async function worker(): Promise<void> {
   while (next < count) {
     const start = next;
     const end = Math.min(count, start + batchSize);
     next = end;
-    const sends: Promise<string>[] = [];
-    for (let i = start; i < end; i++) {
-      sends.push(
-        topic.publishMessage({
-          data: payloads[i % payloads.length],
-          attributes: { message_id: String(i), mqtt_topic: 'bench/pubsub', mqtt_qos: '1', mqtt_retain: 'false', received_at: new Date().toISOString() },
-        }),
-      );
-    }
-    await Promise.all(sends);
+    await publishBatch(start, end);
     if (first === 0) first = nowMs();
   }
 }
@@ -49,6 +66,7 @@ async function worker(): Promise<void> {
 const started = nowMs();
 await Promise.all(Array.from({ length: Number(values.inflight) }, () => worker()));
 const ended = nowMs();
+await rpc?.close();
 await pubsub.close();
 // Same measure as for the node: from the first completed batch to the last.
 const firstBatch = Math.min(batchSize, count);

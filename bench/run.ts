@@ -33,21 +33,22 @@ const started = Date.now();
 const [broker, emu] = await Promise.all([startMosquitto({ persistence: false }), startPubSubEmulator()]);
 const results: CaseResult[] = [];
 try {
-  if (want('drain')) results.push(await step('drain', () => drainBacklog(broker, size.drain)));
-  if (want('live')) results.push(await step('live', () => liveStream(broker, size.live)));
-  if (want('pubsub')) results.push(await step('pubsub', () => spoolToPubSub(emu, size.pubsub)));
-  if (want('latency')) results.push(await step('latency', () => latency(emu, size.latencyRate, size.latencySeconds)));
-  if (want('rss')) results.push(await step('rss', () => memory(emu, size.rss)));
-  if (want('embedded')) results.push(await step('embedded', () => embeddedVsMosquitto(size.embedded, 4)));
+  if (want('drain')) results.push(...(await step('drain', () => drainBacklog(broker, size.drain))));
+  if (want('live')) results.push(...(await step('live', () => liveStream(broker, size.live))));
+  if (want('pubsub')) results.push(...(await step('pubsub', () => spoolToPubSub(emu, size.pubsub))));
+  if (want('latency')) results.push(...(await step('latency', () => latency(emu, size.latencyRate, size.latencySeconds))));
+  if (want('rss')) results.push(...(await step('rss', () => memory(emu, size.rss))));
+  if (want('embedded')) results.push(...(await step('embedded', () => embeddedVsMosquitto(size.embedded, 4))));
 } finally {
   await Promise.all([broker.stop(), emu.stop()]);
 }
 
-async function step(name: string, fn: () => Promise<CaseResult>): Promise<CaseResult> {
+/** Runs one case; a case reports one row, or several when it measures against more than one baseline. */
+async function step(name: string, fn: () => Promise<CaseResult | CaseResult[]>): Promise<CaseResult[]> {
   process.stderr.write(`bench: ${name}…\n`);
-  const r = await fn();
-  process.stderr.write(`bench: ${name}: ${r.node} vs ${r.baseline}\n`);
-  return r;
+  const rows = [await fn()].flat();
+  for (const r of rows) process.stderr.write(`bench: ${name}: ${r.node} vs ${r.baseline}\n`);
+  return rows;
 }
 
 const table = renderTable(results);

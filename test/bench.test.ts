@@ -29,9 +29,10 @@ describe.runIf(run)('npm run bench -- --quick', () => {
       results: { case: string; details: Record<string, number | string> }[];
     };
     expect(report.quick).toBe(true);
-    expect(report.results).toHaveLength(6);
-    const [drain, live, pubsub, latency, rss, embedded] = report.results;
-    for (const r of [drain, live, pubsub]) {
+    expect(report.results).toHaveLength(7);
+    const [drain, live, pubsub, pubsubRpc, latency, rss, embedded] = report.results;
+    expect(pubsubRpc.case).toMatch(/against its own RPC/);
+    for (const r of [drain, live, pubsub, pubsubRpc]) {
       expect(r.details.nodeRate).toBeGreaterThan(0);
       expect(r.details.baselineRate).toBeGreaterThan(0);
     }

@@ -145,6 +145,32 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
     expect(got.find((r) => r.attributes.message_id === batch[3]!.messageId)!.data.equals(nearLimit)).toBe(true);
   });
 
+  it('a request refused for one message is split: the messages Pub/Sub refuses are rejected, the rest delivered', async () => {
+    const reading = { type: 'record', name: 'Reading', fields: [{ name: 't', type: 'double' }] };
+    await createTopicAndSubscription(emu.host, emu.projectId, 'schema-topic', 'schema-sub', { avroSchema: reading });
+    const s = await sink('schema-topic');
+    const batch = [
+      message(Buffer.from('{"t":1.5}')),
+      message(Buffer.from('not json')),
+      message(Buffer.from('{"t":2.5}')),
+      message(Buffer.from('{"t":"warm"}')),
+      message(Buffer.from('{"t":3.5}')),
+    ];
+    const outcomes = await s.write(batch);
+    expect(kinds(outcomes)).toEqual([
+      'delivered',
+      'rejected:invalid_argument',
+      'delivered',
+      'rejected:invalid_argument',
+      'delivered',
+    ]);
+    expect((outcomes[1] as { detail: string }).detail).toMatch(/^INVALID_ARGUMENT: /);
+    expect(s.status().state).toBe('ok'); // the messages' problem, not the sink's
+
+    const got = await pullAll(emu.host, emu.projectId, 'schema-sub', 3, 15_000);
+    expect(got.map((r) => r.data.toString()).sort()).toEqual(['{"t":1.5}', '{"t":2.5}', '{"t":3.5}']);
+  });
+
   it('a missing topic is retryable topic_not_found, status failing, logged loudly once', async () => {
     const logs = captureLogs();
     const s = await sink('no-such-topic', { logs: logs.stream });

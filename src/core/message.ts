@@ -32,8 +32,15 @@ export type SinkName = (typeof SINK_NAMES)[number];
 
 /** RFC 3339, UTC, milliseconds: the contract's `received_at`. */
 export function rfc3339(ms: number): string {
-  return new Date(ms).toISOString();
+  // Messages read in one burst share their millisecond, and sinks format every one of them: remembering
+  // the last answer saves a Date and a string per message when draining a backlog.
+  if (ms !== lastRfc3339.ms) {
+    lastRfc3339.text = new Date(ms).toISOString();
+    lastRfc3339.ms = ms;
+  }
+  return lastRfc3339.text;
 }
+const lastRfc3339 = { ms: Number.NaN, text: '' };
 
 /** The payload as text when it is valid UTF-8, else base64, with the encoding used. */
 export function encodePayload(payload: Buffer): { payload: string; payload_encoding: 'utf8' | 'base64' } {

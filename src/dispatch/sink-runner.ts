@@ -175,12 +175,12 @@ export class SinkRunner {
   }
 
   private apply(batch: SpooledMessage[], outcomes: DeliveryOutcome[]): void {
-    const delivered: number[] = [];
+    const delivered: SpooledMessage[] = [];
     const dead: { message: SpooledMessage; reason: string; detail: string }[] = [];
     const retry: SpooledMessage[] = [];
     let firstRetry: DeliveryOutcome | undefined;
     outcomes.forEach((o, i) => {
-      if (o.kind === 'delivered') delivered.push(batch[i].seq);
+      if (o.kind === 'delivered') delivered.push(batch[i]);
       else if (o.kind === 'rejected') dead.push({ message: batch[i], reason: o.reason, detail: o.detail });
       else {
         retry.push(batch[i]);

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Spool } from './spool.js';
+import { Spool, messageBytes } from './spool.js';
 import { SpoolWriter } from './group-commit.js';
 import { SpoolFullError } from '../core/errors.js';
 import type { InboundMessage } from '../core/message.js';
@@ -39,14 +39,35 @@ describe('spool', () => {
     const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['pubsub', 'file'] });
     spool.append([msg(1), msg(2)]);
     const forPubsub = spool.lease('pubsub', 10);
-    spool.ack('pubsub', forPubsub.map((m) => m.seq));
+    spool.ack('pubsub', forPubsub);
     expect(spool.stats().messages).toBe(2);
     expect(spool.stats().pending).toEqual({ pubsub: 0, file: 2 });
     const forFile = spool.lease('file', 10);
-    spool.ack('file', [forFile[0].seq]);
+    spool.ack('file', [forFile[0]]);
     spool.deadLetter('file', [{ message: forFile[1], reason: 'invalid', detail: 'bad row' }]);
     expect(spool.stats().messages).toBe(0);
     expect(spool.stats().deadLetters).toBe(1);
+    spool.close();
+  });
+
+  it('keeps messages, bytes and pending exact when an acknowledgement names rows already gone', () => {
+    const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['pubsub'] });
+    spool.append([msg(1), msg(2, { topic: 'plänt/°C' }), msg(3, { payload: Buffer.alloc(1000) })]);
+    const recount = () => {
+      const fresh = Spool.open({ dir: path.dirname(spool.path), maxBytes: 1e9, sinks: ['pubsub'] });
+      const stats = fresh.stats();
+      fresh.close();
+      return stats;
+    };
+    const [a, b, c] = spool.lease('pubsub', 10);
+    spool.ack('pubsub', [a!]);
+    spool.ack('pubsub', [a!, b!]); // a twice: only b leaves now, and only b's bytes are taken off
+    const { bytes, messages, pending } = spool.stats();
+    expect({ bytes, messages, pending }).toMatchObject({ messages: 1, pending: { pubsub: 1 } });
+    expect(bytes).toBe(recount().bytes);
+    expect(bytes).toBe(messageBytes(c!.topic, c!.payload));
+    spool.ack('pubsub', [c!]);
+    expect(spool.stats()).toMatchObject({ messages: 0, bytes: 0, pending: { pubsub: 0 } });
     spool.close();
   });
 
@@ -83,7 +104,7 @@ describe('spool', () => {
     const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['file'] });
     spool.append([msg(1)]);
     const [m1] = spool.lease('file', 10);
-    spool.ack('file', [m1.seq]);
+    spool.ack('file', [m1]);
     spool.append([msg(2)]);
     const next = spool.lease('file', 10);
     expect(next.length).toBe(1);
@@ -141,7 +162,7 @@ describe('spool', () => {
     expect(() => spool.append([msg(2)])).toThrow(SpoolFullError);
     expect(spool.stats().messages).toBe(1);
     const [m] = spool.lease('file', 1);
-    spool.ack('file', [m.seq]);
+    spool.ack('file', [m]);
     expect(spool.isFull()).toBe(false);
     expect(spool.append([msg(2)])[0].stored).toBe(true);
     spool.close();
@@ -157,7 +178,7 @@ describe('spool', () => {
     expect(committed).toBe(false);
     expect(writer.isBlocked).toBe(true);
     const [m] = spool.lease('file', 1);
-    spool.ack('file', [m.seq]);
+    spool.ack('file', [m]);
     await pending;
     expect(committed).toBe(true);
     writer.close();

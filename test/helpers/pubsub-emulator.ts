@@ -137,10 +137,18 @@ export async function createTopicAndSubscription(
   projectId: string,
   topic: string,
   sub: string,
+  options: { avroSchema?: object } = {},
 ): Promise<void> {
   const pubsub = client(host, projectId);
   try {
-    const [created] = await pubsub.createTopic(topic);
+    let schemaSettings: { schema: string; encoding: 'JSON' } | undefined;
+    if (options.avroSchema) {
+      // The emulator validates messages against a topic's schema as Pub/Sub does: a request holding one
+      // message that does not parse is refused whole with INVALID_ARGUMENT.
+      const schema = await pubsub.createSchema(`${topic}-schema`, 'AVRO', JSON.stringify(options.avroSchema));
+      schemaSettings = { schema: await schema.getName(), encoding: 'JSON' };
+    }
+    const [created] = await pubsub.createTopic({ name: topic, schemaSettings });
     await created.createSubscription(sub, { ackDeadlineSeconds: 60 });
   } finally {
     await pubsub.close();
