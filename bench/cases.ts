@@ -47,7 +47,12 @@ const imageNodeOptions = stageEnv(parseDockerfile(path.join(ROOT, 'Dockerfile'))
 const spoolOnly = { FILE_SINK: 'off', LOG_LEVEL: 'info', NODE_OPTIONS: imageNodeOptions };
 const fmt = (rate: number) => `${Math.round(rate).toLocaleString('en-US')} msg/s`;
 
-/** Case 1: a QoS 1 backlog queued for a persistent session, drained into the spool vs by mosquitto_sub. */
+/**
+ * Case 1: a QoS 1 backlog queued for a persistent session, drained into the spool vs by mosquitto_sub.
+ * Both sessions get the same backlog; two rounds, the first with the baseline draining first and the
+ * second with the node first, and the best of each counts (a single pair of runs on a shared machine
+ * swings by ±15%).
+ */
 export async function drainBacklog(broker: TestMosquitto, n: number): Promise<CaseResult> {
   const filter = 'bench/drain/#';
   const env = { ...spoolOnly, MQTT_BROKER: broker.url, MQTT_CLIENT_ID: 'bench-node-drain', MQTT_TOPICS: filter };
@@ -55,21 +60,42 @@ export async function drainBacklog(broker: TestMosquitto, n: number): Promise<Ca
   const first = await startNode(env);
   await first.waitReady();
   await first.stop();
-  await mosquittoPublish(broker.port, 'bench/drain/p', 0, n);
 
-  const base = await mosquittoSubscribe(broker.port, filter, n, 'bench-base-drain', false);
-  const baseRate = n / ((base.ended - base.started) / 1000);
-
-  const node = await startNode(env, { dataDir: first.dataDir });
+  const baselineRun = async (): Promise<number> => {
+    const base = await mosquittoSubscribe(broker.port, filter, n, 'bench-base-drain', false);
+    return n / ((base.ended - base.started) / 1000);
+  };
+  const nodeRun = async (): Promise<number> => {
+    const node = await startNode(env, { dataDir: first.dataDir });
+    try {
+      const t0 = await waitForLog(node, 'subscriber connected');
+      const tl = await pollCounter(node, RECEIVED, (v) => v >= n, { intervalMs: 10 });
+      return n / ((tl[tl.length - 1].t - t0) / 1000);
+    } finally {
+      await node.stop();
+    }
+  };
+  const base: number[] = [];
+  const nodes: number[] = [];
   try {
-    const t0 = await waitForLog(node, 'subscriber connected');
-    const tl = await pollCounter(node, RECEIVED, (v) => v >= n, { intervalMs: 10 });
-    const nodeRate = n / ((tl[tl.length - 1].t - t0) / 1000);
-    return result('drain a QoS 1 backlog into the spool', nodeRate, baseRate, '`mosquitto_sub -q 1 -c` on the same backlog', 1.0, { messages: n });
+    for (let round = 0; round < 2; round++) {
+      await mosquittoPublish(broker.port, 'bench/drain/p', 0, n);
+      if (round === 0) {
+        base.push(await baselineRun());
+        nodes.push(await nodeRun());
+      } else {
+        nodes.push(await nodeRun());
+        base.push(await baselineRun());
+      }
+    }
   } finally {
-    await node.stop();
     cleanup(first.dataDir);
   }
+  return result('drain a QoS 1 backlog into the spool', Math.max(...nodes), Math.max(...base), '`mosquitto_sub -q 1 -c` on the same backlog', 1.0, {
+    messages: n,
+    nodeRuns: nodes.map(Math.round).join(' / '),
+    baselineRuns: base.map(Math.round).join(' / '),
+  } as unknown as Record<string, number>);
 }
 
 /** Case 2: a live stream from mosquitto_pub, received by the node and by mosquitto_sub at the same time. */
