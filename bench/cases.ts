@@ -155,14 +155,14 @@ async function createTopic(emu: PubSubEmulator, topic: string, subscription?: st
  * The emulator (Java) speeds up as it warms, so the runs alternate, twice each, and the best run of each
  * counts: neither side is measured on a colder emulator. Two baselines: the goal's (the library's
  * per-message publishMessage batcher) and, reported, a loop calling the same Publish RPC the node calls,
- * which isolates what the spool itself costs.
+ * which isolates what the spool itself costs. Also reported: the node with ordering keys (one publish in flight).
  */
 export async function spoolToPubSub(emu: PubSubEmulator, n: number): Promise<CaseResult[]> {
   await createTopic(emu, 'bench-drain');
-  const nodeRun = async (): Promise<number> => {
+  const nodeRun = async (extra: Record<string, string> = {}): Promise<number> => {
     const dataDir = tempDir('pubsub');
     prefillSpool(dataDir, n);
-    const node = await startNode({ ...pubsubEnv(emu, 'bench-drain'), MQTT_BROKER_MODE: 'embedded' }, { dataDir });
+    const node = await startNode({ ...pubsubEnv(emu, 'bench-drain'), MQTT_BROKER_MODE: 'embedded', ...extra }, { dataDir });
     try {
       const tl = await pollCounter(node, DELIVERED, (v) => v >= n, { intervalMs: 20, labels: 'sink="pubsub"' });
       return rateFromTimeline(tl, n).rate;
@@ -184,6 +184,7 @@ export async function spoolToPubSub(emu: PubSubEmulator, n: number): Promise<Cas
     nodes.push(await nodeRun());
     rpc.push(await baselineRun(true));
   }
+  const ordered = await nodeRun({ PUBSUB_ORDERING_KEY: 'mqtt_topic' });
   const node = Math.max(...nodes);
   const details = {
     messages: n,
@@ -202,6 +203,15 @@ export async function spoolToPubSub(emu: PubSubEmulator, n: number): Promise<Cas
       goal: 'report',
       met: null,
       details: { ...details, nodeRate: node, baselineRate: rpcRate },
+    },
+    {
+      case: 'spool → Pub/Sub emulator with `PUBSUB_ORDERING_KEY=mqtt_topic`',
+      node: fmt(ordered),
+      baseline: `${fmt(node)} (the same node without ordering keys)`,
+      ratio: ordered / node,
+      goal: 'report',
+      met: null,
+      details: { messages: n, nodeRate: ordered, baselineRate: node },
     },
   ];
 }

@@ -181,6 +181,7 @@ export class IngestNode {
           maxBatchMessages: c.PUBSUB_BATCH_MAX_MESSAGES,
           maxBatchBytes: c.PUBSUB_BATCH_MAX_BYTES,
           maxInFlight: c.PUBSUB_MAX_IN_FLIGHT,
+          orderingKey: c.PUBSUB_ORDERING_KEY,
           logger: log.child({ component: 'sink.pubsub' }),
         }),
       );

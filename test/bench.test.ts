@@ -29,10 +29,11 @@ describe.runIf(run)('npm run bench -- --quick', () => {
       results: { case: string; details: Record<string, number | string> }[];
     };
     expect(report.quick).toBe(true);
-    expect(report.results).toHaveLength(7);
-    const [drain, live, pubsub, pubsubRpc, latency, rss, embedded] = report.results;
+    expect(report.results).toHaveLength(8);
+    const [drain, live, pubsub, pubsubRpc, pubsubOrdered, latency, rss, embedded] = report.results;
     expect(pubsubRpc.case).toMatch(/against its own RPC/);
-    for (const r of [drain, live, pubsub, pubsubRpc]) {
+    expect(pubsubOrdered.case).toMatch(/PUBSUB_ORDERING_KEY/);
+    for (const r of [drain, live, pubsub, pubsubRpc, pubsubOrdered]) {
       expect(r.details.nodeRate).toBeGreaterThan(0);
       expect(r.details.baselineRate).toBeGreaterThan(0);
     }

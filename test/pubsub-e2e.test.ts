@@ -108,4 +108,47 @@ describe.runIf(run)('mosquitto mode → Pub/Sub emulator', () => {
       await proxy.close();
     }
   });
+
+  it('with PUBSUB_ORDERING_KEY=mqtt_topic each MQTT topic arrives in the order received, across an outage', async () => {
+    await createTopicAndSubscription(emu.host, emu.projectId, 'ordered', 'ordered-check', { ordered: true });
+    const [host, port] = emu.host.split(':');
+    const proxy = await startTcpProxy(host, Number(port));
+    const node = await startNode({
+      MQTT_BROKER_MODE: 'embedded',
+      GCP_PROJECT_ID: emu.projectId,
+      PUBSUB_TOPIC: 'ordered',
+      PUBSUB_EMULATOR_HOST: `127.0.0.1:${proxy.port}`,
+      PUBSUB_ORDERING_KEY: 'mqtt_topic',
+      PUBSUB_BATCH_MAX_MESSAGES: '100',
+      RETRY_INITIAL_DELAY_MS: '200',
+      RETRY_MAX_DELAY_MS: '1000',
+    });
+    const topic = (i: number) => `plant/pit-north/pressure/${i % 8}`;
+    try {
+      await node.waitReady();
+      const url = `mqtt://127.0.0.1:${node.mqttPort}`;
+      await publishRange(url, 0, 1000, { topic });
+      proxy.cut(); // publishes fail while more messages arrive, then the failed ones go first
+      await publishRange(url, 1000, 2000, { topic });
+      await waitFor(async () => (await node.metric('mqtt_ingest_delivery_failures_total', { sink: 'pubsub' })) > 0, 20_000, 'a failed publish');
+      await publishRange(url, 2000, 3000, { topic });
+      await proxy.restore();
+
+      const received = await pullUntilUnique(emu.host, emu.projectId, 'ordered-check', 3000, (r) => seqOf(r.data), 90_000);
+      const firstSeen = new Set<number>();
+      const byKey = new Map<string, number[]>();
+      for (const r of received) {
+        const seq = seqOf(r.data);
+        expect(r.orderingKey).toBe(topic(seq));
+        if (firstSeen.has(seq)) continue; // a retried publish that had reached Pub/Sub: same message_id
+        firstSeen.add(seq);
+        byKey.set(r.orderingKey, [...(byKey.get(r.orderingKey) ?? []), seq]);
+      }
+      expect(firstSeen.size).toBe(3000);
+      for (const [key, seqs] of byKey) expect(seqs, key).toEqual([...seqs].sort((a, b) => a - b));
+    } finally {
+      await node.kill();
+      await proxy.close();
+    }
+  });
 });

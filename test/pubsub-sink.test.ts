@@ -54,7 +54,10 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
   let emu: PubSubEmulator;
   const sinks: PubSubSink[] = [];
 
-  async function sink(topic: string, over: { emulatorHost?: string; publishTimeoutMs?: number; logs?: Writable } = {}) {
+  async function sink(
+    topic: string,
+    over: { emulatorHost?: string; publishTimeoutMs?: number; logs?: Writable; orderingKey?: 'none' | 'mqtt_topic' } = {},
+  ) {
     const s = new PubSubSink({
       projectId: emu.projectId,
       topic,
@@ -64,6 +67,7 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
       maxInFlight: 2,
       logger: createLogger('info', over.logs ?? captureLogs().stream),
       publishTimeoutMs: over.publishTimeoutMs,
+      orderingKey: over.orderingKey,
     });
     await s.start();
     sinks.push(s);
@@ -169,6 +173,35 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
 
     const got = await pullAll(emu.host, emu.projectId, 'schema-sub', 3, 15_000);
     expect(got.map((r) => r.data.toString()).sort()).toEqual(['{"t":1.5}', '{"t":2.5}', '{"t":3.5}']);
+  });
+
+  it('with PUBSUB_ORDERING_KEY=mqtt_topic each MQTT topic keeps its order, a refused message included', async () => {
+    const reading = { type: 'record', name: 'Reading', fields: [{ name: 'n', type: 'int' }] };
+    await createTopicAndSubscription(emu.host, emu.projectId, 'ordered-topic', 'ordered-sub', { avroSchema: reading, ordered: true });
+    const s = await sink('ordered-topic', { orderingKey: 'mqtt_topic' });
+    expect(s.maxInFlight).toBe(1);
+    // 2,500 messages: three requests. One refused message in the second makes Pub/Sub refuse that request
+    // whole; the third must not go before the second's good messages, which are then sent one by one.
+    const batch = Array.from({ length: 2500 }, (_, n) =>
+      message(Buffer.from(n === 1500 ? '{"n":"not a number"}' : `{"n":${n}}`), `line-${n % 3}/pressure`),
+    );
+    const outcomes = await s.write(batch);
+    expect(outcomes.filter((o) => o.kind === 'rejected')).toHaveLength(1);
+    expect(outcomes[1500]).toMatchObject({ kind: 'rejected', reason: 'invalid_argument' });
+    expect(outcomes.filter((o) => o.kind === 'delivered')).toHaveLength(2499);
+
+    const got = await pullAll(emu.host, emu.projectId, 'ordered-sub', 2499, 60_000);
+    expect(got).toHaveLength(2499);
+    const byKey = new Map<string, number[]>();
+    for (const r of got) {
+      expect(r.orderingKey).toBe(r.attributes.mqtt_topic);
+      byKey.set(r.orderingKey, [...(byKey.get(r.orderingKey) ?? []), (JSON.parse(r.data.toString()) as { n: number }).n]);
+    }
+    expect([...byKey.keys()].sort()).toEqual(['line-0/pressure', 'line-1/pressure', 'line-2/pressure']);
+    for (const [key, ns] of byKey) {
+      const expected = batch.map((_, n) => n).filter((n) => n % 3 === Number(key[5]) && n !== 1500);
+      expect(ns, key).toEqual(expected);
+    }
   });
 
   it('a missing topic is retryable topic_not_found, status failing, logged loudly once', async () => {

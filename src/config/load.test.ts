@@ -60,6 +60,7 @@ describe('loadConfig defaults', () => {
       PUBSUB_BATCH_MAX_MESSAGES: 1000,
       PUBSUB_BATCH_MAX_BYTES: 9_000_000,
       PUBSUB_MAX_IN_FLIGHT: 4,
+      PUBSUB_ORDERING_KEY: 'none',
       BIGQUERY_LOCATION: 'US',
       BIGQUERY_AUTO_CREATE: true,
       BIGQUERY_BATCH_MAX_ROWS: 500,

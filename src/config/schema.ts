@@ -417,7 +417,14 @@ export const configSchema = z.strictObject({
   }),
   PUBSUB_MAX_IN_FLIGHT: key(wholeNumber(1, 64), {
     default: '4',
-    description: 'Most Pub/Sub publish requests outstanding at once.',
+    description: 'Most Pub/Sub publish requests outstanding at once (1 while `PUBSUB_ORDERING_KEY` is set).',
+  }),
+  PUBSUB_ORDERING_KEY: key(oneOf(['none', 'mqtt_topic']), {
+    default: 'none',
+    description:
+      '`mqtt_topic`: each message carries its MQTT topic as its Pub/Sub ordering key, so a subscription with message ' +
+      'ordering enabled receives the messages of each MQTT topic in the order the node received them. Publishes then ' +
+      'go one at a time, in spool order, and a failed one is retried before anything after it.',
   }),
   SECRET_MANAGER_API_ENDPOINT: key(
     text('an `http://` or `https://` URL without a path (e.g. `https://secretmanager.europe-west1.rep.googleapis.com`)', {

@@ -23,6 +23,8 @@ export interface Received {
   data: Buffer;
   attributes: Record<string, string>;
   messageId: string;
+  /** '' when the message was published without one. */
+  orderingKey: string;
 }
 
 /** Any id that follows the project-id rules works with the emulator; a short one ("p") is INVALID_ARGUMENT. */
@@ -137,7 +139,7 @@ export async function createTopicAndSubscription(
   projectId: string,
   topic: string,
   sub: string,
-  options: { avroSchema?: object } = {},
+  options: { avroSchema?: object; ordered?: boolean } = {},
 ): Promise<void> {
   const pubsub = client(host, projectId);
   try {
@@ -149,7 +151,7 @@ export async function createTopicAndSubscription(
       schemaSettings = { schema: await schema.getName(), encoding: 'JSON' };
     }
     const [created] = await pubsub.createTopic({ name: topic, schemaSettings });
-    await created.createSubscription(sub, { ackDeadlineSeconds: 60 });
+    await created.createSubscription(sub, { ackDeadlineSeconds: 60, enableMessageOrdering: options.ordered ?? false });
   } finally {
     await pubsub.close();
   }
@@ -195,6 +197,7 @@ export async function pullAll(
           data: Buffer.from(m.message?.data ?? new Uint8Array()),
           attributes: { ...(m.message?.attributes ?? {}) },
           messageId: m.message?.messageId ?? '',
+          orderingKey: m.message?.orderingKey ?? '',
         });
       }
       await subscriber.acknowledge({ subscription, ackIds: messages.map((m) => m.ackId!) });

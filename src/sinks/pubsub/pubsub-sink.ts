@@ -22,6 +22,11 @@ export interface PubSubSinkOptions {
   maxBatchMessages: number;
   maxBatchBytes: number;
   maxInFlight: number;
+  /**
+   * `mqtt_topic`: the MQTT topic is each message's ordering key. Publishes then go one at a time, in spool
+   * order, and stop at the first failure, so that no message is published before an earlier one of its key.
+   */
+  orderingKey?: 'none' | 'mqtt_topic';
   logger: Logger;
   /** Upper bound for one publish, the client's own retries included. Default 60 s. */
   publishTimeoutMs?: number;
@@ -92,7 +97,7 @@ function messageSize(msg: SpooledMessage, attributes: Record<string, string>): n
   return size;
 }
 
-type PublishRequestMessage = { data: Buffer; attributes: Record<string, string> };
+type PublishRequestMessage = { data: Buffer; attributes: Record<string, string>; orderingKey?: string };
 
 export class PubSubSink implements Sink {
   readonly name = 'pubsub' as const;
@@ -104,6 +109,7 @@ export class PubSubSink implements Sink {
   private readonly logger: Logger;
   private readonly health: SinkHealth;
   private readonly publishTimeoutMs: number;
+  private readonly ordered: boolean;
   private client?: PubSub;
   /**
    * The generated Publish RPC client, fed whole batches. The library's Topic.publishMessage batcher is not
@@ -119,7 +125,9 @@ export class PubSubSink implements Sink {
     this.publishTimeoutMs = opts.publishTimeoutMs ?? 60_000;
     this.maxBatchMessages = opts.maxBatchMessages;
     this.maxBatchBytes = opts.maxBatchBytes;
-    this.maxInFlight = opts.maxInFlight;
+    this.ordered = opts.orderingKey === 'mqtt_topic';
+    // With ordering keys, a second publish in flight could land before an earlier one that fails.
+    this.maxInFlight = this.ordered ? 1 : opts.maxInFlight;
     this.health = new SinkHealth({
       logger: opts.logger,
       clock: opts.clock ?? systemClock,
@@ -212,12 +220,12 @@ export class PubSubSink implements Sink {
       if (typeof size !== 'number') outcomes[i] = size;
       else {
         sendable.push(i);
-        messages.push({ data: msg.payload, attributes });
+        messages.push(this.ordered ? { data: msg.payload, attributes, orderingKey: msg.topic } : { data: msg.payload, attributes });
         sizes.push(size);
       }
     }
 
-    const settled = await this.publishAll(messages, sizes, Math.min(this.maxBatchMessages, MAX_RPC_MESSAGES), Math.min(this.maxBatchBytes, MAX_RPC_BYTES));
+    const settled = await this.publishAll(messages, sizes, Math.min(this.maxBatchMessages, MAX_RPC_MESSAGES), Math.min(this.maxBatchBytes, MAX_RPC_BYTES), () => false);
     const failures: { index: number; message: PublishRequestMessage; cls: PublishErrorClass }[] = [];
     settled.forEach((error, j) => {
       const index = sendable[j]!;
@@ -229,7 +237,10 @@ export class PubSubSink implements Sink {
     // which ones the server objects to (a failed item in a batch is retried alone, ARCHITECTURE §5).
     const invalid = failures.filter((f) => f.cls.kind === 'invalid');
     if (invalid.length > 1) {
-      const again = await this.publishAll(invalid.map((f) => f.message), invalid.map(() => 0), 1, MAX_RPC_BYTES);
+      // In order, with ordering keys: a refused message is dead-lettered and its successors still go.
+      const again = await this.publishAll(invalid.map((f) => f.message), invalid.map(() => 0), 1, MAX_RPC_BYTES, (err) =>
+        classifyPublishError(err, this.topicName).kind === 'invalid',
+      );
       again.forEach((error, k) => {
         const f = invalid[k]!;
         if (error === undefined) outcomes[f.index] = delivered;
@@ -264,32 +275,52 @@ export class PubSubSink implements Sink {
   }
 
   /**
-   * Publishes `messages` in as few RPCs as the limits allow, all at once, and answers per message: undefined
-   * when its RPC succeeded, else the RPC's error (Pub/Sub accepts or refuses a request as a whole).
+   * Publishes `messages` in as few RPCs as the limits allow and answers per message: undefined when its RPC
+   * succeeded, else the RPC's error (Pub/Sub accepts or refuses a request as a whole). Without ordering keys
+   * the RPCs go all at once. With them they go one after another, and after a failure that `goOnAfter` does
+   * not accept, the rest are not sent and answer the same error: an unsent message must not be overtaken.
    */
-  private async publishAll(messages: PublishRequestMessage[], sizes: number[], maxMessages: number, maxBytes: number): Promise<unknown[]> {
-    const publisher = this.publisher;
+  private async publishAll(
+    messages: PublishRequestMessage[],
+    sizes: number[],
+    maxMessages: number,
+    maxBytes: number,
+    goOnAfter: (err: unknown) => boolean,
+  ): Promise<unknown[]> {
     const results: unknown[] = new Array(messages.length).fill(undefined);
-    if (!publisher) return results.fill(new Error('the Pub/Sub sink was closed during the publish'));
-    const calls: Promise<void>[] = [];
-    let start = 0;
-    while (start < messages.length) {
+    const chunks: [number, number][] = [];
+    for (let start = 0; start < messages.length; ) {
       let end = start + 1;
       let bytes = sizes[start]!;
       while (end < messages.length && end - start < maxMessages && bytes + sizes[end]! <= maxBytes) bytes += sizes[end++]!;
-      const from = start;
-      const to = end;
-      calls.push(
-        publisher.publish({ topic: this.topicName, messages: messages.slice(from, to) }, this.callOptions()).then(
-          () => undefined,
-          (err: unknown) => {
-            results.fill(err ?? new Error('publish failed'), from, to);
-          },
-        ),
-      );
+      chunks.push([start, end]);
       start = end;
     }
-    await Promise.all(calls);
+    const send = async ([from, to]: [number, number]): Promise<unknown> => {
+      const publisher = this.publisher;
+      let error: unknown;
+      if (!publisher) error = new Error('the Pub/Sub sink was closed during the publish');
+      else {
+        try {
+          await publisher.publish({ topic: this.topicName, messages: messages.slice(from, to) }, this.callOptions());
+        } catch (err) {
+          error = err ?? new Error('publish failed');
+        }
+      }
+      if (error !== undefined) results.fill(error, from, to);
+      return error;
+    };
+    if (!this.ordered) {
+      await Promise.all(chunks.map(send));
+      return results;
+    }
+    for (let c = 0; c < chunks.length; c++) {
+      const error = await send(chunks[c]!);
+      if (error !== undefined && !goOnAfter(error)) {
+        results.fill(error, chunks[c]![1]);
+        break;
+      }
+    }
     return results;
   }
 
