@@ -21,9 +21,27 @@ export function windowDigest(topic: string, payload: Buffer): Buffer {
   if (!crc32) return createHash('sha1').update(topic).update('\0').update(payload).digest().subarray(0, DIGEST_BYTES);
   const digest = Buffer.allocUnsafe(DIGEST_BYTES);
   digest.writeUInt32BE(crc32(payload), 0);
-  digest.writeUInt32BE(crc32(topic), 4);
+  digest.writeUInt32BE(topicCrc(topic), 4);
   digest.writeUInt32BE(payload.length, 8);
   return digest;
+}
+
+/**
+ * A fleet publishes on a bounded set of topics, each thousands of times: their CRCs are remembered
+ * instead of recomputed for every message (a string's CRC means encoding it to UTF-8 first). Bounded, in
+ * case topics carry something unique per message.
+ */
+const topicCrcs = new Map<string, number>();
+const MAX_CACHED_TOPICS = 10_000;
+
+function topicCrc(topic: string): number {
+  let value = topicCrcs.get(topic);
+  if (value === undefined) {
+    if (topicCrcs.size >= MAX_CACHED_TOPICS) topicCrcs.clear();
+    value = crc32!(topic);
+    topicCrcs.set(topic, value);
+  }
+  return value;
 }
 
 export interface WindowEntry {
