@@ -409,15 +409,17 @@ export const configSchema = z.strictObject({
   }),
   PUBSUB_BATCH_MAX_MESSAGES: key(wholeNumber(1, 1000), {
     default: '1000',
-    description: 'Most messages in one Pub/Sub publish request (the API allows 1000).',
+    description: 'Most messages in one batch handed to Pub/Sub, sent as one publish request (the API allows 1000).',
   }),
   PUBSUB_BATCH_MAX_BYTES: key(byteSize(1, 9_000_000), {
     default: '9000000',
-    description: "Most payload bytes in one Pub/Sub publish request, kept under the API's 10 MB request limit.",
+    description:
+      'Most payload bytes in one batch handed to Pub/Sub. A batch whose payloads and attributes pass 9 MiB goes as ' +
+      "more than one request (the API's limit is 10 MB per request).",
   }),
   PUBSUB_MAX_IN_FLIGHT: key(wholeNumber(1, 64), {
     default: '4',
-    description: 'Most Pub/Sub publish requests outstanding at once (1 while `PUBSUB_ORDERING_KEY` is set).',
+    description: 'Most batches being published to Pub/Sub at once (1 while `PUBSUB_ORDERING_KEY` is set).',
   }),
   PUBSUB_ORDERING_KEY: key(oneOf(['none', 'mqtt_topic']), {
     default: 'none',

@@ -33,8 +33,11 @@ export function windowDigest(topic: string, payload: Buffer): Buffer {
  */
 const topicCrcs = new Map<string, number>();
 const MAX_CACHED_TOPICS = 10_000;
+/** Longer topics (MQTT allows 65,535 bytes) are not kept: 10,000 of them could fill the heap. */
+const MAX_CACHED_TOPIC_LENGTH = 256;
 
 function topicCrc(topic: string): number {
+  if (topic.length > MAX_CACHED_TOPIC_LENGTH) return crc32!(topic);
   let value = topicCrcs.get(topic);
   if (value === undefined) {
     if (topicCrcs.size >= MAX_CACHED_TOPICS) topicCrcs.clear();

@@ -7,7 +7,8 @@ import type { Logger } from '../../core/logger.js';
 import type { Sink, SinkStatus } from '../sink.js';
 import { PUBSUB_TOPIC_NAME } from '../../config/schema.js';
 import { SinkHealth } from '../shared/sink-health.js';
-import { classifyPublishError, GrpcStatus, type PublishErrorClass } from './classify.js';
+import { classifyPublishError, type PublishErrorClass } from './classify.js';
+import { HELD_BACK, Publication, type PublishRequestMessage } from './publication.js';
 
 /**
  * Pub/Sub sink (contract §3): data = the MQTT payload bytes unchanged; attributes message_id, mqtt_topic,
@@ -28,7 +29,7 @@ export interface PubSubSinkOptions {
    */
   orderingKey?: 'none' | 'mqtt_topic';
   logger: Logger;
-  /** Upper bound for one publish, the client's own retries included. Default 60 s. */
+  /** Upper bound for one Publish RPC, the client's own retries included. Default 60 s. */
   publishTimeoutMs?: number;
   clock?: Clock;
 }
@@ -36,13 +37,6 @@ export interface PubSubSinkOptions {
 /** Pub/Sub's limits (cloud.google.com/pubsub/quotas#resource_limits): 10 MB per message, 1,024 bytes per attribute value. */
 export const MAX_MESSAGE_BYTES = 10_000_000;
 export const MAX_ATTRIBUTE_VALUE_BYTES = 1024;
-/**
- * At most this much in one Publish RPC: Pub/Sub takes 1,000 messages and 10 MB per request; the client
- * library's own batcher stops at 9 MiB of data and attributes (publisher BATCH_LIMITS) to leave room for
- * the request's framing, and so do we.
- */
-export const MAX_RPC_MESSAGES = 1000;
-export const MAX_RPC_BYTES = 9 * 1024 * 1024;
 /**
  * The client makes one attempt per publish and retries nothing itself: the dispatcher owns retries (with
  * the node's backoff, capped by RETRY_MAX_DELAY_MS), so every failed attempt is counted in
@@ -97,7 +91,6 @@ function messageSize(msg: SpooledMessage, attributes: Record<string, string>): n
   return size;
 }
 
-type PublishRequestMessage = { data: Buffer; attributes: Record<string, string>; orderingKey?: string };
 
 export class PubSubSink implements Sink {
   readonly name = 'pubsub' as const;
@@ -220,47 +213,62 @@ export class PubSubSink implements Sink {
       if (typeof size !== 'number') outcomes[i] = size;
       else {
         sendable.push(i);
-        messages.push(this.ordered ? { data: msg.payload, attributes, orderingKey: msg.topic } : { data: msg.payload, attributes });
-        sizes.push(size);
+        if (this.ordered) {
+          messages.push({ data: msg.payload, attributes, orderingKey: msg.topic });
+          sizes.push(size + Buffer.byteLength(msg.topic));
+        } else {
+          messages.push({ data: msg.payload, attributes });
+          sizes.push(size);
+        }
       }
     }
 
-    const settled = await this.publishAll(messages, sizes, Math.min(this.maxBatchMessages, MAX_RPC_MESSAGES), Math.min(this.maxBatchBytes, MAX_RPC_BYTES), () => false);
-    const failures: { index: number; message: PublishRequestMessage; cls: PublishErrorClass }[] = [];
-    settled.forEach((error, j) => {
-      const index = sendable[j]!;
-      if (error === undefined) outcomes[index] = delivered;
-      else failures.push({ index, message: messages[j]!, cls: classifyPublishError(error, this.topicName) });
-    });
-
-    // INVALID_ARGUMENT refuses a whole RPC. When it hit several messages, publish each alone to learn
-    // which ones the server objects to (a failed item in a batch is retried alone, ARCHITECTURE §5).
-    const invalid = failures.filter((f) => f.cls.kind === 'invalid');
-    if (invalid.length > 1) {
-      // In order, with ordering keys: a refused message is dead-lettered and its successors still go.
-      const again = await this.publishAll(invalid.map((f) => f.message), invalid.map(() => 0), 1, MAX_RPC_BYTES, (err) =>
-        classifyPublishError(err, this.topicName).kind === 'invalid',
-      );
-      again.forEach((error, k) => {
-        const f = invalid[k]!;
-        if (error === undefined) outcomes[f.index] = delivered;
-        else f.cls = classifyPublishError(error, this.topicName);
-      });
-    }
-
-    // A refused (invalid) message is the message's problem, not the sink's: it never becomes `worst`.
+    const results = await new Publication(this, messages, sizes).run();
     let worst: Exclude<PublishErrorClass, { kind: 'invalid' }> | undefined;
-    for (const { index, cls } of failures) {
-      if (outcomes[index]) continue;
+    let failed = 0;
+    results.forEach((result, j) => {
+      const index = sendable[j]!;
+      if (result === undefined) {
+        outcomes[index] = delivered;
+        return;
+      }
+      failed += 1;
+      if (result === HELD_BACK) {
+        outcomes[index] = retryable('held_back', 'not sent: an earlier message of the same write failed, and ordering keys keep the order');
+        return;
+      }
+      const cls = classifyPublishError(result, this.topicName);
+      // A refused (invalid) message is the message's problem, not the sink's: it never becomes `worst`.
       if (cls.kind === 'invalid') outcomes[index] = rejected(cls.reason, cls.detail);
       else {
         outcomes[index] = retryable(cls.reason, cls.detail);
         if (!worst || (cls.kind === 'failing' && worst.kind !== 'failing')) worst = cls;
       }
-    }
+    });
     this.logRejections(batch, outcomes);
-    this.health.record(worst, outcomes.some((o) => o.kind === 'delivered'), { failed: failures.length });
+    this.health.record(worst, outcomes.some((o) => o.kind === 'delivered'), { failed });
     return outcomes;
+  }
+
+  /** One Publish RPC: undefined when Pub/Sub took every message, else its error. */
+  async publishRequest(messages: PublishRequestMessage[]): Promise<unknown> {
+    const publisher = this.publisher;
+    if (!publisher) return new Error('the Pub/Sub sink was closed during the publish');
+    try {
+      await publisher.publish({ topic: this.topicName, messages }, this.callOptions());
+      return undefined;
+    } catch (err) {
+      return err ?? new Error('publish failed');
+    }
+  }
+
+  /** True when an error is Pub/Sub refusing a request for its content (INVALID_ARGUMENT about a message). */
+  isRefusal(err: unknown): boolean {
+    return classifyPublishError(err, this.topicName).kind === 'invalid';
+  }
+
+  get isOrdered(): boolean {
+    return this.ordered;
   }
 
   status(): SinkStatus {
@@ -270,58 +278,11 @@ export class PubSubSink implements Sink {
   async close(): Promise<void> {
     const { client, publisher } = this;
     this.client = this.publisher = undefined;
-    await publisher?.close();
-    await client?.close();
-  }
-
-  /**
-   * Publishes `messages` in as few RPCs as the limits allow and answers per message: undefined when its RPC
-   * succeeded, else the RPC's error (Pub/Sub accepts or refuses a request as a whole). Without ordering keys
-   * the RPCs go all at once. With them they go one after another, and after a failure that `goOnAfter` does
-   * not accept, the rest are not sent and answer the same error: an unsent message must not be overtaken.
-   */
-  private async publishAll(
-    messages: PublishRequestMessage[],
-    sizes: number[],
-    maxMessages: number,
-    maxBytes: number,
-    goOnAfter: (err: unknown) => boolean,
-  ): Promise<unknown[]> {
-    const results: unknown[] = new Array(messages.length).fill(undefined);
-    const chunks: [number, number][] = [];
-    for (let start = 0; start < messages.length; ) {
-      let end = start + 1;
-      let bytes = sizes[start]!;
-      while (end < messages.length && end - start < maxMessages && bytes + sizes[end]! <= maxBytes) bytes += sizes[end++]!;
-      chunks.push([start, end]);
-      start = end;
+    try {
+      await publisher?.close();
+    } finally {
+      await client?.close();
     }
-    const send = async ([from, to]: [number, number]): Promise<unknown> => {
-      const publisher = this.publisher;
-      let error: unknown;
-      if (!publisher) error = new Error('the Pub/Sub sink was closed during the publish');
-      else {
-        try {
-          await publisher.publish({ topic: this.topicName, messages: messages.slice(from, to) }, this.callOptions());
-        } catch (err) {
-          error = err ?? new Error('publish failed');
-        }
-      }
-      if (error !== undefined) results.fill(error, from, to);
-      return error;
-    };
-    if (!this.ordered) {
-      await Promise.all(chunks.map(send));
-      return results;
-    }
-    for (let c = 0; c < chunks.length; c++) {
-      const error = await send(chunks[c]!);
-      if (error !== undefined && !goOnAfter(error)) {
-        results.fill(error, chunks[c]![1]);
-        break;
-      }
-    }
-    return results;
   }
 
   private logRejections(batch: SpooledMessage[], outcomes: DeliveryOutcome[]): void {
