@@ -40,6 +40,10 @@ export async function pollCounter(
     const v = await readCounter(node, name, opts.labels);
     timeline.push({ t: nowMs(), v });
     if (done(v)) return timeline;
+    // A node that could not start (a bad flag, a config error) fails the case at once instead of at the deadline.
+    if (node.proc.exitCode !== null || node.proc.signalCode !== null) {
+      throw new Error(`the node exited (${node.proc.exitCode ?? node.proc.signalCode}) while ${name} was ${v}:\n${node.logs.slice(-10).join('\n')}`);
+    }
     if (Date.now() > deadline) throw new Error(`${name} stuck at ${v} (timeout)`);
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 20));
   }
