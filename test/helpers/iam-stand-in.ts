@@ -1,5 +1,4 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { startJsonStandIn } from './json-stand-in.js';
 import { rawTableResource } from '../../src/sinks/bigquery/schema.js';
 
 /**
@@ -23,57 +22,37 @@ export interface IamStandIn {
 
 export async function startIamStandIn(grants: Record<string, string[]>): Promise<IamStandIn> {
   const requests: string[] = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => {
-      const url = new URL(req.url ?? '/', 'http://stand-in');
-      const p = url.pathname;
-      const bearer = /^Bearer token-for-(.+)$/.exec(req.headers.authorization ?? '')?.[1];
-      const identity = bearer ?? 'caller';
-      requests.push(`${req.method} ${p} ${identity}`);
-      const reply = (status: number, json: unknown) => {
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(json));
-      };
-      const asked = () => (JSON.parse(body || '{}') as { permissions?: string[] }).permissions ?? [];
-      const granted = (resource: string) => {
-        const mine = new Set(grants[identity] ?? []);
-        return asked().filter((perm) => mine.has(`${perm} ${resource}`));
-      };
+  const server = await startJsonStandIn((req, reply) => {
+    const p = req.path;
+    const bearer = /^Bearer token-for-(.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    const identity = bearer ?? 'caller';
+    requests.push(`${req.method} ${p} ${identity}`);
+    const asked = () => (JSON.parse(req.body || '{}') as { permissions?: string[] }).permissions ?? [];
+    const granted = (resource: string) => {
+      const mine = new Set(grants[identity] ?? []);
+      return asked().filter((perm) => mine.has(`${perm} ${resource}`));
+    };
 
-      let m: RegExpExecArray | null;
-      if ((m = /^\/v1\/projects\/-\/serviceAccounts\/([^/:]+):generateAccessToken$/.exec(p)) && req.method === 'POST') {
-        return reply(200, { accessToken: `token-for-${decodeURIComponent(m[1]!)}`, expireTime: new Date(Date.now() + 900_000).toISOString() });
-      }
-      if ((m = /^\/v1\/(projects\/[^/]+\/topics\/[^/:]+)$/.exec(p)) && req.method === 'GET') return reply(200, { name: m[1] });
-      if ((m = /^\/v1\/(projects\/[^/]+\/(?:topics|secrets)\/[^/:]+):testIamPermissions$/.exec(p)) && req.method === 'POST') {
-        const perms = granted(m[1]!);
-        return reply(200, perms.length ? { permissions: perms } : {});
-      }
-      if ((m = /^\/bigquery\/v2\/projects\/([^/]+)\/datasets\/([^/]+)$/.exec(p)) && req.method === 'GET') {
-        return reply(200, { kind: 'bigquery#dataset', id: `${m[1]}:${m[2]}`, datasetReference: { projectId: m[1], datasetId: m[2] }, location: 'EU' });
-      }
-      if ((m = /^\/bigquery\/v2\/projects\/([^/]+)\/datasets\/([^/]+)\/tables\/([^/:]+)$/.exec(p)) && req.method === 'GET') {
-        return reply(200, { kind: 'bigquery#table', id: `${m[1]}:${m[2]}.${m[3]}`, tableReference: { projectId: m[1], datasetId: m[2], tableId: m[3] }, ...rawTableResource() });
-      }
-      if ((m = /^\/bigquery\/v2\/projects\/([^/]+)\/datasets\/([^/]+)\/tables\/([^/:]+):testIamPermissions$/.exec(p)) && req.method === 'POST') {
-        const perms = granted(`${m[1]}:${m[2]}.${m[3]}`);
-        return reply(200, perms.length ? { permissions: perms } : {});
-      }
-      return reply(404, { error: { code: 404, message: `no route for ${req.method} ${p}`, status: 'NOT_FOUND' } });
-    });
+    let m: RegExpExecArray | null;
+    if ((m = /^\/v1\/projects\/-\/serviceAccounts\/([^/:]+):generateAccessToken$/.exec(p)) && req.method === 'POST') {
+      return reply(200, { accessToken: `token-for-${decodeURIComponent(m[1]!)}`, expireTime: new Date(Date.now() + 900_000).toISOString() });
+    }
+    if ((m = /^\/v1\/(projects\/[^/]+\/topics\/[^/:]+)$/.exec(p)) && req.method === 'GET') return reply(200, { name: m[1] });
+    if ((m = /^\/v1\/(projects\/[^/]+\/(?:topics|secrets)\/[^/:]+):testIamPermissions$/.exec(p)) && req.method === 'POST') {
+      const perms = granted(m[1]!);
+      return reply(200, perms.length ? { permissions: perms } : {});
+    }
+    if ((m = /^\/bigquery\/v2\/projects\/([^/]+)\/datasets\/([^/]+)$/.exec(p)) && req.method === 'GET') {
+      return reply(200, { kind: 'bigquery#dataset', id: `${m[1]}:${m[2]}`, datasetReference: { projectId: m[1], datasetId: m[2] }, location: 'EU' });
+    }
+    if ((m = /^\/bigquery\/v2\/projects\/([^/]+)\/datasets\/([^/]+)\/tables\/([^/:]+)$/.exec(p)) && req.method === 'GET') {
+      return reply(200, { kind: 'bigquery#table', id: `${m[1]}:${m[2]}.${m[3]}`, tableReference: { projectId: m[1], datasetId: m[2], tableId: m[3] }, ...rawTableResource() });
+    }
+    if ((m = /^\/bigquery\/v2\/projects\/([^/]+)\/datasets\/([^/]+)\/tables\/([^/:]+):testIamPermissions$/.exec(p)) && req.method === 'POST') {
+      const perms = granted(`${m[1]}:${m[2]}.${m[3]}`);
+      return reply(200, perms.length ? { permissions: perms } : {});
+    }
+    return reply(404, { error: { code: 404, message: `no route for ${req.method} ${p}`, status: 'NOT_FOUND' } });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    host: `127.0.0.1:${port}`,
-    requests,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { ...server, requests };
 }

@@ -1,5 +1,4 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { startJsonStandIn } from './json-stand-in.js';
 import { crc32c } from '../../src/core/crc32c.js';
 
 /**
@@ -25,51 +24,32 @@ export interface SecretManagerServer {
 
 export async function startSecretManagerServer(secrets: Record<string, StandInSecret>): Promise<SecretManagerServer> {
   const requests: string[] = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => {
-      const url = new URL(req.url ?? '/', 'http://stand-in');
-      requests.push(`${req.method} ${url.pathname}`);
-      const reply = (status: number, json: unknown) => {
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(json));
-      };
-      const error = (code: number, status: string, message: string) => reply(code, { error: { code, message, status } });
+  const server = await startJsonStandIn((req, reply) => {
+    requests.push(`${req.method} ${req.path}`);
+    const error = (code: number, status: string, message: string) => reply(code, { error: { code, message, status } });
 
-      const access = /^\/v1\/(projects\/[^/]+\/secrets\/[^/]+)\/versions\/([^/:]+):access$/.exec(url.pathname);
-      if (req.method === 'GET' && access) {
-        const [, secretName, version] = access as unknown as [string, string, string];
-        const secret = secrets[secretName];
-        if (!secret) return error(404, 'NOT_FOUND', `Secret [${secretName}] not found or has no versions.`);
-        if (secret.denied) return error(403, 'PERMISSION_DENIED', `Permission 'secretmanager.versions.access' denied for resource '${secretName}/versions/${version}'`);
-        const numbers = Object.keys(secret.versions).map(Number).sort((a, b) => b - a);
-        const n = version === 'latest' ? numbers.find((v) => secret.versions[v] !== null) : Number(version);
-        if (n === undefined || !(n in secret.versions)) return error(404, 'NOT_FOUND', `Secret Version [${secretName}/versions/${version}] not found.`);
-        const value = secret.versions[n];
-        if (value === null || value === undefined) return error(400, 'FAILED_PRECONDITION', `Secret Version [${secretName}/versions/${n}] is in DISABLED state.`);
-        const data = Buffer.isBuffer(value) ? value : Buffer.from(value);
-        return reply(200, { name: `${secretName}/versions/${n}`, payload: { data: data.toString('base64'), dataCrc32c: String(crc32c(data)) } });
-      }
-      const test = /^\/v1\/(projects\/[^/]+\/secrets\/[^/]+):testIamPermissions$/.exec(url.pathname);
-      if (req.method === 'POST' && test) {
-        const secret = secrets[test[1]!];
-        if (!secret) return error(404, 'NOT_FOUND', `Secret [${test[1]}] not found.`);
-        const asked = (JSON.parse(body || '{}') as { permissions?: string[] }).permissions ?? [];
-        return reply(200, secret.denied ? {} : { permissions: asked });
-      }
-      return error(404, 'NOT_FOUND', `no route for ${req.method} ${url.pathname}`);
-    });
+    const access = /^\/v1\/(projects\/[^/]+\/secrets\/[^/]+)\/versions\/([^/:]+):access$/.exec(req.path);
+    if (req.method === 'GET' && access) {
+      const [, secretName, version] = access as unknown as [string, string, string];
+      const secret = secrets[secretName];
+      if (!secret) return error(404, 'NOT_FOUND', `Secret [${secretName}] not found or has no versions.`);
+      if (secret.denied) return error(403, 'PERMISSION_DENIED', `Permission 'secretmanager.versions.access' denied for resource '${secretName}/versions/${version}'`);
+      const numbers = Object.keys(secret.versions).map(Number).sort((a, b) => b - a);
+      const n = version === 'latest' ? numbers.find((v) => secret.versions[v] !== null) : Number(version);
+      if (n === undefined || !(n in secret.versions)) return error(404, 'NOT_FOUND', `Secret Version [${secretName}/versions/${version}] not found.`);
+      const value = secret.versions[n];
+      if (value === null || value === undefined) return error(400, 'FAILED_PRECONDITION', `Secret Version [${secretName}/versions/${n}] is in DISABLED state.`);
+      const data = Buffer.isBuffer(value) ? value : Buffer.from(value);
+      return reply(200, { name: `${secretName}/versions/${n}`, payload: { data: data.toString('base64'), dataCrc32c: String(crc32c(data)) } });
+    }
+    const test = /^\/v1\/(projects\/[^/]+\/secrets\/[^/]+):testIamPermissions$/.exec(req.path);
+    if (req.method === 'POST' && test) {
+      const secret = secrets[test[1]!];
+      if (!secret) return error(404, 'NOT_FOUND', `Secret [${test[1]}] not found.`);
+      const asked = (JSON.parse(req.body || '{}') as { permissions?: string[] }).permissions ?? [];
+      return reply(200, secret.denied ? {} : { permissions: asked });
+    }
+    return error(404, 'NOT_FOUND', `no route for ${req.method} ${req.path}`);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { url: server.url, requests, stop: server.stop };
 }
