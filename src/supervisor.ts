@@ -17,8 +17,9 @@ import { EmbeddedBroker } from './broker/embedded.js';
 import { ExternalBroker } from './broker/external.js';
 import { MosquittoBroker, findOnPath } from './broker/mosquitto.js';
 import { brokerSecurity, insecureFindings, mosquittoWebSocketProblem } from './broker/security/policy.js';
-import { BrokerError } from './core/errors.js';
+import { BrokerError, IngestError } from './core/errors.js';
 import { MqttSource, redactUrl } from './source/mqtt-source.js';
+import { nodeVersion } from './core/version.js';
 
 export type BrokerMode = 'mosquitto' | 'embedded' | 'external';
 
@@ -91,7 +92,8 @@ export class IngestNode {
     if (sinkNames.length === 0) {
       this.logger.warn('no sink is enabled (FILE_SINK=off and no cloud sink): messages are spooled and counted only');
     }
-    this.spool = Spool.open({ dir: path.join(dataDir, 'spool'), maxBytes: c.SPOOL_MAX_BYTES, sinks: sinkNames, sync: c.SPOOL_SYNC });
+    this.logger.info({ version: nodeVersion(), mode: this.mode, appEnv: c.APP_ENV }, 'mqtt-ingest starting');
+    this.spool = openSpool(dataDir, { maxBytes: c.SPOOL_MAX_BYTES, sinks: sinkNames, sync: c.SPOOL_SYNC });
     this.metrics.spoolMaxBytes.set(c.SPOOL_MAX_BYTES);
     for (const [sink, n] of Object.entries(this.spool.releasedAtOpen)) {
       this.metrics.deadLetters.inc({ sink, reason: 'sink_disabled' }, n);
@@ -110,7 +112,7 @@ export class IngestNode {
       retryCapMs: c.RETRY_MAX_DELAY_MS,
     });
     this.dispatcher.start();
-    this.http = new HttpServer({ port: c.PORT, logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this });
+    this.http = new HttpServer({ host: c.HTTP_HOST, port: c.PORT, logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this });
     this.httpPort = await this.http.start();
     this.checkNotStopping();
     // The dlq commands change the spool file from another process: recount now and then.
@@ -162,7 +164,7 @@ export class IngestNode {
       this.source.start();
     }
     this.logger.info(
-      { mode: this.mode, sinks: sinkNames, dataDir, mqttPort: c.MQTT_PORT, httpPort: this.httpPort, appEnv: c.APP_ENV },
+      { version: nodeVersion(), mode: this.mode, sinks: sinkNames, dataDir, mqttPort: c.MQTT_PORT, httpPort: this.httpPort, appEnv: c.APP_ENV },
       'mqtt-ingest started',
     );
   }
@@ -265,6 +267,7 @@ export class IngestNode {
     return {
       ready,
       components: {
+        version: nodeVersion(),
         mode: this.mode,
         stopping: this.stopping || undefined,
         broker: this.broker?.status() ?? { state: 'starting' },
@@ -338,6 +341,27 @@ export class IngestNode {
     if (this.mode !== 'embedded') await this.broker?.stop();
     await this.http?.stop();
     this.logger.info({ ms: Date.now() - started }, 'stopped');
+  }
+}
+
+/**
+ * Opens the spool under DATA_DIR. A file-system error (a DATA_DIR made read-only or removed after the config
+ * check, "unable to open database file") is reworded to name DATA_DIR and the path; other errors pass as they are.
+ */
+function openSpool(dataDir: string, opts: Omit<Parameters<typeof Spool.open>[0], 'dir'>): Spool {
+  const dir = path.join(dataDir, 'spool');
+  try {
+    return Spool.open({ dir, ...opts });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const fsCodes = ['ENOENT', 'EEXIST', 'ENOTDIR', 'EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'SQLITE_CANTOPEN', 'SQLITE_READONLY'];
+    if (e.code === undefined || !fsCodes.includes(e.code)) throw err;
+    throw new IngestError(
+      'SPOOL_OPEN_FAILED',
+      `cannot open the spool in ${JSON.stringify(dir)} (DATA_DIR=${JSON.stringify(dataDir)}): ${e.message}; ` +
+        'DATA_DIR must be a directory on a writable disk with free space',
+      { cause: err, context: { dataDir, dir } },
+    );
   }
 }
 

@@ -76,7 +76,11 @@ describe('App Engine flexible descriptors', () => {
     expect(y.network.name).toContain(env);
     expect(y.network.subnetwork_name).toContain(env);
     expect(y.network.instance_tag).toMatch(/^[a-z]([-a-z0-9]*[a-z0-9])?$/);
-    expect(y.network.forwarded_ports).toEqual(['1883/tcp', '8883/tcp']);
+    // 1883 only where the plaintext listener is on (dev): pprd and prd forward TLS alone.
+    expect(y.network.forwarded_ports).toEqual(env === 'dev' ? ['1883/tcp', '8883/tcp'] : ['8883/tcp']);
+    expect(y.env_variables.MQTT_PLAINTEXT === 'false').toBe(env !== 'dev');
+    // The environments run in europe-west1: a dataset the node or provision creates must not land in the US.
+    expect(y.env_variables.BIGQUERY_LOCATION).toBe('europe-west1');
     expect(y.service_account).toMatch(new RegExp(`^[a-z][-a-z0-9]{4,28}[a-z0-9]@${project}\\.iam\\.gserviceaccount\\.com$`));
     expect(y.env_variables.APP_ENV).toBe(env);
     for (const k of ['PUBSUB_TOPIC', 'BIGQUERY_DATASET', 'BIGQUERY_TABLE', 'DATA_DIR', 'MQTT_CLIENT_ID']) expect(y.env_variables[k], k).toBeTruthy();
@@ -103,8 +107,10 @@ describe('App Engine flexible descriptors', () => {
 });
 
 describe("check-config on each environment's variables", () => {
+  // DATA_DIR (/data in the image) is checked to be writable or creatable: a folder of the test's own stands in.
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'descriptor-data-'));
   const envOf = (env: DeployEnv, change: Record<string, string | undefined> = {}) => {
-    const vars = { ...(appYaml(env).env_variables as Record<string, string>), ...change };
+    const vars = { ...(appYaml(env).env_variables as Record<string, string>), DATA_DIR: dataDir, ...change };
     return baseEnv(Object.fromEntries(Object.entries(vars).filter(([, v]) => v !== undefined)));
   };
 
@@ -124,6 +130,15 @@ describe("check-config on each environment's variables", () => {
     }
     // The same changes are accepted in DEV: the rules are the production ones, not a general strictness.
     expect((await runCli(['check-config'], envOf('dev', { MQTT_TLS_CERT: undefined, MQTT_TLS_KEY: undefined, MQTT_ALLOW_ANONYMOUS: 'true' }))).code).toBe(0);
+  });
+
+  it('PPRD and PRD refuse to start without an explicit BIGQUERY_LOCATION while the BigQuery sink is on', async () => {
+    for (const env of ['pprd', 'prd'] as const) {
+      const r = await runCli(['check-config'], envOf(env, { BIGQUERY_LOCATION: undefined }));
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/BIGQUERY_LOCATION: must be set explicitly in p?prd/);
+    }
+    expect((await runCli(['check-config'], envOf('dev', { BIGQUERY_LOCATION: undefined }))).code).toBe(0);
   });
 
   it('a malformed reference fails check-config, naming the key', async () => {
@@ -183,11 +198,11 @@ describe('GKE overlays', () => {
     expect(JSON.stringify(built[env])).not.toMatch(/"kind":"Secret"|secretName|private_key/);
   });
 
-  it.each(ENVIRONMENTS)('%s: a LoadBalancer for 1883 and 8883 to the pod, and a disruption budget that keeps it', (env) => {
+  it.each(ENVIRONMENTS)('%s: a LoadBalancer for 8883 (and 1883 in dev only) to the pod, and a disruption budget that keeps it', (env) => {
     const services = built[env].filter((o) => o.kind === 'Service');
     const lb = services.find((s) => s.spec.type === 'LoadBalancer')!;
-    const ports = (lb.spec.ports as { port: number; targetPort: string }[]).map((p) => [p.port, p.targetPort]);
-    expect(ports).toEqual([[1883, 'mqtt'], [8883, 'mqtts']]);
+    const ports = (lb.spec.ports as { port: number; targetPort: string }[]).map((p) => [p.port, p.targetPort]).sort();
+    expect(ports).toEqual(env === 'dev' ? [[1883, 'mqtt'], [8883, 'mqtts']] : [[8883, 'mqtts']]);
     const sts = one(env, 'StatefulSet');
     const container = sts.spec.template.spec.containers[0];
     const named = Object.fromEntries((container.ports as { name: string; containerPort: number }[]).map((p) => [p.name, p.containerPort]));

@@ -7,11 +7,13 @@ import { registerDlq } from './dlq.js';
 import { registerDeploy } from './deploy.js';
 import { registerSmoke } from './smoke.js';
 import { registerProvision } from './provision.js';
+import { nodeVersion } from '../core/version.js';
 
 const program = new Command();
 program
   .name('mqtt-ingest')
   .description('MQTT ingestion node: broker, durable spool, Pub/Sub, BigQuery and file sinks')
+  .version(nodeVersion(), '-V, --version', 'print the version of mqtt-ingest and exit')
   .showHelpAfterError();
 
 registerRun(program);

@@ -54,6 +54,7 @@ describe('loadConfig defaults', () => {
       MQTT_MAX_CONNECTIONS: 10000,
       MOSQUITTO_BIN: 'mosquitto',
       PORT: 8080,
+      HTTP_HOST: '0.0.0.0',
       DATA_DIR: './data',
       SPOOL_MAX_BYTES: 6 * 1024 ** 3,
       SPOOL_SYNC: 'full',

@@ -5,14 +5,24 @@
  * so an operator fixes a deploy in one round). Each problem names the variable, says what is wrong and shows
  * what was given, except for secret values, which are never shown.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../core/errors.js';
 import { looksLikeSecretRef, readSecretRef, type SecretRef } from './secret-ref.js';
-import { CONFIG_KEYS, configSchema, isConfigKey, keyMeta, PUBSUB_TOPIC_PATH, type ConfigKey } from './schema.js';
+import {
+  CONFIG_KEYS,
+  configSchema,
+  ENV_PREFIXES,
+  isConfigKey,
+  keyMeta,
+  LEGACY_ENV,
+  OTHER_KNOWN_ENV,
+  PUBSUB_TOPIC_PATH,
+  type ConfigKey,
+} from './schema.js';
 import { applyBrokerSecurityDefaults, checkBrokerSecurity } from '../broker/security/policy.js';
 
 type Parsed = z.output<typeof configSchema>;
@@ -72,6 +82,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadResult {
   // The environment holds many unrelated variables, so only schema keys (and NAME_FILE of secrets) are read.
   const envLayer: Layer = { source: 'env', where: '', baseDir: process.cwd(), values: new Map() };
   readLayer(envLayer, env, problems, unreadable);
+  warnings.push(...unknownEnvironmentVariables(env));
 
   const sources = {} as Record<ConfigKey, ConfigSource>;
   const values: Partial<Record<ConfigKey, unknown>> = {};
@@ -101,13 +112,20 @@ export function loadConfig(opts: LoadOptions = {}): LoadResult {
   }
 
   const v = values as Partial<Config>;
+  if (invalid.has('APP_ENV')) {
+    // Keys derived from APP_ENV cannot be judged without it: only the root problem is reported.
+    for (const derived of ['MQTT_CLIENT_ID', 'MQTT_PLAINTEXT', 'MQTT_ALLOW_ANONYMOUS'] as const) {
+      if (values[derived] === undefined) invalid.add(derived);
+    }
+  }
   if (v.MQTT_CLIENT_ID === undefined && v.APP_ENV !== undefined) {
     values.MQTT_CLIENT_ID = deriveClientId(opts.hostname ?? osHostname(), v.APP_ENV);
   }
   if (v.FILE_SINK_DIR === undefined && v.DATA_DIR !== undefined) values.FILE_SINK_DIR = path.join(v.DATA_DIR, 'out');
   applyBrokerSecurityDefaults(values);
 
-  checkRules(v, (...keys) => keys.every((k) => !invalid.has(k)), problems, warnings);
+  const context: RuleContext = { sources, env, usesSecretManager: Object.keys(secretRefs).length > 0 };
+  checkRules(v, context, (...keys) => keys.every((k) => !invalid.has(k)), problems, warnings);
   if (problems.length > 0) throw new ConfigError(problems);
   return { config: values as Config, warnings, sources, secretRefs };
 }
@@ -154,6 +172,31 @@ export function pubsubTopicPath(config: Pick<Config, 'PUBSUB_TOPIC' | 'GCP_PROJE
 }
 
 // ---- reading the layers
+
+/**
+ * Variables with one of the node's prefixes that it does not know: a typo (`PUBSUB_TOPICS`) or a name of the old
+ * deployment (`MQTT_TOPIC`) would otherwise leave the real key at its default without a word.
+ */
+function unknownEnvironmentVariables(env: NodeJS.ProcessEnv): string[] {
+  const out: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (isUnset(env[name])) continue;
+    if (!ENV_PREFIXES.some((prefix) => name.toUpperCase().startsWith(prefix))) continue;
+    if (isConfigKey(name) || OTHER_KNOWN_ENV.has(name)) continue;
+    const fileOf = name.endsWith('_FILE') ? name.slice(0, -'_FILE'.length) : '';
+    if (isSecretKey(fileOf)) continue;
+    const legacy = LEGACY_ENV[name];
+    if (legacy !== undefined) {
+      out.push(`${name}: ${legacy}`);
+    } else if (isConfigKey(fileOf)) {
+      out.push(`${name}: is not read: only secret keys may be given as NAME_FILE; set ${fileOf} itself`);
+    } else {
+      const suggestion = suggestKey(name);
+      out.push(`${name}: unknown environment variable, not read${suggestion ? `; did you mean ${suggestion}?` : ''}`);
+    }
+  }
+  return out;
+}
 
 function isUnset(value: unknown): boolean {
   // An empty variable counts as unset (deploy templates often write `NAME=`); so do YAML `KEY:` and `KEY: ""`.
@@ -316,9 +359,31 @@ function redactUrlPassword(value: string): string {
 
 // ---- rules across keys; each runs only when the keys it reads are valid, so one mistake is not reported twice
 
-function checkRules(c: Partial<Config>, valid: (...keys: ConfigKey[]) => boolean, problems: string[], warnings: string[]): void {
+/** What some rules read besides the values: where each came from, the raw environment, sm:// references. */
+interface RuleContext {
+  sources: Record<ConfigKey, ConfigSource>;
+  env: NodeJS.ProcessEnv;
+  usesSecretManager: boolean;
+}
+
+function checkRules(
+  c: Partial<Config>,
+  context: RuleContext,
+  valid: (...keys: ConfigKey[]) => boolean,
+  problems: string[],
+  warnings: string[],
+): void {
   checkBrokerSecurity(c, valid, problems, warnings);
-  checkBigQueryRules(c, valid, problems, warnings);
+  checkBigQueryRules(c, context.sources, valid, problems, warnings);
+  checkDirectories(c, valid, problems);
+  checkGoogleCredentials(c, context, valid, problems, warnings);
+  if (valid('APP_ENV', 'FILE_SINK', 'PUBSUB_TOPIC', 'BIGQUERY_DATASET', 'BIGQUERY_TABLE') && c.APP_ENV !== 'dev' && !hasCloudSink(c) && c.FILE_SINK !== false) {
+    warnings.push(
+      `PUBSUB_TOPIC: no cloud sink is configured in ${c.APP_ENV} (PUBSUB_TOPIC and BIGQUERY_DATASET/BIGQUERY_TABLE are unset), so ` +
+        'messages go only to NDJSON files under FILE_SINK_DIR, on a disk that App Engine discards when the instance is ' +
+        'restarted or replaced; set PUBSUB_TOPIC and/or BIGQUERY_DATASET and BIGQUERY_TABLE',
+    );
+  }
   if (valid('PUBSUB_TOPIC', 'GCP_PROJECT_ID') && c.PUBSUB_TOPIC !== undefined && c.GCP_PROJECT_ID === undefined) {
     if (!PUBSUB_TOPIC_PATH.test(c.PUBSUB_TOPIC)) {
       problems.push(
@@ -365,8 +430,108 @@ function isLoopback(url: string): boolean {
   return host === 'localhost' || host.endsWith('.localhost') || /^127\./.test(host) || host === '::1' || /^::ffff:127\./.test(host);
 }
 
+/**
+ * DATA_DIR (spool, broker persistence) and the file sink's folder must be directories this user may write, or
+ * creatable: found here rather than as an ENOTDIR or "unable to open database file" without a path at start.
+ */
+function checkDirectories(c: Partial<Config>, valid: (...keys: ConfigKey[]) => boolean, problems: string[]): void {
+  if (valid('DATA_DIR') && c.DATA_DIR !== undefined) {
+    const why = directoryProblem(c.DATA_DIR);
+    if (why) problems.push(`DATA_DIR: ${quote(c.DATA_DIR)} ${why}; DATA_DIR holds the spool and must be a directory the node can write`);
+  }
+  const fileSinkOn = valid('FILE_SINK', 'PUBSUB_TOPIC', 'BIGQUERY_DATASET', 'BIGQUERY_TABLE') && c.FILE_SINK !== undefined && fileSinkEnabled(c as Config);
+  if (fileSinkOn && valid('FILE_SINK_DIR', 'DATA_DIR') && c.FILE_SINK_DIR !== undefined && c.FILE_SINK_DIR !== path.join(c.DATA_DIR ?? '', 'out')) {
+    const why = directoryProblem(c.FILE_SINK_DIR);
+    if (why) problems.push(`FILE_SINK_DIR: ${quote(c.FILE_SINK_DIR)} ${why}; the file sink writes its NDJSON files there`);
+  }
+}
+
+/** Why `dir` cannot be used as a writable directory (it or the first existing folder above it), or undefined. */
+export function directoryProblem(dir: string): string | undefined {
+  const target = path.resolve(dir);
+  let existing = target;
+  for (;;) {
+    try {
+      const st = statSync(existing);
+      if (!st.isDirectory()) {
+        return existing === target ? 'is a file, not a directory' : `cannot be created: ${quote(existing)} is a file, not a directory`;
+      }
+      break;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const parent = path.dirname(existing);
+      // ENOTDIR: a folder above is a file; the walk up finds it and says so.
+      if ((code !== 'ENOENT' && code !== 'ENOTDIR') || parent === existing) return `cannot be checked (${fsReason(err)})`;
+      existing = parent;
+    }
+  }
+  try {
+    accessSync(existing, fsConstants.W_OK | fsConstants.X_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const where = existing === target ? 'it' : `${quote(existing)}, where it would be created,`;
+    if (code === 'EROFS') return `cannot be written: ${where} is on a read-only file system`;
+    if (code === 'EACCES' || code === 'EPERM') {
+      return `cannot be written: ${where} is not writable by this user (uid ${process.getuid?.() ?? '?'})`;
+    }
+    return `cannot be written (${fsReason(err)})`;
+  }
+  return undefined;
+}
+
+/**
+ * GOOGLE_APPLICATION_CREDENTIALS is read by Google's client libraries, not by the schema: a path that names no
+ * readable credentials file would only show as failing sinks once the node runs.
+ */
+function checkGoogleCredentials(
+  c: Partial<Config>,
+  { env, usesSecretManager }: RuleContext,
+  valid: (...keys: ConfigKey[]) => boolean,
+  problems: string[],
+  warnings: string[],
+): void {
+  const file = env.GOOGLE_APPLICATION_CREDENTIALS;
+  if (isUnset(file) || typeof file !== 'string') return;
+  let why: string | undefined;
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) why = 'is not a file';
+    else {
+      const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
+      if (typeof parsed !== 'object' || parsed === null || typeof (parsed as { type?: unknown }).type !== 'string') {
+        why = 'is not a Google credentials file (a JSON object with a "type")';
+      }
+    }
+  } catch (err) {
+    why = err instanceof SyntaxError ? 'is not a Google credentials file (not JSON)' : `cannot be read (${fsReason(err)})`;
+  }
+  if (why === undefined) return;
+  const used = usesSecretManager || (valid('PUBSUB_TOPIC', 'BIGQUERY_DATASET', 'BIGQUERY_TABLE') && hasCloudSink(c as Config));
+  const text =
+    `GOOGLE_APPLICATION_CREDENTIALS: ${quote(file)} ${why}; point it at a service account key file, or unset it to use ` +
+    'the attached service account (App Engine, GKE Workload Identity) or `gcloud auth application-default login`';
+  if (used) problems.push(text);
+  else warnings.push(`${text} (no cloud sink or sm:// reference uses it yet)`);
+}
+
 /** The BigQuery sink needs its dataset and table together, a project, and one endpoint setting at most. */
-function checkBigQueryRules(c: Partial<Config>, valid: (...keys: ConfigKey[]) => boolean, problems: string[], warnings: string[]): void {
+function checkBigQueryRules(
+  c: Partial<Config>,
+  sources: Record<ConfigKey, ConfigSource>,
+  valid: (...keys: ConfigKey[]) => boolean,
+  problems: string[],
+  warnings: string[],
+): void {
+  if (valid('APP_ENV', 'BIGQUERY_DATASET', 'BIGQUERY_TABLE', 'BIGQUERY_LOCATION') && bigquerySinkEnabled(c as Config) && sources.BIGQUERY_LOCATION === 'default') {
+    // dev keeps the default quietly: test setups and local BigQuery stand-ins would otherwise always warn.
+    if (c.APP_ENV !== 'dev') {
+      problems.push(
+        `BIGQUERY_LOCATION: must be set explicitly in ${c.APP_ENV} while the BigQuery sink is on (the default ` +
+          `${quote(c.BIGQUERY_LOCATION ?? 'US')} would create the dataset in the United States); set it to where the ` +
+          'data may live (e.g. europe-west1 or EU)',
+      );
+    }
+  }
   if (valid('BIGQUERY_DATASET', 'BIGQUERY_TABLE')) {
     if ((c.BIGQUERY_DATASET === undefined) !== (c.BIGQUERY_TABLE === undefined)) {
       const [set, unset] = c.BIGQUERY_DATASET === undefined ? ['BIGQUERY_TABLE', 'BIGQUERY_DATASET'] : ['BIGQUERY_DATASET', 'BIGQUERY_TABLE'];

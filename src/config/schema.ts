@@ -354,7 +354,8 @@ export const configSchema = z.strictObject({
   MQTT_ALLOW_INSECURE: key(boolean(), {
     default: 'false',
     description:
-      'Let pprd and prd start with the plaintext listener, without TLS or with anonymous access, with a warning at ' +
+      'Let pprd and prd start with the plaintext listener, without TLS or with anonymous access (or, with an external ' +
+      'broker, send `MQTT_USERNAME`/`MQTT_PASSWORD` over a plaintext `mqtt://` or `ws://` URL), with a warning at ' +
       'start and in the readiness JSON.',
   }),
   MQTT_MAX_PACKET_BYTES: key(byteSize(KiB, 268_435_455), {
@@ -376,6 +377,12 @@ export const configSchema = z.strictObject({
   PORT: key(wholeNumber(0, 65535), {
     default: '8080',
     description: 'HTTP port for health checks, metrics and the status page; `0` picks any free port.',
+  }),
+  HTTP_HOST: key(text('a host name or IP address'), {
+    default: '0.0.0.0',
+    description:
+      'Address the HTTP server (health checks, metrics, status page) listens on. App Engine and Kubernetes probes ' +
+      'need `0.0.0.0`; `127.0.0.1` keeps it to this host. What each endpoint reveals: docs/security.md.',
   }),
   DATA_DIR: key(text('a directory path'), {
     default: './data',
@@ -448,7 +455,10 @@ export const configSchema = z.strictObject({
   }),
   BIGQUERY_LOCATION: key(text('a BigQuery location such as `US`, `EU` or `europe-west1`'), {
     default: 'US',
-    description: 'Location of a dataset the node creates (see `BIGQUERY_AUTO_CREATE`); an existing dataset keeps its own.',
+    description:
+      'Location of a dataset the node or `provision` creates (see `BIGQUERY_AUTO_CREATE`); an existing dataset keeps ' +
+      'its own. In pprd and prd it must be set explicitly whenever the BigQuery sink is on, so that data cannot land ' +
+      'in another jurisdiction by default.',
   }),
   BIGQUERY_AUTO_CREATE: key(boolean(), {
     default: 'on',
@@ -524,6 +534,25 @@ export const configSchema = z.strictObject({
 });
 
 export type ConfigKey = keyof typeof configSchema.shape;
+
+/**
+ * Environment variables start with one of these when they are meant for the node; an unknown one is a typo or a
+ * stale name and earns a warning (the environment holds many unrelated variables, so other names are not read).
+ */
+export const ENV_PREFIXES = [
+  'MQTT_', 'PUBSUB_', 'BIGQUERY_', 'SPOOL_', 'FILE_SINK', 'HTTP_', 'RETRY_', 'SHUTDOWN_', 'MOSQUITTO_',
+  'SECRET_MANAGER_', 'ROUTES_', 'SPARKPLUG_',
+] as const;
+
+/** Names with those prefixes that are known although they are no config key: read by tools and commands. */
+export const OTHER_KNOWN_ENV = new Set<string>([]);
+
+/** Names the old Python deployment used that mean something else here (docs/operations.md, "Migrating"). */
+export const LEGACY_ENV: Record<string, string> = {
+  MQTT_TOPIC:
+    'is the old deployment\'s name for its one topic filter and is not read here: the node subscribes to MQTT_TOPICS ' +
+    '(comma-separated filters; its default "#" takes every topic). Move the value to MQTT_TOPICS',
+};
 
 /** Every key, in schema order. */
 export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];

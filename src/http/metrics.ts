@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { nodeVersion } from '../core/version.js';
 
 /**
  * Every metric of the node, in one registry. Names start `mqtt_ingest_` (contract §3). Labels never
@@ -122,7 +123,16 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Always 1; the version is in the label, so a dashboard or alert can tell which build a node runs. */
+  readonly buildInfo = new Gauge({
+    name: 'mqtt_ingest_build_info',
+    help: 'Always 1; the version label is the version of mqtt-ingest this node runs.',
+    labelNames: ['version'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'mqtt_ingest_process_' });
+    this.buildInfo.set({ version: nodeVersion() }, 1);
   }
 }

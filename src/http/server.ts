@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { IngestError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from './metrics.js';
 
@@ -38,12 +39,15 @@ export class HttpServer {
     });
     server.keepAliveTimeout = 5_000;
     this.server = server;
+    const host = this.opts.host ?? '0.0.0.0';
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.port, this.opts.host ?? '0.0.0.0', () => resolve());
+      server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, host, this.opts.port)));
+      server.listen(this.opts.port, host, () => resolve());
     });
+    // Errors after listening (a socket error surfacing on the server) are logged, never thrown out of the process.
+    server.on('error', (err: Error) => this.opts.logger.error({ err: err.message }, 'http server error'));
     const port = (server.address() as { port: number }).port;
-    this.opts.logger.info({ port }, 'http listening');
+    this.opts.logger.info({ host, port }, 'http listening');
     return port;
   }
 
@@ -97,6 +101,19 @@ export class HttpServer {
     server.closeIdleConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+}
+
+/** A bind failure in words that name the variables to change, as the broker's port errors do. */
+function listenError(err: NodeJS.ErrnoException, host: string, port: number): IngestError {
+  const why =
+    err.code === 'EADDRINUSE'
+      ? `port ${port} on ${host} is already in use by another process; set PORT to a free port`
+      : err.code === 'EACCES'
+        ? `this user may not listen on port ${port}; set PORT to 1024 or above`
+        : err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND'
+          ? `${host} is not an address of this machine; set HTTP_HOST to one (0.0.0.0 for all)`
+          : `cannot listen on ${host}:${port} (${err.code ?? err.message}); check PORT and HTTP_HOST`;
+  return new IngestError('HTTP_START_FAILED', `HTTP server: ${why}`, { cause: err, context: { host, port } });
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {

@@ -77,7 +77,8 @@ describe.runIf(run)('broker security rules', () => {
   });
 
   it('with MQTT_ALLOW_INSECURE, turns the prd findings into warnings that readiness shows too', () => {
-    const env = { APP_ENV: 'prd', MQTT_PLAINTEXT: 'on', MQTT_ALLOW_ANONYMOUS: 'true', MQTT_ALLOW_INSECURE: 'true' };
+    // With a cloud sink: prd without one earns a warning of its own (no durable destination).
+    const env = { APP_ENV: 'prd', MQTT_PLAINTEXT: 'on', MQTT_ALLOW_ANONYMOUS: 'true', MQTT_ALLOW_INSECURE: 'true', GCP_PROJECT_ID: 'p', PUBSUB_TOPIC: 'topic-1' };
     const { config, warnings } = loadConfig({ env, hostname: 'h' });
     expect(warnings).toHaveLength(3);
     expect(warnings.every((w) => w.endsWith('(allowed by MQTT_ALLOW_INSECURE=true)'))).toBe(true);
@@ -129,7 +130,7 @@ describe.runIf(run)('broker security rules', () => {
   });
 
   it('ignores the broker keys, with a warning, when the node subscribes to an external broker', () => {
-    const { warnings } = loadConfig({ env: { APP_ENV: 'prd', MQTT_BROKER: 'mqtts://b.example', MQTT_AUTH_FILE: '/nope' }, hostname: 'h' });
+    const { warnings } = loadConfig({ env: { APP_ENV: 'prd', MQTT_BROKER: 'mqtts://b.example', MQTT_AUTH_FILE: '/nope', GCP_PROJECT_ID: 'p', PUBSUB_TOPIC: 'topic-1' }, hostname: 'h' });
     expect(warnings).toEqual([
       'MQTT_AUTH_FILE: ignored: the node subscribes to the external broker MQTT_BROKER and starts none of its own',
     ]);

@@ -89,7 +89,11 @@ const SECURITY_KEYS = ['MQTT_TLS_CERT', 'MQTT_TLS_KEY', 'MQTT_TLS_CA', 'MQTT_WS_
  * With MQTT_ALLOW_INSECURE these are warnings (at start and in the readiness JSON); without it, problems.
  */
 export function insecureFindings(c: Partial<Config>): string[] {
-  if (c.APP_ENV === 'dev' || !runsOwnBroker(c)) return [];
+  if (c.APP_ENV === 'dev') return [];
+  if (!runsOwnBroker(c)) {
+    const clear = externalCredentialsInClear(c);
+    return clear ? [`${clear} in ${c.APP_ENV}; use mqtts:// or wss://`] : [];
+  }
   const env = c.APP_ENV;
   const found: string[] = [];
   if (c.MQTT_PLAINTEXT) found.push(`MQTT_PLAINTEXT: the plaintext listener on MQTT_PORT (${c.MQTT_PORT}) is on in ${env}; set MQTT_PLAINTEXT=off`);
@@ -100,6 +104,26 @@ export function insecureFindings(c: Partial<Config>): string[] {
     found.push(`MQTT_ALLOW_ANONYMOUS: anonymous access is allowed in ${env}; set MQTT_ALLOW_ANONYMOUS=false and MQTT_AUTH_FILE or client certificates`);
   }
   return found;
+}
+
+/**
+ * The subscriber would send a password to an external broker over a plaintext connection (mqtt://, tcp://, ws://):
+ * anyone on the path reads it. The same rule as for the node's own plaintext listener: refused in pprd/prd unless
+ * MQTT_ALLOW_INSECURE, a warning in dev.
+ */
+export function externalCredentialsInClear(c: Partial<Config>): string | undefined {
+  if (c.MQTT_BROKER === undefined || runsOwnBroker(c)) return undefined;
+  let url: URL;
+  try {
+    url = new URL(c.MQTT_BROKER);
+  } catch {
+    return undefined;
+  }
+  const scheme = url.protocol.slice(0, -1).toLowerCase();
+  if (!['mqtt', 'tcp', 'ws'].includes(scheme)) return undefined;
+  const credentials = [c.MQTT_USERNAME !== undefined && 'MQTT_USERNAME', c.MQTT_PASSWORD !== undefined && 'MQTT_PASSWORD', url.password !== '' && 'a password in the URL'].filter(Boolean);
+  if (credentials.length === 0) return undefined;
+  return `MQTT_BROKER: ${scheme}:// is plaintext, so the subscriber's credentials (${credentials.join(', ')}) would cross the network in clear`;
 }
 
 /**
@@ -117,6 +141,14 @@ export function checkBrokerSecurity(
     const ignored = SECURITY_KEYS.filter((k) => c[k] !== undefined);
     if (ignored.length > 0) {
       warnings.push(`${ignored.join(', ')}: ignored: the node subscribes to the external broker MQTT_BROKER and starts none of its own`);
+    }
+    if (valid('APP_ENV', 'MQTT_ALLOW_INSECURE', 'MQTT_USERNAME', 'MQTT_PASSWORD')) {
+      const clear = externalCredentialsInClear(c);
+      if (clear && c.APP_ENV === 'dev') warnings.push(`${clear}; use mqtts:// or wss:// outside dev`);
+      for (const finding of insecureFindings(c)) {
+        if (c.MQTT_ALLOW_INSECURE) warnings.push(`${finding} (allowed by MQTT_ALLOW_INSECURE=true)`);
+        else problems.push(`${finding}, or set MQTT_ALLOW_INSECURE=true to accept the risk`);
+      }
     }
     return;
   }
