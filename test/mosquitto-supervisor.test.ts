@@ -127,6 +127,37 @@ describe.skipIf(!run)('MosquittoBroker against the real mosquitto', () => {
     await broker.stop(); // idempotent
   });
 
+  it('kills and restarts a child that no longer answers (SIGSTOP), and gives up after a crash loop of hangs', async () => {
+    // Probes every 300 ms, 3 unanswered within about 1.5 s; production waits 5 s per probe (about 20 s).
+    const probe = { intervalMs: 300, timeoutMs: 400, failures: 3 };
+    const { broker, port } = await newBroker({ probe, crashLoopFailures: 2, crashLoopWindowMs: 60_000 });
+    const downs: string[] = [];
+    const fatal: Error[] = [];
+    broker.on('down', (reason: string) => downs.push(reason));
+    broker.on('fatal', (err: Error) => fatal.push(err));
+    await broker.start();
+    // A healthy broker answers every probe: nothing happens for several probe timeouts.
+    await new Promise((r) => setTimeout(r, 2_000));
+    expect(downs).toEqual([]);
+    expect(broker.isUp()).toBe(true);
+
+    const first = broker.status().pid!;
+    process.kill(first, 'SIGSTOP');
+    await waitFor(() => downs.length === 1, 10_000, 'the hung broker detected and killed');
+    expect(logLines.some((l) => String(l.message).startsWith('mosquitto does not answer: the broker answered none of 3 probes'))).toBe(true);
+    expect(pidAlive(first)).toBe(false);
+    await waitFor(() => broker.isUp() && broker.status().pid !== first, 15_000, 'the restarted broker');
+    expect(await roundTrip(`mqtt://127.0.0.1:${port}`, 'after the hang')).toBe('after the hang');
+
+    // It hangs again: the second failure within the window is a crash loop, so the node's liveness would fail.
+    const second = broker.status().pid!;
+    process.kill(second, 'SIGSTOP');
+    await waitFor(() => fatal.length === 1, 10_000, "the 'fatal' event");
+    expect(fatal[0]!.message).toMatch(/failed 2 times within 60 s \(last: died: hung: the broker answered none/);
+    expect(pidAlive(second)).toBe(false);
+    expect(broker.isUp()).toBe(false);
+  });
+
   it('restarts a child killed with SIGKILL, counting the restart', async () => {
     const { broker, metrics, port } = await newBroker();
     const downs: string[] = [];

@@ -15,6 +15,7 @@ import { MosquittoLogClassifier, relayLevel } from './mosquitto-log.js';
 import { MosquittoSecurity, type SubscriberAuth } from './mosquitto-security.js';
 import { openPlaintext, type BrokerSecurity } from './security/policy.js';
 import { CrashLoop } from './crash-loop.js';
+import { BrokerProbe, type BrokerProbeOptions } from './broker-probe.js';
 import { canConnect, currentUser, exitReason, formatTail, pollUntil, portIsFree, stopLeftoverBroker, type ExitInfo } from './process-utils.js';
 
 export { findOnPath } from './process-utils.js';
@@ -49,6 +50,8 @@ export interface MosquittoBrokerOptions {
    */
   crashLoopFailures?: number;
   crashLoopWindowMs?: number;
+  /** The hang check (broker-probe.ts): interval, timeout and unanswered probes before the child is killed. */
+  probe?: Pick<BrokerProbeOptions, 'intervalMs' | 'timeoutMs' | 'failures'>;
 }
 
 /** Lines of Mosquitto's own output kept for error messages ("Error: Address already in use"). */
@@ -86,6 +89,9 @@ export class MosquittoBroker extends EventEmitter implements Broker {
   /** Set when the current child wrote "mosquitto version … running": every listener is open. */
   private running = false;
   private readonly crashLoop: CrashLoop;
+  private probe: BrokerProbe | undefined;
+  /** Why the supervisor killed the current child itself (a hang), for the 'died' line that follows. */
+  private killedFor: string | undefined;
 
   constructor(private readonly opts: MosquittoBrokerOptions) {
     super();
@@ -262,7 +268,10 @@ export class MosquittoBroker extends EventEmitter implements Broker {
         resolve({ code, signal, ...(spawnError ? { error: spawnError } : {}) }),
       ),
     );
-    void this.childClosed.then((info) => this.onChildClosed(child, info));
+    // Nothing may escape this chain as an unhandled rejection (run.ts exits on one): a broken supervision step is logged.
+    this.childClosed
+      .then((info) => this.onChildClosed(child, info))
+      .catch((err: Error) => this.log.error({ err: err.message }, 'mosquitto supervision failed after the broker exited'));
     const mlog = this.opts.logger.child({ component: 'mosquitto' });
     for (const stream of [child.stdout, child.stderr]) {
       if (!stream) continue;
@@ -288,12 +297,15 @@ export class MosquittoBroker extends EventEmitter implements Broker {
   private onChildClosed(child: ChildProcess, info: ExitInfo): void {
     if (this.child !== child) return;
     this.child = undefined;
-    fs.rmSync(this.pidFile, { force: true });
+    this.probe?.stop();
+    const killedFor = this.killedFor;
+    this.killedFor = undefined;
+    removePidFile(this.pidFile, this.log);
     clearTimeout(this.stableTimer);
     // During start-up launch() reports the exit; during stop() it is expected.
     if (this.state !== 'up' || this.stopping) return;
-    const reason = exitReason(info);
-    this.log.error({ lastLines: [...this.tail] }, `mosquitto died unexpectedly: ${reason}`);
+    const reason = killedFor ?? exitReason(info);
+    this.log.error({ lastLines: [...this.tail] }, killedFor ? `mosquitto was killed: ${reason}` : `mosquitto died unexpectedly: ${reason}`);
     this.setState('down', `died: ${reason}`);
     this.emit('down', reason);
     if (this.crashLooping(`died: ${reason}`)) return;
@@ -319,7 +331,9 @@ export class MosquittoBroker extends EventEmitter implements Broker {
   private scheduleRestart(): void {
     const delayMs = this.backoff.next();
     this.log.info({ delayMs, failures: this.backoff.failures }, 'restarting mosquitto after a delay');
-    this.restartTimer = setTimeout(() => void this.restart(), delayMs);
+    this.restartTimer = setTimeout(() => {
+      this.restart().catch((err: Error) => this.log.error({ err: err.message }, 'mosquitto restart failed'));
+    }, delayMs);
   }
 
   private async restart(): Promise<void> {
@@ -348,11 +362,39 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     clearTimeout(this.stableTimer);
     this.stableTimer = setTimeout(() => this.backoff.reset(), this.opts.stableAfterMs ?? 30_000);
     this.stableTimer.unref();
+    this.startProbe();
     this.emit('up');
+  }
+
+  /**
+   * A child that stops answering (SIGSTOP, a stuck disk) keeps its sockets open and never exits, so nothing
+   * else would notice: the probe does, and the child is killed, which the supervision then restarts as after a
+   * crash, counting towards the crash loop (whose end fails liveness, so the platform restarts the node).
+   */
+  private startProbe(): void {
+    this.probe?.stop();
+    const child = this.child;
+    const auth = this.sec.subscriberAuth();
+    this.probe = new BrokerProbe({
+      host: '127.0.0.1',
+      port: this.sec.internalListenerPort,
+      username: auth.username,
+      password: auth.password,
+      ...this.opts.probe,
+      logger: this.log,
+      onHung: (why) => {
+        if (this.child !== child || !child || this.stopping) return;
+        this.killedFor = `hung: ${why}`;
+        this.log.error({ pid: child.pid }, `mosquitto does not answer: ${why}; killing it (SIGKILL) so that it is restarted`);
+        child.kill('SIGKILL');
+      },
+    });
+    this.probe.start();
   }
 
   private async shutdown(): Promise<void> {
     this.abort.abort();
+    this.probe?.stop();
     clearTimeout(this.restartTimer);
     clearTimeout(this.stableTimer);
     await this.sec.stopServices();
@@ -395,5 +437,17 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     this.state = state;
     this.detail = detail;
     this.opts.metrics?.brokerUp.set(state === 'up' ? 1 : 0);
+  }
+}
+
+/**
+ * Removes the pid file of a child that exited. A file that cannot be removed is only a warning: the next start
+ * checks the pid in it against /proc before it acts on it (process-utils.ts stopLeftoverBroker).
+ */
+function removePidFile(pidFile: string, log: Logger): void {
+  try {
+    fs.rmSync(pidFile, { force: true });
+  } catch (err) {
+    log.warn({ err: (err as Error).message, pidFile }, 'cannot remove the mosquitto pid file');
   }
 }

@@ -18,3 +18,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', done, { once: true });
   });
 }
+
+/**
+ * Milliseconds on a monotonic clock, for intervals, deadlines and timeouts: unlike Date.now() it never steps
+ * back or forward when the wall clock is set (NTP, an operator, a VM resume). Wall-clock time is for timestamps.
+ */
+export function monotonicMs(): number {
+  return performance.now();
+}
