@@ -1,10 +1,14 @@
 /**
  * `mqtt-ingest provision`: against the real Pub/Sub emulator and the local BigQuery test server (dry run, create,
  * run again, a table with the wrong schema), and its permission check against a stand-in that answers
- * testIamPermissions per identity (the emulator answers UNIMPLEMENTED), impersonation included.
+ * testIamPermissions per identity (the emulator answers UNIMPLEMENTED), impersonation included; against services
+ * that accept connections and never answer; and without Google credentials.
  */
 import { BigQuery } from '@google-cloud/bigquery';
 import { PubSub, v1, type ClientConfig } from '@google-cloud/pubsub';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { PassThroughClient, type AuthClient } from 'google-auth-library';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultFactories, provisionCommand, type ClientFactories } from '../src/cli/provision.js';
@@ -16,6 +20,7 @@ import { startIamStandIn, type IamStandIn } from './helpers/iam-stand-in.js';
 import { startSecretManagerServer } from './helpers/secret-manager-server.js';
 import { baseEnv, runCli } from './helpers/node-process.js';
 import { hasPubSubEmulator, startPubSubEmulator, type PubSubEmulator } from './helpers/pubsub-emulator.js';
+import { startSilentServer, type SilentServer } from './helpers/silent-server.js';
 import { serviceAvailable } from './helpers/skip.js';
 
 const run = serviceAvailable('Pub/Sub emulator', hasPubSubEmulator(), 'install the Google Cloud CLI and its pubsub-emulator component');
@@ -168,6 +173,8 @@ describe('the permission check, against a stand-in that answers testIamPermissio
     },
     secretManager: (_c, auth) => createSecretManagerClient(iam.url, auth),
     impersonate: (sa) => impersonatedAuth(sa, { endpoint: iam.url, sourceClient: new PassThroughClient() as unknown as AuthClient }),
+    // The stand-in takes the caller's requests without credentials.
+    credentials: () => Promise.resolve(undefined),
   });
   const env = baseEnv({
     GCP_PROJECT_ID: 'mqtt-ingest-prd',
@@ -219,6 +226,90 @@ describe('the permission check, against a stand-in that answers testIamPermissio
   });
 
   it('uses the configuration endpoints by default', () => {
-    expect(Object.keys(defaultFactories).sort()).toEqual(['bigquery', 'impersonate', 'pubsub', 'secretManager']);
+    expect(Object.keys(defaultFactories).sort()).toEqual(['bigquery', 'credentials', 'impersonate', 'pubsub', 'secretManager']);
+  });
+});
+
+describe('provision against services that do not answer, and without credentials', () => {
+  let silent: SilentServer;
+  const home = mkdtempSync(path.join(os.tmpdir(), 'provision-home-'));
+  beforeAll(async () => {
+    silent = await startSilentServer();
+  });
+  afterAll(async () => {
+    await silent?.stop();
+    rmSync(home, { recursive: true, force: true });
+  });
+  const stackTrace = /^\s+at |^Error:|node:internal|Node\.js v\d/m;
+
+  it('says within the interval what it still waits for, then fails each step naming the service', async () => {
+    const started = Date.now();
+    const r = await runCli(
+      ['provision', '--dry-run', '--verification-subscription', 'prov-smoke', '--timeout', '3'],
+      baseEnv({
+        GCP_PROJECT_ID: 'mqtt-ingest-test',
+        PUBSUB_TOPIC: 'prov-raw',
+        PUBSUB_EMULATOR_HOST: silent.host,
+        BIGQUERY_DATASET: 'mqtt_ingest',
+        BIGQUERY_TABLE: 'raw_messages',
+        BIGQUERY_API_ENDPOINT: `http://${silent.host}`,
+        // 15 s in use; 1 s here, so that the test sees several notices before the 3 s --timeout.
+        MQTTINGEST_WAIT_NOTICE_MS: '1000',
+      }),
+    );
+    const elapsed = Date.now() - started;
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    const host = silent.host.replace(/\./g, '\\.');
+    for (const n of [1, 2]) {
+      expect(r.stderr).toMatch(new RegExp(`^provision: still waiting for the Pub/Sub emulator at ${host} \\(projects/mqtt-ingest-test/topics/prov-raw: get\\) after ${n} s…$`, 'm'));
+      expect(r.stderr).toMatch(new RegExp(`^provision: still waiting for BigQuery at http://${host} \\(dataset mqtt-ingest-test:mqtt_ingest: get\\) after ${n} s…$`, 'm'));
+    }
+    expect(r.stdout).toMatch(
+      new RegExp(`^failed {7}Pub/Sub topic projects/mqtt-ingest-test/topics/prov-raw: the Pub/Sub emulator at ${host} did not answer within 3 s \\(projects/mqtt-ingest-test/topics/prov-raw: get\\)`, 'm'),
+    );
+    // The rest of Pub/Sub is not asked (each would wait as long again).
+    expect(r.stdout).toMatch(new RegExp(`^failed {7}Pub/Sub subscription projects/mqtt-ingest-test/subscriptions/prov-smoke .*: not asked: the Pub/Sub emulator at ${host} did not answer an earlier call`, 'm'));
+    expect(r.stdout).toMatch(new RegExp(`^failed {7}BigQuery dataset mqtt-ingest-test:mqtt_ingest: BigQuery at http://${host} did not answer within 3 s \\(dataset mqtt-ingest-test:mqtt_ingest: get\\)$`, 'm'));
+    expect(r.stdout).toMatch(/^ {2}not checked pubsub\.topics\.publish on .*not asked: the Pub\/Sub emulator/m);
+    expect(r.stdout).toMatch(/^NOT READY: 3 step\(s\) failed$/m);
+    expect(r.stderr).not.toMatch(stackTrace);
+    // It asked the silent server (both clients connected), and exited at its own deadlines, not the libraries'
+    // (a minute and more each: BigQuery's client retries without end in sight).
+    expect(silent.connections()).toBeGreaterThanOrEqual(2);
+    expect(elapsed).toBeLessThan(20_000);
+  });
+
+  it('without Application Default Credentials: one message with the fix, exit 1', async () => {
+    // No ADC file under HOME, no metadata server (METADATA_SERVER_DETECTION=none in baseEnv), no key file.
+    const r = await runCli(
+      ['provision', '--dry-run'],
+      baseEnv({ HOME: home, GCP_PROJECT_ID: 'mqtt-ingest-prd', PUBSUB_TOPIC: 'mqtt-ingest-raw', BIGQUERY_DATASET: 'mqtt_ingest', BIGQUERY_TABLE: 'raw_messages' }),
+    );
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      'provision: no Google credentials found (Application Default Credentials), needed for Pub/Sub and BigQuery. ' +
+        'To fix: run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, ' +
+        'or run where a service account is attached (Compute Engine, GKE, App Engine, Cloud Run, Cloud Shell)\n',
+    );
+  });
+
+  it('with GOOGLE_APPLICATION_CREDENTIALS naming a missing file: one message naming it, with the fix, exit 1', async () => {
+    const missing = path.join(home, 'no-such-key.json');
+    const r = await runCli(['provision'], baseEnv({ HOME: home, GOOGLE_APPLICATION_CREDENTIALS: missing, GCP_PROJECT_ID: 'mqtt-ingest-prd', PUBSUB_TOPIC: 'mqtt-ingest-raw' }));
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain(missing);
+    expect(r.stderr).toContain('gcloud auth application-default login');
+    expect(r.stderr).not.toMatch(stackTrace);
+    // A key file that looks like one but that Google's library cannot use (no client_email, no private_key).
+    const incomplete = path.join(home, 'incomplete-key.json');
+    writeFileSync(incomplete, JSON.stringify({ type: 'service_account', project_id: 'mqtt-ingest-prd' }));
+    const bad = await runCli(['provision'], baseEnv({ HOME: home, GOOGLE_APPLICATION_CREDENTIALS: incomplete, GCP_PROJECT_ID: 'mqtt-ingest-prd', PUBSUB_TOPIC: 'mqtt-ingest-raw' }));
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(bad.stderr).toMatch(new RegExp(`^provision: GOOGLE_APPLICATION_CREDENTIALS names ${incomplete.replace(/[.]/g, '\\.')}, which gives no usable Google credentials \\(.*\\), needed for Pub/Sub\\. To fix: set GOOGLE_APPLICATION_CREDENTIALS to a readable service account key file, or unset it and run \`gcloud auth application-default login\``));
+    expect(bad.stderr).not.toMatch(stackTrace);
   });
 });

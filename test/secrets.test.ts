@@ -190,3 +190,31 @@ describe.runIf(canRun)('run with sm:// references (PRD, Mosquitto, TLS only, pas
     expect(readdirSync(nodeTmp).filter((d) => d.startsWith('mqtt-ingest-secrets-'))).toEqual([]);
   });
 });
+
+describe('run while Secret Manager does not answer', () => {
+  it('says in its log what the start waits for, and on which endpoint', async () => {
+    const { startSilentServer } = await import('./helpers/silent-server.js');
+    const silent = await startSilentServer();
+    const node = await startNode({
+      MQTT_BROKER_MODE: 'embedded',
+      MQTT_AUTH_FILE: `sm://${P}/mqtt-ingest-passwd/versions/latest`,
+      MQTT_ALLOW_ANONYMOUS: 'false',
+      SECRET_MANAGER_API_ENDPOINT: `http://${silent.host}`,
+      MQTTINGEST_WAIT_NOTICE_MS: '500',
+    });
+    try {
+      await waitFor(
+        () => node.logObjects().some((l) => String(l.message).startsWith(`still waiting for Secret Manager at http://${silent.host} (1 sm:// references) after`)),
+        10_000,
+        'the waiting notice',
+      );
+      expect(silent.connections()).toBeGreaterThan(0);
+      // Nothing opened meanwhile: the HTTP port comes only after the secrets.
+      expect(node.proc.exitCode).toBeNull();
+      await expect(node.readiness()).rejects.toThrow();
+    } finally {
+      await node.kill();
+      await silent.stop();
+    }
+  });
+});

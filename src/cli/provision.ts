@@ -4,6 +4,8 @@
  * Exit 0: everything exists (or would be created, with --dry-run) and no permission is missing; 1 otherwise;
  * 2 on bad usage. It reads the same configuration as `run` (environment and --config), so it provisions exactly
  * what the node will use: run it with the environment's descriptor variables (docs/operations.md).
+ * Without Google credentials where a Google endpoint is called it says so once, with the fix, and exits 1. A
+ * service that keeps it waiting is named every 15 s, and a call fails after --timeout seconds (src/deploy/waiting.ts).
  */
 import type { BigQuery } from '@google-cloud/bigquery';
 import type { PubSub } from '@google-cloud/pubsub';
@@ -13,10 +15,12 @@ import type { AuthClient } from 'google-auth-library';
 import { loadConfig, pubsubTopicPath, type Config } from '../config/load.js';
 import { createSecretManagerClient } from '../config/secrets.js';
 import { ConfigError } from '../core/errors.js';
-import { bigqueryClient, impersonatedAuth, pubsubClient } from '../deploy/gcp-clients.js';
-import { formatReport, provision, type ProvisionClients, type ProvisionTarget } from '../deploy/provision.js';
+import { bigqueryClient, credentialsMessage, credentialsProblem, impersonatedAuth, METADATA_SERVER, pubsubClient, type CredentialsProblem } from '../deploy/gcp-clients.js';
+import { formatReport, provision, type ProvisionClients, type ProvisionTarget, type ServiceKey } from '../deploy/provision.js';
 import { environmentSource, ENVIRONMENTS, isDeployEnv } from '../deploy/render.js';
 import { SMOKE_TOPIC_PREFIX } from '../deploy/smoke.js';
+import { endCommand, ServiceCalls, waitNoticeMs, type Service } from '../deploy/waiting.js';
+import { baseUrlOf } from '../sinks/bigquery/bigquery-sink.js';
 
 interface ProvisionCliOptions {
   dryRun?: boolean;
@@ -26,6 +30,8 @@ interface ProvisionCliOptions {
   verificationSubscription?: string;
   smokeTopicPrefix: string;
   serviceAccount?: string;
+  /** Seconds one call to a service may take. */
+  timeout?: string;
 }
 
 type Io = { stdout: Pick<NodeJS.WritableStream, 'write'>; stderr: Pick<NodeJS.WritableStream, 'write'> };
@@ -36,6 +42,8 @@ export interface ClientFactories {
   bigquery(projectId: string, config: Config, auth?: AuthClient): BigQuery;
   secretManager(config: Config, auth?: AuthClient): SecretManagerServiceClient;
   impersonate(serviceAccount: string): Promise<AuthClient>;
+  /** Why there are no usable Application Default Credentials (with the fix), or undefined. */
+  credentials(): Promise<CredentialsProblem | undefined>;
 }
 
 /** The clients of the configuration's endpoints: Google's, or the emulators and stand-ins it names. */
@@ -44,7 +52,18 @@ export const defaultFactories: ClientFactories = {
   bigquery: (projectId, c, auth) => bigqueryClient(c, projectId, auth),
   secretManager: (c, auth) => createSecretManagerClient(c.SECRET_MANAGER_API_ENDPOINT, auth),
   impersonate: (serviceAccount) => impersonatedAuth(serviceAccount),
+  credentials: () => credentialsProblem(),
 };
+
+/** Where each service is asked, as the messages about a slow or silent one name it. */
+function serviceEndpoints(c: Config): Record<ServiceKey, Service> {
+  const bigquery = baseUrlOf({ apiEndpoint: c.BIGQUERY_API_ENDPOINT, emulatorHost: c.BIGQUERY_EMULATOR_HOST });
+  return {
+    pubsub: c.PUBSUB_EMULATOR_HOST ? { name: 'the Pub/Sub emulator', at: c.PUBSUB_EMULATOR_HOST } : { name: 'Pub/Sub', at: 'pubsub.googleapis.com' },
+    bigquery: { name: 'BigQuery', at: new URL(bigquery).origin },
+    secretManager: { name: 'Secret Manager', at: c.SECRET_MANAGER_API_ENDPOINT ?? 'secretmanager.googleapis.com' },
+  };
+}
 
 export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.ProcessEnv, io: Io, make: ClientFactories = defaultFactories): Promise<number> {
   if (opts.env !== undefined) {
@@ -76,6 +95,11 @@ export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.Pr
     io.stderr.write('provision: --verification-subscription needs PUBSUB_TOPIC: the subscription is made on that topic\n');
     return 2;
   }
+  const seconds = Number(opts.timeout ?? '60');
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600) {
+    io.stderr.write('provision: --timeout must be a whole number of seconds from 1 to 3600\n');
+    return 2;
+  }
   const target: ProvisionTarget = {
     projectId,
     topic,
@@ -84,6 +108,30 @@ export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.Pr
     bigquery: c.BIGQUERY_DATASET && c.BIGQUERY_TABLE ? { dataset: c.BIGQUERY_DATASET, table: c.BIGQUERY_TABLE, location: c.BIGQUERY_LOCATION } : undefined,
     secrets: Object.entries(loaded.secretRefs).map(([key, ref]) => ({ key, secretName: ref.secretName })),
   };
+
+  const endpoints = serviceEndpoints(c);
+  const calls = new ServiceCalls({ say: (line) => io.stderr.write(`provision: ${line}\n`), noticeMs: waitNoticeMs(env), deadlineMs: seconds * 1000 });
+
+  // Emulators and plain-http stand-ins take no credentials; Google's endpoints and impersonation do.
+  const needCredentials = [
+    topic && !c.PUBSUB_EMULATOR_HOST ? 'Pub/Sub' : '',
+    target.bigquery && !endpoints.bigquery.at.startsWith('http://') ? 'BigQuery' : '',
+    target.secrets.length && !c.SECRET_MANAGER_API_ENDPOINT?.startsWith('http://') ? 'Secret Manager' : '',
+    opts.serviceAccount ? `impersonating ${opts.serviceAccount}` : '',
+  ].filter(Boolean);
+  if (needCredentials.length > 0) {
+    let problem: string | undefined;
+    try {
+      const found = await calls.call(METADATA_SERVER, 'Application Default Credentials lookup', () => make.credentials());
+      if (found) problem = credentialsMessage(found, needCredentials);
+    } catch (err) {
+      problem = (err as Error).message.split('\n')[0];
+    }
+    if (problem) {
+      io.stderr.write(`provision: ${problem}\n`);
+      return 1;
+    }
+  }
 
   const clients: ProvisionClients = {
     pubsub: make.pubsub(projectId, c),
@@ -102,7 +150,7 @@ export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.Pr
       };
       identity = opts.serviceAccount;
     }
-    const report = await provision(target, clients, { dryRun: opts.dryRun === true });
+    const report = await provision(target, clients, { dryRun: opts.dryRun === true, call: (key, what, fn) => calls.call(endpoints[key], what, fn) });
     io.stdout.write(formatReport(report, { dryRun: opts.dryRun === true, identity }));
     return report.ok ? 0 : 1;
   } catch (err) {
@@ -123,7 +171,8 @@ export function registerProvision(program: Command): void {
     .option('--verification-subscription <name>', 'also make the smoke test subscription on PUBSUB_TOPIC (filtered to smoke messages)')
     .option('--smoke-topic-prefix <prefix>', 'MQTT topic prefix the smoke test publishes under', SMOKE_TOPIC_PREFIX)
     .option('--service-account <email>', "check the permissions as this account (the node's), by impersonation")
+    .option('--timeout <seconds>', 'how long to wait for each answer of a service before that step fails', '60')
     .action(async (opts: ProvisionCliOptions) => {
-      process.exitCode = await provisionCommand(opts, process.env, process);
+      endCommand(await provisionCommand(opts, process.env, process));
     });
 }

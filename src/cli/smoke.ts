@@ -2,10 +2,13 @@
  * `mqtt-ingest smoke --broker URL --subscription SUB`: the after-deploy check (src/deploy/smoke.ts).
  * Exit 0 when the marked message arrived with the contract's attributes, 1 when it did not, 2 on bad usage.
  * The broker password comes only from SMOKE_MQTT_PASSWORD (never the command line, which `ps` and CI logs show).
+ * Without Google credentials (and no PUBSUB_EMULATOR_HOST) it says so once, with the fix, before publishing.
  */
+import { v1 } from '@google-cloud/pubsub';
 import type { Command } from 'commander';
-import { pubsubClient } from '../deploy/gcp-clients.js';
+import { credentialsMessage, credentialsProblem, METADATA_SERVER, pubsubClient } from '../deploy/gcp-clients.js';
 import { runSmoke, SMOKE_TOPIC_PREFIX, withoutUrlPassword } from '../deploy/smoke.js';
+import { endCommand, ServiceCalls, waitNoticeMs, type Service } from '../deploy/waiting.js';
 
 interface SmokeCliOptions {
   broker: string;
@@ -36,8 +39,30 @@ export async function smokeCommand(opts: SmokeCliOptions, env: NodeJS.ProcessEnv
   const seconds = Number(opts.timeout);
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600) return usage('--timeout must be a whole number of seconds from 1 to 3600');
 
-  const pubsub = pubsubClient(SUBSCRIPTION_PATH.exec(subscription)![1]!, { emulatorHost: env.PUBSUB_EMULATOR_HOST || undefined });
+  const emulatorHost = env.PUBSUB_EMULATOR_HOST || undefined;
+  const noticeMs = waitNoticeMs(env);
+  // Progress goes to stdout with the other lines of the run; failures to stderr.
+  const calls = new ServiceCalls({ say: (line) => io.stdout.write(`${line}\n`), noticeMs, deadlineMs: seconds * 1000 });
+  if (!emulatorHost) {
+    let problem: string | undefined;
+    try {
+      const found = await calls.call(METADATA_SERVER, 'Application Default Credentials lookup', () => credentialsProblem(env));
+      if (found) problem = credentialsMessage(found, ['Pub/Sub (the verification subscription)']);
+    } catch (err) {
+      problem = (err as Error).message.split('\n')[0];
+    }
+    if (problem) {
+      io.stderr.write(`smoke test FAILED: ${problem}\n`);
+      return 1;
+    }
+  }
+  const service: Service = emulatorHost ? { name: 'the Pub/Sub emulator', at: emulatorHost } : { name: 'Pub/Sub', at: 'pubsub.googleapis.com' };
+  const pubsub = pubsubClient(SUBSCRIPTION_PATH.exec(subscription)![1]!, { emulatorHost });
+  let subscriber: v1.SubscriberClient | undefined;
   try {
+    // The generated client, from the PubSub object's own endpoint and credential settings.
+    const config = await pubsub.getClientConfig();
+    subscriber = new v1.SubscriberClient({ ...config, port: config.port === undefined ? undefined : Number(config.port) });
     const result = await runSmoke(
       {
         broker: opts.broker,
@@ -48,7 +73,7 @@ export async function smokeCommand(opts: SmokeCliOptions, env: NodeJS.ProcessEnv
         password: env.SMOKE_MQTT_PASSWORD || undefined,
         caFile: opts.ca,
       },
-      pubsub,
+      { subscriber, pubsub: service, calls, noticeMs },
       (line) => io.stdout.write(`${line}\n`),
     );
     if (result.ok) {
@@ -61,7 +86,7 @@ export async function smokeCommand(opts: SmokeCliOptions, env: NodeJS.ProcessEnv
     io.stderr.write(`smoke test FAILED: ${withoutUrlPassword((err as Error).message.split('\n')[0]!, opts.broker)}\n`);
     return 1;
   } finally {
-    await pubsub.close();
+    await Promise.allSettled([subscriber?.close(), pubsub.close()]);
   }
 }
 
@@ -73,10 +98,10 @@ export function registerSmoke(program: Command): void {
     .requiredOption('--subscription <name>', 'verification subscription: projects/P/subscriptions/S, or S with --project')
     .option('--project <id>', 'project of the subscription (else GCP_PROJECT_ID)')
     .option('--topic-prefix <prefix>', 'MQTT topic prefix of smoke messages', SMOKE_TOPIC_PREFIX)
-    .option('--timeout <seconds>', 'how long to wait for the message', '60')
+    .option('--timeout <seconds>', 'how long the whole test may take, waiting for Pub/Sub, the broker and the message', '60')
     .option('--username <name>', 'broker user name (else SMOKE_MQTT_USERNAME); the password is read from SMOKE_MQTT_PASSWORD')
     .option('--ca <file>', "PEM file of the CA of the broker's TLS certificate")
     .action(async (opts: SmokeCliOptions) => {
-      process.exitCode = await smokeCommand(opts, process.env, process);
+      endCommand(await smokeCommand(opts, process.env, process));
     });
 }

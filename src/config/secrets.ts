@@ -21,6 +21,7 @@ import type { Logger } from '../core/logger.js';
 import { loadConfig, type LoadResult } from './load.js';
 import { keyMeta, type ConfigKey } from './schema.js';
 import { formatSecretRef, type SecretRef } from './secret-ref.js';
+import { waitNoticeMs } from '../deploy/waiting.js';
 
 type ClientOptions = ConstructorParameters<typeof SecretManagerServiceClient>[0];
 
@@ -156,9 +157,19 @@ export async function resolveConfigSecrets(
   if (Object.keys(loaded.secretRefs).length === 0) return { loaded, cleanup: () => undefined };
   const accessor = opts.accessor ?? secretManagerAccessor(loaded.config.SECRET_MANAGER_API_ENDPOINT);
   let resolved: ResolvedSecrets;
+  // Each read may take up to its 30 s deadline: say what the start waits for rather than sitting silent.
+  const endpoint = loaded.config.SECRET_MANAGER_API_ENDPOINT ?? 'secretmanager.googleapis.com';
+  const count = Object.keys(loaded.secretRefs).length;
+  const started = Date.now();
+  const notice = setInterval(() => {
+    const s = Math.round((Date.now() - started) / 1000);
+    opts.logger?.warn({ endpoint, references: count }, `still waiting for Secret Manager at ${endpoint} (${count} sm:// references) after ${s} s…`);
+  }, waitNoticeMs(opts.env));
+  notice.unref();
   try {
     resolved = await resolveSecretRefs(loaded.secretRefs, { accessor, logger: opts.logger, tmpRoot: opts.tmpRoot });
   } finally {
+    clearInterval(notice);
     await accessor.close().catch(() => undefined);
   }
   const env: NodeJS.ProcessEnv = { ...opts.env };
@@ -167,7 +178,7 @@ export async function resolveConfigSecrets(
     env[name] = value;
   }
   try {
-    const again = loadConfig({ env, file: opts.file });
+    const again = loadConfig({ env, file: opts.file, credentialsAtRun: true });
     if (Object.keys(again.secretRefs).length > 0) {
       // A secret whose value is itself a reference: refused rather than followed (no chains, no loops).
       throw new ConfigError(Object.keys(again.secretRefs).map((k) => `${k}: the secret's value is itself a Secret Manager reference`));

@@ -46,6 +46,47 @@ export function bigqueryClient(
   return client;
 }
 
+/** Where the credentials lookup can wait: Google's library asks the metadata server when no ADC file is found. */
+export const METADATA_SERVER = { name: 'the metadata server', at: '169.254.169.254' } as const;
+
+/** What is wrong with the caller's credentials, and the fix in words. */
+export interface CredentialsProblem {
+  problem: string;
+  fix: string;
+}
+
+const ATTACHED = 'run where a service account is attached (Compute Engine, GKE, App Engine, Cloud Run, Cloud Shell)';
+
+/**
+ * Why the caller has no usable Application Default Credentials; undefined when it has. Asked before any
+ * client is made: without it, the client libraries fail the first call with a stack trace and throw the same
+ * error again, unhandled, from inside their channel set-up.
+ */
+export async function credentialsProblem(env: NodeJS.ProcessEnv = process.env): Promise<CredentialsProblem | undefined> {
+  try {
+    await new GoogleAuth({ scopes: [CLOUD_PLATFORM_SCOPE] }).getClient();
+    return undefined;
+  } catch (err) {
+    const words = ((err as Error).message ?? String(err)).split('\n')[0];
+    const file = env.GOOGLE_APPLICATION_CREDENTIALS;
+    if (file) {
+      return {
+        problem: `GOOGLE_APPLICATION_CREDENTIALS names ${file}, which gives no usable Google credentials (${words})`,
+        fix: `set GOOGLE_APPLICATION_CREDENTIALS to a readable service account key file, or unset it and run \`gcloud auth application-default login\`, or ${ATTACHED}`,
+      };
+    }
+    return {
+      problem: 'no Google credentials found (Application Default Credentials)',
+      fix: `run \`gcloud auth application-default login\`, or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, or ${ATTACHED}`,
+    };
+  }
+}
+
+/** The one message a command prints for missing credentials: what, for which services, and the fix. */
+export function credentialsMessage(c: CredentialsProblem, neededFor: string[]): string {
+  return `${c.problem}, needed for ${neededFor.join(' and ')}. To fix: ${c.fix}`;
+}
+
 /**
  * Credentials that act as `serviceAccount`, obtained with the caller's Application Default Credentials through
  * the IAM Credentials API (the caller needs roles/iam.serviceAccountTokenCreator on that account).

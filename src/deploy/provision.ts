@@ -7,6 +7,9 @@
  * testIamPermissions answers for the caller. So that the check is about the node's service account rather than
  * the operator who provisions, `impersonatedAuth()` lets the check act as that account (the operator needs
  * roles/iam.serviceAccountTokenCreator on it); without it, the caller's own permissions are checked.
+ *
+ * Every call to a service goes through `opts.call` (the command's ServiceCalls, src/deploy/waiting.ts), which
+ * says when a service keeps it waiting and bounds the wait.
  */
 import type { BigQuery } from '@google-cloud/bigquery';
 import type { PubSub } from '@google-cloud/pubsub';
@@ -33,6 +36,12 @@ export interface ProvisionClients {
   /** The clients the permission check uses (acting as the node's service account); the ones above when absent. */
   check?: { pubsub: PubSub; bigquery?: BigQuery; secretManager?: SecretManagerServiceClient };
 }
+
+/** The services provision calls, by the key the command maps to an endpoint. */
+export type ServiceKey = 'pubsub' | 'bigquery' | 'secretManager';
+/** Runs one call to a service; `what` names it for a message, e.g. `projects/p/topics/t: get`. */
+export type CallService = <T>(service: ServiceKey, what: string, fn: () => Promise<T>) => Promise<T>;
+const direct: CallService = (_service, _what, fn) => fn();
 
 export type StepState = 'exists' | 'created' | 'would create' | 'differs' | 'failed';
 export interface Step {
@@ -81,33 +90,38 @@ function describe(err: unknown, needed?: string): string {
   return message.length > 240 ? `${message.slice(0, 237)}...` : message;
 }
 
-export async function provision(target: ProvisionTarget, clients: ProvisionClients, opts: { dryRun: boolean }): Promise<ProvisionReport> {
+export async function provision(
+  target: ProvisionTarget,
+  clients: ProvisionClients,
+  opts: { dryRun: boolean; call?: CallService },
+): Promise<ProvisionReport> {
+  const call = opts.call ?? direct;
   const steps: Step[] = [];
   if (target.topic) {
-    const topicOk = await ensureTopic(clients.pubsub, target.topic, opts.dryRun, steps);
+    const topicOk = await ensureTopic(clients.pubsub, target.topic, opts.dryRun, steps, call);
     if (target.verificationSubscription) {
-      await ensureVerificationSubscription(clients.pubsub, target, topicOk, opts.dryRun, steps);
+      await ensureVerificationSubscription(clients.pubsub, target, topicOk, opts.dryRun, steps, call);
     }
   }
-  if (target.bigquery && clients.bigquery) await ensureTable(clients.bigquery, target, opts.dryRun, steps);
+  if (target.bigquery && clients.bigquery) await ensureTable(clients.bigquery, target, opts.dryRun, steps, call);
 
   const check = clients.check ?? clients;
   // Whether a step found or made the resource: then a NOT_FOUND from testIamPermissions means the endpoint lacks it.
   const present = (prefix: string) => steps.some((s) => s.what.startsWith(prefix) && (s.state === 'exists' || s.state === 'created'));
   const permissions: PermissionResult[] = [];
-  if (target.topic) permissions.push(...(await checkTopic(check.pubsub, target.topic, present(`Pub/Sub topic ${target.topic}`))));
-  if (target.bigquery && check.bigquery) permissions.push(...(await checkTable(check.bigquery, target, present('BigQuery table'))));
+  if (target.topic) permissions.push(...(await checkTopic(check.pubsub, target.topic, present(`Pub/Sub topic ${target.topic}`), call)));
+  if (target.bigquery && check.bigquery) permissions.push(...(await checkTable(check.bigquery, target, present('BigQuery table'), call)));
   // Secrets are not provisioned here (their values are the operator's): a missing one is reported as such.
-  if (check.secretManager) for (const s of target.secrets) permissions.push(...(await checkSecret(check.secretManager, s.secretName)));
+  if (check.secretManager) for (const s of target.secrets) permissions.push(...(await checkSecret(check.secretManager, s.secretName, call)));
 
   const ok = steps.every((s) => s.state !== 'failed' && s.state !== 'differs') && permissions.every((p) => p.state !== 'missing');
   return { steps, permissions, ok };
 }
 
-async function ensureTopic(pubsub: PubSub, name: string, dryRun: boolean, steps: Step[]): Promise<boolean> {
+async function ensureTopic(pubsub: PubSub, name: string, dryRun: boolean, steps: Step[], call: CallService): Promise<boolean> {
   const what = `Pub/Sub topic ${name}`;
   try {
-    const [exists] = await pubsub.topic(name).exists();
+    const [exists] = await call('pubsub', `${name}: get`, () => pubsub.topic(name).exists());
     if (exists) {
       steps.push({ what, state: 'exists' });
       return true;
@@ -116,7 +130,7 @@ async function ensureTopic(pubsub: PubSub, name: string, dryRun: boolean, steps:
       steps.push({ what, state: 'would create' });
       return false;
     }
-    await pubsub.createTopic(name);
+    await call('pubsub', `${name}: create`, () => pubsub.createTopic(name));
     steps.push({ what, state: 'created' });
     return true;
   } catch (err) {
@@ -129,15 +143,22 @@ async function ensureTopic(pubsub: PubSub, name: string, dryRun: boolean, steps:
   }
 }
 
-async function ensureVerificationSubscription(pubsub: PubSub, target: ProvisionTarget, topicOk: boolean, dryRun: boolean, steps: Step[]): Promise<void> {
+async function ensureVerificationSubscription(
+  pubsub: PubSub,
+  target: ProvisionTarget,
+  topicOk: boolean,
+  dryRun: boolean,
+  steps: Step[],
+  call: CallService,
+): Promise<void> {
   const name = target.verificationSubscription!;
   const filter = smokeFilter(target.smokeTopicPrefix);
   const what = `Pub/Sub subscription ${name} (smoke test, filter ${filter})`;
   try {
     const subscription = pubsub.subscription(name);
-    const [exists] = await subscription.exists();
+    const [exists] = await call('pubsub', `${name}: get`, () => subscription.exists());
     if (exists) {
-      const [meta] = await subscription.getMetadata();
+      const [meta] = await call('pubsub', `${name}: get`, () => subscription.getMetadata());
       const problems: string[] = [];
       if (meta.topic !== target.topic) problems.push(`it is on ${meta.topic}, not ${target.topic}`);
       if ((meta.filter ?? '') !== filter) problems.push(`its filter is ${JSON.stringify(meta.filter ?? '')}`);
@@ -149,13 +170,15 @@ async function ensureVerificationSubscription(pubsub: PubSub, target: ProvisionT
       steps.push({ what, state: 'would create', detail: topicOk ? undefined : 'after the topic' });
       return;
     }
-    await pubsub.topic(target.topic!).createSubscription(name, {
-      filter,
-      ackDeadlineSeconds: 60,
-      // Unread smoke messages are not worth keeping: an hour, and the subscription stays even when unused.
-      messageRetentionDuration: { seconds: 3600 },
-      expirationPolicy: {},
-    });
+    await call('pubsub', `${name}: create`, () =>
+      pubsub.topic(target.topic!).createSubscription(name, {
+        filter,
+        ackDeadlineSeconds: 60,
+        // Unread smoke messages are not worth keeping: an hour, and the subscription stays even when unused.
+        messageRetentionDuration: { seconds: 3600 },
+        expirationPolicy: {},
+      }),
+    );
     steps.push({ what, state: 'created' });
   } catch (err) {
     if (isAlreadyExists(err)) steps.push({ what, state: 'exists' });
@@ -163,19 +186,19 @@ async function ensureVerificationSubscription(pubsub: PubSub, target: ProvisionT
   }
 }
 
-async function ensureTable(bigquery: BigQuery, target: ProvisionTarget, dryRun: boolean, steps: Step[]): Promise<void> {
+async function ensureTable(bigquery: BigQuery, target: ProvisionTarget, dryRun: boolean, steps: Step[], call: CallService): Promise<void> {
   const { dataset: datasetId, table: tableId, location } = target.bigquery!;
   const dataset = bigquery.dataset(datasetId, location ? { location } : {});
   const datasetWhat = `BigQuery dataset ${target.projectId}:${datasetId}`;
   const tableWhat = `BigQuery table ${target.projectId}:${datasetId}.${tableId}`;
   let datasetExists = false;
   try {
-    [datasetExists] = await dataset.exists();
+    [datasetExists] = await call('bigquery', `dataset ${target.projectId}:${datasetId}: get`, () => dataset.exists());
     if (datasetExists) steps.push({ what: datasetWhat, state: 'exists' });
     else if (dryRun) steps.push({ what: datasetWhat, state: 'would create', detail: location ? `in ${location}` : undefined });
     else {
       try {
-        await bigquery.createDataset(datasetId, location ? { location } : {});
+        await call('bigquery', `dataset ${target.projectId}:${datasetId}: insert`, () => bigquery.createDataset(datasetId, location ? { location } : {}));
         steps.push({ what: datasetWhat, state: 'created', detail: location ? `in ${location}` : undefined });
       } catch (err) {
         if (!isAlreadyExists(err)) throw err;
@@ -193,9 +216,10 @@ async function ensureTable(bigquery: BigQuery, target: ProvisionTarget, dryRun: 
   }
   const table = dataset.table(tableId);
   try {
-    const [exists] = await table.exists();
+    const tableName = `table ${target.projectId}:${datasetId}.${tableId}`;
+    const [exists] = await call('bigquery', `${tableName}: get`, () => table.exists());
     if (exists) {
-      const [meta] = await table.getMetadata();
+      const [meta] = await call('bigquery', `${tableName}: get`, () => table.getMetadata());
       const problems = schemaDifferences((meta.schema as { fields?: TableFieldSchema[] } | undefined)?.fields);
       const warnings = layoutWarnings(meta as Parameters<typeof layoutWarnings>[0]);
       if (problems.length > 0) steps.push({ what: tableWhat, state: 'differs', detail: problems.join('; ') });
@@ -206,7 +230,7 @@ async function ensureTable(bigquery: BigQuery, target: ProvisionTarget, dryRun: 
       steps.push({ what: tableWhat, state: 'would create', detail: 'with the raw schema (docs/bigquery.md)' });
       return;
     }
-    await dataset.createTable(tableId, rawTableResource());
+    await call('bigquery', `${tableName}: insert`, () => dataset.createTable(tableId, rawTableResource()));
     steps.push({ what: tableWhat, state: 'created', detail: 'with the raw schema, day-partitioned on received_at' });
   } catch (err) {
     if (isAlreadyExists(err)) steps.push({ what: tableWhat, state: 'exists' });
@@ -236,26 +260,31 @@ async function permissionResults(
   }
 }
 
-function checkTopic(pubsub: PubSub, topic: string, exists: boolean): Promise<PermissionResult[]> {
-  const call = async () => {
-    const [map] = await pubsub.topic(topic).iam.testPermissions([...NODE_PERMISSIONS.topic]);
+function checkTopic(pubsub: PubSub, topic: string, exists: boolean, call: CallService): Promise<PermissionResult[]> {
+  const ask = async () => {
+    const [map] = await call('pubsub', `${topic}: testIamPermissions`, () => pubsub.topic(topic).iam.testPermissions([...NODE_PERMISSIONS.topic]));
     return Object.entries(map).filter(([, ok]) => ok).map(([p]) => p);
   };
-  return permissionResults(topic, NODE_PERMISSIONS.topic, call, exists);
+  return permissionResults(topic, NODE_PERMISSIONS.topic, ask, exists);
 }
 
-function checkTable(bigquery: BigQuery, target: ProvisionTarget, exists: boolean): Promise<PermissionResult[]> {
+function checkTable(bigquery: BigQuery, target: ProvisionTarget, exists: boolean, call: CallService): Promise<PermissionResult[]> {
   const { dataset, table } = target.bigquery!;
-  const call = async () => {
-    const [response] = await bigquery.dataset(dataset).table(table).testIamPermissions([...NODE_PERMISSIONS.table]);
+  const name = `${target.projectId}:${dataset}.${table}`;
+  const ask = async () => {
+    const [response] = await call('bigquery', `table ${name}: testIamPermissions`, () =>
+      bigquery.dataset(dataset).table(table).testIamPermissions([...NODE_PERMISSIONS.table]),
+    );
     return (response as { permissions?: string[] }).permissions ?? [];
   };
-  return permissionResults(`${target.projectId}:${dataset}.${table}`, NODE_PERMISSIONS.table, call, exists);
+  return permissionResults(name, NODE_PERMISSIONS.table, ask, exists);
 }
 
-function checkSecret(client: SecretManagerServiceClient, secretName: string): Promise<PermissionResult[]> {
+function checkSecret(client: SecretManagerServiceClient, secretName: string, call: CallService): Promise<PermissionResult[]> {
   return permissionResults(secretName, NODE_PERMISSIONS.secret, async () => {
-    const [response] = await client.testIamPermissions({ resource: secretName, permissions: [...NODE_PERMISSIONS.secret] });
+    const [response] = await call('secretManager', `${secretName}: testIamPermissions`, () =>
+      client.testIamPermissions({ resource: secretName, permissions: [...NODE_PERMISSIONS.secret] }),
+    );
     return response.permissions ?? [];
   });
 }

@@ -1,8 +1,8 @@
 import net from 'node:net';
-import type { PubSub } from '@google-cloud/pubsub';
 import { Aedes } from 'aedes';
 import { describe, expect, it } from 'vitest';
-import { contractProblems, runSmoke, withoutUrlPassword } from './smoke.js';
+import { contractProblems, runSmoke, withoutUrlPassword, type SmokeSubscriber } from './smoke.js';
+import { ServiceCalls } from './waiting.js';
 
 const topic = 'mqtt-ingest/smoke/smoke-1';
 const payload = Buffer.from('{"smoke":"smoke-1"}');
@@ -44,15 +44,25 @@ describe('the smoke test prints no broker password', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as net.AddressInfo;
     const lines: string[] = [];
-    // Stops the run right after the publish: the line about it is what this test reads.
-    const pubsub = { getClientConfig: () => Promise.reject(new Error('no Pub/Sub in this test')) } as unknown as PubSub;
+    // The check before publishing finds the subscription empty; the pull after it stops the run right after the
+    // publish: the line about it is what this test reads.
+    let pulls = 0;
+    const subscriber = {
+      pull: () => (pulls++ === 0 ? Promise.resolve([{ receivedMessages: [] }]) : Promise.reject(new Error('no Pub/Sub in this test'))),
+      acknowledge: () => Promise.resolve([{}]),
+      close: () => Promise.resolve(),
+    } as unknown as SmokeSubscriber;
+    const calls = new ServiceCalls({ say: (l) => lines.push(l), noticeMs: 15_000, deadlineMs: 5_000 });
     try {
       const opts = { broker: `mqtt://ci-user:s3cr%40t-pw@127.0.0.1:${port}`, subscription: 'projects/p/subscriptions/s', topicPrefix: 'mqtt-ingest/smoke', timeoutMs: 5_000 };
-      await expect(runSmoke(opts, pubsub, (l) => lines.push(l))).rejects.toThrow('no Pub/Sub in this test');
+      await expect(runSmoke(opts, { subscriber, pubsub: { name: 'Pub/Sub', at: 'test' }, calls, noticeMs: 15_000 }, (l) => lines.push(l))).rejects.toThrow(
+        'no Pub/Sub in this test',
+      );
     } finally {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+    expect(pulls).toBe(2);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain(`via mqtt://ci-user:redacted@127.0.0.1:${port}`);
     expect(lines.join('\n')).not.toMatch(/s3cr/);

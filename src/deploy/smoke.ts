@@ -6,12 +6,19 @@
  * The message goes to `<prefix>/<marker>` (default prefix mqtt-ingest/smoke), so a verification subscription
  * filtered on that prefix (`mqtt-ingest provision --verification-subscription`) receives nothing else. Smoke
  * messages found there, ours or left by an earlier run, are acknowledged; anything else is left alone.
+ *
+ * The subscription is pulled once before anything is published: a subscription that does not exist, or that the
+ * caller may not read, stops the test there, instead of leaving a message behind in the node's topic that no
+ * smoke test will ever take. A pull is the check because it needs only what the test needs anyway
+ * (roles/pubsub.subscriber; subscriptions.get is not in that role). Each call to Pub/Sub and to the broker goes
+ * through ServiceCalls (src/deploy/waiting.ts), and the wait for the message says every 15 s that it goes on.
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
-import { v1, type PubSub } from '@google-cloud/pubsub';
+import type { protos, v1 } from '@google-cloud/pubsub';
 import { redactUrl } from '../source/mqtt-source.js';
+import { ServiceTimeoutError, type Service, type ServiceCalls } from './waiting.js';
 
 export const SMOKE_TOPIC_PREFIX = 'mqtt-ingest/smoke';
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -27,6 +34,19 @@ export interface SmokeOptions {
   password?: string;
   /** PEM file of the CA that signed the broker's certificate (mqtts:// with a private CA). */
   caFile?: string;
+}
+
+/** The calls the smoke test makes on the verification subscription (a v1.SubscriberClient). */
+export type SmokeSubscriber = Pick<v1.SubscriberClient, 'pull' | 'acknowledge' | 'close'>;
+
+/** How the smoke test reaches its services, and how it says that it waits. */
+export interface SmokeServices {
+  subscriber: SmokeSubscriber;
+  /** Where the subscriber's calls go (for messages): Pub/Sub, or an emulator. */
+  pubsub: Service;
+  calls: ServiceCalls;
+  /** How often the wait for the message says so (15 s). */
+  noticeMs: number;
 }
 
 export interface SmokeResult {
@@ -77,35 +97,105 @@ export function withoutUrlPassword(text: string, url: string): string {
   return text;
 }
 
-export async function runSmoke(opts: SmokeOptions, pubsub: PubSub, log: (line: string) => void): Promise<SmokeResult> {
+/** The last path segment of projects/P/subscriptions/S. */
+function shortName(subscription: string): string {
+  return subscription.slice(subscription.lastIndexOf('/') + 1);
+}
+
+function codeOf(err: unknown): unknown {
+  return (err as { code?: unknown } | null)?.code;
+}
+
+export async function runSmoke(opts: SmokeOptions, services: SmokeServices, log: (line: string) => void): Promise<SmokeResult> {
+  const { subscriber, calls } = services;
   const marker = `smoke-${randomUUID()}`;
-  const topic = `${opts.topicPrefix.replace(/\/+$/, '')}/${marker}`;
+  const prefix = `${opts.topicPrefix.replace(/\/+$/, '')}/`;
+  const topic = `${prefix}${marker}`;
+  const started = Date.now();
+  const deadline = started + opts.timeoutMs;
+  const left = () => Math.max(1_000, deadline - Date.now());
+  let foreign = 0;
+
+  /** Acknowledges the smoke messages among `received` (ours or an earlier run's); returns ours when there. */
+  const take = async (received: protos.google.pubsub.v1.IPullResponse) => {
+    const ackIds: string[] = [];
+    let ours: ReceivedMessage | undefined;
+    for (const m of received.receivedMessages ?? []) {
+      const attributes = { ...(m.message?.attributes ?? {}) } as Record<string, string>;
+      if (!(attributes.mqtt_topic ?? '').startsWith(prefix)) {
+        foreign += 1;
+        continue;
+      }
+      if (m.ackId) ackIds.push(m.ackId);
+      if (attributes.mqtt_topic === topic) ours = { data: Buffer.from(m.message?.data ?? new Uint8Array()), attributes };
+    }
+    if (ackIds.length > 0) {
+      await calls.call(services.pubsub, `${opts.subscription}: acknowledge`, () => subscriber.acknowledge({ subscription: opts.subscription, ackIds }), left());
+    }
+    return ours;
+  };
+
+  // Before publishing: the subscription must exist and be readable, or the message would be left behind.
+  try {
+    const [received] = await calls.call(
+      services.pubsub,
+      `${opts.subscription}: pull`,
+      () => subscriber.pull({ subscription: opts.subscription, maxMessages: 100, returnImmediately: true }, { timeout: left(), retry: null }),
+      left(),
+    );
+    await take(received);
+  } catch (err) {
+    const words = ((err as Error).message ?? String(err)).split('\n')[0];
+    if (codeOf(err) === 5) {
+      throw new Error(
+        `the subscription ${opts.subscription} does not exist (${words}); nothing was published. ` +
+          `Make it with \`mqtt-ingest provision --verification-subscription ${shortName(opts.subscription)}\`, or name an existing one`,
+      );
+    }
+    if (codeOf(err) === 7) {
+      throw new Error(`the caller may not read ${opts.subscription} (${words}); nothing was published. Grant it roles/pubsub.subscriber on that subscription`);
+    }
+    if (err instanceof ServiceTimeoutError) throw new Error(`${err.message}; nothing was published`);
+    throw new Error(`could not pull from ${opts.subscription} at ${services.pubsub.name} ${services.pubsub.at} (${words}); nothing was published`);
+  }
+
   const payload = Buffer.from(JSON.stringify({ smoke: marker, sent_at: new Date().toISOString() }));
   const sentAt = Date.now();
-
-  // QoS 1: the PUBACK comes only after the node committed the message to its spool (ARCHITECTURE §2.1).
-  const client = await mqtt.connectAsync(opts.broker, {
-    clientId: `mqtt-ingest-${marker}`.slice(0, 64),
-    clean: true,
-    protocolVersion: 4,
-    username: opts.username,
-    password: opts.password,
-    ca: opts.caFile ? readFileSync(opts.caFile) : undefined,
-    connectTimeout: 15_000,
-    reconnectPeriod: 0,
-  });
-  try {
-    await client.publishAsync(topic, payload, { qos: 1, retain: false });
-  } finally {
-    await client.endAsync();
-  }
   // The URL may carry user:password@ (CI logs keep what is printed): never print it as given.
-  log(`published ${marker} to ${topic} via ${redactUrl(opts.broker)}: acknowledged after ${Date.now() - sentAt} ms`);
+  const broker: Service = { name: 'the MQTT broker', at: redactUrl(opts.broker) };
+  // QoS 1: the PUBACK comes only after the node committed the message to its spool (ARCHITECTURE §2.1).
+  const client = await calls.call(
+    broker,
+    'connect',
+    () =>
+      mqtt.connectAsync(opts.broker, {
+        clientId: `mqtt-ingest-${marker}`.slice(0, 64),
+        clean: true,
+        protocolVersion: 4,
+        username: opts.username,
+        password: opts.password,
+        ca: opts.caFile ? readFileSync(opts.caFile) : undefined,
+        connectTimeout: 15_000,
+        reconnectPeriod: 0,
+      }),
+    left(),
+  );
+  let acknowledged = false;
+  try {
+    // A node whose spool is full holds the PUBACK back (back-pressure): said, and bounded by --timeout.
+    await calls.call(broker, `QoS 1 publish to ${topic}, waiting for its PUBACK`, () => client.publishAsync(topic, payload, { qos: 1, retain: false }), left());
+    acknowledged = true;
+  } finally {
+    // Unacknowledged, the client would wait for the PUBACK before it closes.
+    await client.endAsync(!acknowledged);
+  }
+  log(`published ${marker} to ${topic} via ${broker.at}: acknowledged after ${Date.now() - sentAt} ms`);
 
-  const config = await pubsub.getClientConfig();
-  const subscriber = new v1.SubscriberClient({ ...config, port: config.port === undefined ? undefined : Number(config.port) });
-  const deadline = sentAt + opts.timeoutMs;
-  let foreign = 0;
+  let waited = 0;
+  const notice = setInterval(() => {
+    waited += services.noticeMs;
+    log(`still waiting for ${marker} in ${opts.subscription} after ${Math.round(waited / 1000)} s…`);
+  }, services.noticeMs);
   try {
     while (Date.now() < deadline) {
       let received;
@@ -113,31 +203,19 @@ export async function runSmoke(opts: SmokeOptions, pubsub: PubSub, log: (line: s
         const timeout = Math.max(1_000, Math.min(10_000, deadline - Date.now()));
         [received] = await subscriber.pull({ subscription: opts.subscription, maxMessages: 100 }, { timeout, retry: null });
       } catch (err) {
-        if ((err as { code?: number }).code === 4) continue; // DEADLINE_EXCEEDED: nothing this round
+        if (codeOf(err) === 4) continue; // DEADLINE_EXCEEDED: nothing this round
         throw err;
       }
-      const messages = received.receivedMessages ?? [];
-      const ackIds: string[] = [];
-      let ours: ReceivedMessage | undefined;
-      for (const m of messages) {
-        const attributes = { ...(m.message?.attributes ?? {}) } as Record<string, string>;
-        if (!(attributes.mqtt_topic ?? '').startsWith(`${opts.topicPrefix.replace(/\/+$/, '')}/`)) {
-          foreign += 1;
-          continue;
-        }
-        if (m.ackId) ackIds.push(m.ackId);
-        if (attributes.mqtt_topic === topic) ours = { data: Buffer.from(m.message?.data ?? new Uint8Array()), attributes };
-      }
-      if (ackIds.length > 0) await subscriber.acknowledge({ subscription: opts.subscription, ackIds });
+      const ours = await take(received);
       if (ours) {
         const problems = contractProblems(ours, { topic, payload, sentAt, now: Date.now() });
         log(`received ${marker} in ${opts.subscription} after ${Date.now() - sentAt} ms (message_id ${ours.attributes.message_id ?? '?'})`);
         return { ok: problems.length === 0, topic, problems };
       }
-      if (messages.length === 0) await new Promise((r) => setTimeout(r, 200));
+      if ((received.receivedMessages ?? []).length === 0) await new Promise((r) => setTimeout(r, 200));
     }
   } finally {
-    await subscriber.close();
+    clearInterval(notice);
   }
   const hint = foreign > 0 ? `; the subscription also holds ${foreign} non-smoke message(s): give it the smoke filter (mqtt-ingest provision)` : '';
   return {

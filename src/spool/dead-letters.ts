@@ -3,6 +3,7 @@ import type { Clock } from '../core/clock.js';
 import type { SinkName, SpooledMessage } from '../core/message.js';
 import { ROW_OVERHEAD_BYTES } from './schema.js';
 import { messageBytes, type Row } from './rows.js';
+import { rowChecksum } from './checksum.js';
 
 export interface DeadLetterInput {
   message: SpooledMessage;
@@ -72,8 +73,9 @@ export class DeadLetterStore {
     return messageBytes(m.topic, m.payload);
   }
 
-  count(): number {
-    return this.db.prepare('SELECT COUNT(*) FROM dead_letters').pluck().get() as number;
+  count(filter: { sink?: SinkName; ids?: number[] } = {}): number {
+    const { where, params } = this.where(filter);
+    return this.db.prepare(`SELECT COUNT(*) FROM dead_letters${where}`).pluck().get(...params) as number;
   }
 
   totalBytes(): number {
@@ -107,15 +109,30 @@ export class DeadLetterStore {
     return this.db.transaction(() => {
       const rows = this.db.prepare(`SELECT * FROM dead_letters${where} ORDER BY id`).all(...params) as DeadRow[];
       const insert = this.db.prepare(
-        'INSERT INTO messages (message_id, topic, payload, qos, retain, received_at, pending) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO messages (message_id, topic, payload, qos, retain, received_at, pending, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       );
       const remove = this.db.prepare('DELETE FROM dead_letters WHERE id = ?');
       for (const r of rows) {
-        insert.run(r.message_id, r.topic, r.payload, r.qos, r.retain, r.received_at, bitOf(r.sink));
+        // The replayed row gets its checksum from the dead letter's bytes, so damage after the replay is caught.
+        const crc = rowChecksum(r.topic, r.payload, r.message_id, r.qos, r.retain === 1, r.received_at);
+        insert.run(r.message_id, r.topic, r.payload, r.qos, r.retain, r.received_at, bitOf(r.sink), crc);
         remove.run(r.id);
       }
       return rows.length;
     })();
+  }
+
+  /** Deletes the dead letters `filter` selects (`dlq purge --id`); returns how many. */
+  delete(filter: { sink?: SinkName; ids: number[] }): number {
+    if (filter.ids.length === 0) return 0;
+    const { where, params } = this.where(filter);
+    return this.db.prepare(`DELETE FROM dead_letters${where}`).run(...params).changes;
+  }
+
+  /** The longest reason code among the dead letters `filter` selects, so a listing can show each whole. */
+  longestReason(filter: { sink?: SinkName; ids?: number[] } = {}): number {
+    const { where, params } = this.where(filter);
+    return this.db.prepare(`SELECT COALESCE(MAX(length(reason)), 0) FROM dead_letters${where}`).pluck().get(...params) as number;
   }
 
   /** Deletes dead letters that died before `cutoffMs` (epoch ms); returns how many. */

@@ -110,6 +110,27 @@ export class BigQuerySink implements Sink {
    */
   async start(): Promise<void> {
     if (this.client) return;
+    this.newClient();
+    const check = await this.checkTable(this.opts.startTimeoutMs ?? 10_000, true);
+    if (check.state === 'mismatch') {
+      throw new IngestError(
+        'SINK_START_FAILED',
+        `BigQuery table ${this.table} cannot take raw rows:\n${check.problems.map((p) => `  - ${p}`).join('\n')}`,
+        { context: { sink: this.name, table: this.table, problems: check.problems } },
+      );
+    }
+  }
+
+  /**
+   * A new client, with its own credentials: at start, and after its credentials could not be loaded or were
+   * refused. Library facts (@google-cloud/common 6, util.js makeAuthenticatedRequestFactory): each client has
+   * one GoogleAuth, which keeps the first credential it loads (googleauth.js `cachedCredential`, so a key file
+   * replaced after a refusal is never read again) and its first answer to "is this Google Compute Engine?"
+   * (`_checkIsGCE`). A failed load is not kept, but a fresh client is the only way to start over entirely.
+   * Without any credentials the client still sends the request, unauthenticated ("the API might not care"),
+   * and puts google-auth-library's "Could not load the default credentials" in place of BigQuery's 401.
+   */
+  private newClient(): void {
     const baseUrl = baseUrlOf(this.opts);
     const options: BigQueryOptions = {
       projectId: this.opts.projectId,
@@ -119,21 +140,19 @@ export class BigQuerySink implements Sink {
     };
     if (this.opts.authClient) options.authClient = this.opts.authClient;
     else if (baseUrl.startsWith('http://')) options.authClient = NO_CREDENTIALS;
-    this.client = new BigQuery(options);
+    const client = new BigQuery(options);
     // The client takes BIGQUERY_EMULATOR_HOST from process.env itself, over the apiEndpoint option, and an
     // empty one breaks even the default endpoint ("https:///bigquery/v2"). The configuration is the single
     // source (it may come from a YAML file), so the base URL is set from it explicitly.
-    this.client.baseUrl = baseUrl;
-    this.tableRef = this.client.dataset(this.opts.dataset, { location: this.opts.location }).table(this.opts.table);
+    client.baseUrl = baseUrl;
+    this.client = client;
+    this.tableRef = client.dataset(this.opts.dataset, { location: this.opts.location }).table(this.opts.table);
+  }
 
-    const check = await this.checkTable(this.opts.startTimeoutMs ?? 10_000, true);
-    if (check.state === 'mismatch') {
-      throw new IngestError(
-        'SINK_START_FAILED',
-        `BigQuery table ${this.table} cannot take raw rows:\n${check.problems.map((p) => `  - ${p}`).join('\n')}`,
-        { context: { sink: this.name, table: this.table, problems: check.problems } },
-      );
-    }
+  /** After a credentials failure the next request loads the credentials anew (see newClient). */
+  private onCredentialsFailure(cls: RequestErrorClass): void {
+    if (cls.kind !== 'failing' || !cls.credentials || !this.client || this.opts.authClient) return;
+    this.newClient();
   }
 
   async write(batch: SpooledMessage[]): Promise<DeliveryOutcome[]> {
@@ -210,6 +229,7 @@ export class BigQuerySink implements Sink {
         return { outcomes: [...a.outcomes, ...b.outcomes], error: a.error ?? b.error };
       }
       if (cls.reason === 'not_found') this.needsCheck = true; // deleted meanwhile: check (and re-create) before the next write
+      this.onCredentialsFailure(cls);
       return { outcomes: rows.map(() => retryable(cls.reason, cls.detail)), error: cls };
     }
   }
@@ -241,6 +261,7 @@ export class BigQuerySink implements Sink {
       this.record({ kind: 'failing', reason: 'schema_mismatch', detail: `the table cannot take raw rows: ${check.problems.join('; ')}` }, false);
     } else {
       this.record(check.cls, false);
+      this.onCredentialsFailure(check.cls);
     }
     this.scheduleRecheck();
   }

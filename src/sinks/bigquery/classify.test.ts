@@ -43,6 +43,25 @@ describe('classifyRequestError', () => {
   it('treats missing credentials as failing', () => {
     expect(classifyRequestError(new Error('Could not load the default credentials.'), T)).toMatchObject({ kind: 'failing', reason: 'access_denied' });
   });
+
+  it('says how to give the node credentials when there are none, and marks credential failures apart from a missing role', () => {
+    const none = classifyRequestError(new Error('Could not load the default credentials. Browse to https://cloud.google.com/docs/authentication/getting-started for more information.'), T);
+    expect(none).toMatchObject({ kind: 'failing', reason: 'access_denied', credentials: true });
+    for (const words of ['gcloud auth application-default login', 'GOOGLE_APPLICATION_CREDENTIALS', 'service account']) expect(none.detail).toContain(words);
+    const gone = classifyRequestError(new Error('The file at /keys/sa.json does not exist, or it is not a file. ENOENT: no such file or directory'), T);
+    expect(gone).toMatchObject({ kind: 'failing', reason: 'access_denied', credentials: true });
+    expect(gone.detail).toContain('The file at /keys/sa.json does not exist');
+    expect(gone.detail).toContain('gcloud auth application-default login');
+    // A token BigQuery does not take (401) is the credentials' fault too; a 403 is a missing role, with its own fix.
+    expect(classifyRequestError(apiError(401, 'required', 'Request had invalid authentication credentials.'), T)).toMatchObject({ credentials: true });
+    // The token endpoint's invalid_grant carries its HTTP 400 (google-auth-library copies the Gaxios error's fields):
+    // a credentials problem, not rows BigQuery refused (which would be dead-lettered).
+    const revoked = Object.assign(new Error('Error code invalid_grant: the refresh token is expired or revoked'), { code: 400, status: 400 });
+    expect(classifyRequestError(revoked, T)).toMatchObject({ kind: 'failing', reason: 'access_denied', credentials: true });
+    const role = classifyRequestError(apiError(403, 'accessDenied'), T);
+    expect(role).not.toHaveProperty('credentials');
+    expect(role.detail).not.toContain('gcloud auth application-default login');
+  });
 });
 
 describe('rowOutcomes', () => {

@@ -16,14 +16,15 @@
  */
 import { delivered, rejected, retryable, type DeliveryOutcome } from '../../core/outcome.js';
 import { SOCKET_ERROR_CODES } from '../../core/network-errors.js';
-import { CREDENTIAL_TEXT, errorText as describeError, truncate } from '../shared/error-text.js';
+import { CREDENTIAL_TEXT, MISSING_CREDENTIALS_FIX, MISSING_CREDENTIALS_TEXT, errorText as describeError, truncate } from '../shared/error-text.js';
 
 export type FailingReason = 'access_denied' | 'not_found' | 'schema_mismatch';
 export type DegradedReason = 'unavailable' | 'backend_error' | 'rate_limited' | 'quota_exceeded' | 'timeout' | 'unreadable_response' | 'error';
 export type InvalidReason = 'invalid' | 'too_large';
 
 export type RequestErrorClass =
-  | { kind: 'failing'; reason: FailingReason; detail: string }
+  /** `credentials`: the node's credentials could not be loaded or were refused (not a missing IAM role). */
+  | { kind: 'failing'; reason: FailingReason; detail: string; credentials?: true }
   | { kind: 'degraded'; reason: DegradedReason; detail: string }
   | { kind: 'invalid'; reason: InvalidReason; detail: string };
 
@@ -68,8 +69,14 @@ export function classifyRequestError(err: unknown, table: string): RequestErrorC
     case 'notFound':
       return { kind: 'failing', reason: 'not_found', detail: `${text}: create the table (mqtt-ingest provision, or BIGQUERY_AUTO_CREATE=on) or correct GCP_PROJECT_ID / BIGQUERY_DATASET / BIGQUERY_TABLE` };
   }
+  // The token endpoint's refusal (invalid_grant for a revoked refresh token or a deleted key) comes from
+  // google-auth-library with the token endpoint's HTTP status, 400: judged by status it would read as BigQuery
+  // refusing the rows, and dead-letter every one of them.
+  if (CREDENTIAL_TEXT.test(text)) return { kind: 'failing', reason: 'access_denied', detail: accessDetail(table, text), credentials: true };
   if (status !== undefined) {
-    if (status === 401 || status === 403) return { kind: 'failing', reason: 'access_denied', detail: accessDetail(table, text) };
+    // 401: BigQuery did not take the credentials (an expired or revoked token), unlike a 403's missing role.
+    if (status === 401) return { kind: 'failing', reason: 'access_denied', detail: accessDetail(table, text), credentials: true };
+    if (status === 403) return { kind: 'failing', reason: 'access_denied', detail: accessDetail(table, text) };
     if (status === 404) return { kind: 'failing', reason: 'not_found', detail: `${text} (${table})` };
     if (status === 408) return { kind: 'degraded', reason: 'timeout', detail: text };
     if (status === 429) return { kind: 'degraded', reason: 'rate_limited', detail: text };
@@ -81,11 +88,13 @@ export function classifyRequestError(err: unknown, table: string): RequestErrorC
   }
   if (typeof e.code === 'string' && SOCKET_ERROR_CODES.has(e.code)) return { kind: 'degraded', reason: 'unavailable', detail: text };
   if (e.type === 'request-timeout' || e.type === 'body-timeout') return { kind: 'degraded', reason: 'timeout', detail: text };
-  if (CREDENTIAL_TEXT.test(text)) return { kind: 'failing', reason: 'access_denied', detail: accessDetail(table, text) };
   return { kind: 'degraded', reason: 'error', detail: text };
 }
 
 function accessDetail(table: string, text: string): string {
+  if (MISSING_CREDENTIALS_TEXT.test(text)) {
+    return `the node has no Google credentials to write to ${table} with: ${MISSING_CREDENTIALS_FIX} (${text})`;
+  }
   return (
     `the node's credentials may not write to ${table}: grant roles/bigquery.dataEditor on the dataset to the ` +
     `service account the node runs as, or fix its credentials (${text})`

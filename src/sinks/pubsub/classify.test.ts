@@ -18,6 +18,14 @@ describe('classifyPublishError', () => {
     expect(c.detail).toContain('Topic not found');
   });
 
+  it('NOT_FOUND names `mqtt-ingest provision` first, the gcloud command for this topic second', () => {
+    const { detail } = classifyPublishError(grpcError(GrpcStatus.NOT_FOUND, 'Topic not found'), TOPIC);
+    const provision = detail.indexOf('`mqtt-ingest provision`');
+    const gcloud = detail.indexOf('`gcloud pubsub topics create telemetry --project=demo-project`');
+    expect(provision).toBeGreaterThan(0);
+    expect(gcloud).toBeGreaterThan(provision);
+  });
+
   it.each([GrpcStatus.PERMISSION_DENIED, GrpcStatus.UNAUTHENTICATED])('code %i is a permission problem', (code) => {
     const c = classifyPublishError(grpcError(code, 'User not authorized to perform this action.'), TOPIC);
     expect(c).toMatchObject({ kind: 'failing', reason: 'permission_denied' });
@@ -31,6 +39,29 @@ describe('classifyPublishError', () => {
     expect(classifyPublishError(refused, TOPIC).reason).toBe('permission_denied');
     const forbidden = Object.assign(new Error('token endpoint said no'), { response: { status: 403 } });
     expect(classifyPublishError(forbidden, TOPIC).reason).toBe('permission_denied');
+  });
+
+  it('says how to give the node credentials when there are none, and marks credential failures apart from a missing role', () => {
+    const none = classifyPublishError(new Error('Could not load the default credentials. Browse to https://cloud.google.com/docs/authentication/getting-started for more information.'), TOPIC);
+    expect(none).toMatchObject({ kind: 'failing', reason: 'permission_denied', credentials: true });
+    for (const words of ['gcloud auth application-default login', 'GOOGLE_APPLICATION_CREDENTIALS', 'service account']) expect(none.detail).toContain(words);
+    const gone = classifyPublishError(new Error('The file at /keys/sa.json does not exist, or it is not a file. ENOENT: no such file or directory'), TOPIC);
+    expect(gone).toMatchObject({ kind: 'failing', reason: 'permission_denied', credentials: true });
+    expect(gone.detail).toContain('The file at /keys/sa.json does not exist');
+    // grpc-js reports credentials that fail during a call (a revoked refresh token) as UNKNOWN, in these words.
+    const revoked = grpcError(GrpcStatus.UNKNOWN, 'Getting metadata from plugin failed with error: invalid_grant');
+    expect(classifyPublishError(revoked, TOPIC)).toMatchObject({ kind: 'failing', reason: 'permission_denied', credentials: true });
+    // …or with the auth library's numeric code, the token endpoint's HTTP status.
+    const refused = Object.assign(new Error('400 undefined: Getting metadata from plugin failed with error: Error code invalid_grant: revoked'), {
+      code: 400,
+      details: 'Getting metadata from plugin failed with error: Error code invalid_grant: revoked',
+    });
+    expect(classifyPublishError(refused, TOPIC)).toMatchObject({ kind: 'failing', reason: 'permission_denied', credentials: true });
+    expect(classifyPublishError(grpcError(GrpcStatus.UNAUTHENTICATED, 'Request had invalid authentication credentials.'), TOPIC)).toMatchObject({ credentials: true });
+    // PERMISSION_DENIED from Pub/Sub: the credentials work, a role is missing.
+    const role = classifyPublishError(grpcError(GrpcStatus.PERMISSION_DENIED, 'User not authorized to perform this action.'), TOPIC);
+    expect(role).not.toHaveProperty('credentials');
+    expect(role.detail).toMatch(/roles\/pubsub\.publisher/);
   });
 
   it.each([

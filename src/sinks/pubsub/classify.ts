@@ -11,7 +11,7 @@
  * Reasons are metric labels, so they come from the fixed vocabulary below, never from error text.
  */
 import { SOCKET_ERROR_CODES } from '../../core/network-errors.js';
-import { CREDENTIAL_TEXT, errorText as describeError } from '../shared/error-text.js';
+import { CREDENTIAL_TEXT, MISSING_CREDENTIALS_FIX, MISSING_CREDENTIALS_TEXT, errorText as describeError } from '../shared/error-text.js';
 
 /** gRPC status codes (grpc/doc/statuscodes.md), listed here rather than imported from the transitive google-gax. */
 export const GrpcStatus = {
@@ -45,7 +45,8 @@ export type DegradedReason =
   | 'error';
 
 export type PublishErrorClass =
-  | { kind: 'failing'; reason: FailingReason; detail: string }
+  /** `credentials`: the node's credentials could not be loaded or were refused (not a missing IAM role). */
+  | { kind: 'failing'; reason: FailingReason; detail: string; credentials?: true }
   | { kind: 'degraded'; reason: DegradedReason; detail: string }
   | { kind: 'invalid'; reason: 'invalid_argument'; detail: string };
 
@@ -76,16 +77,11 @@ export function classifyPublishError(err: unknown, topic: string): PublishErrorC
   if (typeof code === 'number') {
     switch (code) {
       case GrpcStatus.NOT_FOUND:
-        return {
-          kind: 'failing',
-          reason: 'topic_not_found',
-          detail:
-            `Pub/Sub topic ${topic} does not exist: create it (gcloud pubsub topics create ...) ` +
-            `or correct PUBSUB_TOPIC / GCP_PROJECT_ID (${text})`,
-        };
+        return { kind: 'failing', reason: 'topic_not_found', detail: topicNotFoundDetail(topic, text) };
       case GrpcStatus.PERMISSION_DENIED:
-      case GrpcStatus.UNAUTHENTICATED:
         return { kind: 'failing', reason: 'permission_denied', detail: permissionDetail(topic, text) };
+      case GrpcStatus.UNAUTHENTICATED:
+        return { kind: 'failing', reason: 'permission_denied', detail: permissionDetail(topic, text), credentials: true };
       case GrpcStatus.FAILED_PRECONDITION:
         // e.g. the topic's Cloud KMS key is disabled, or a schema setting refuses every message.
         return {
@@ -103,6 +99,13 @@ export function classifyPublishError(err: unknown, topic: string): PublishErrorC
         }
         return { kind: 'invalid', reason: 'invalid_argument', detail: text };
       default: {
+        // The credentials failed while a call was being made (a refresh token revoked, a deleted key): grpc-js
+        // reports "Getting metadata from plugin failed with error: …" with the auth library's error code when it
+        // is a number (the token endpoint's HTTP status, 400 for invalid_grant), else UNKNOWN
+        // (load-balancing-call.js).
+        if (CREDENTIAL_TEXT.test(text)) {
+          return { kind: 'failing', reason: 'permission_denied', detail: permissionDetail(topic, text), credentials: true };
+        }
         const reason = DEGRADED_BY_CODE[code];
         if (reason) return { kind: 'degraded', reason, detail: text };
         // OUT_OF_RANGE, DATA_LOSS, UNIMPLEMENTED...: unexpected on Publish; retry and show it.
@@ -116,7 +119,7 @@ export function classifyPublishError(err: unknown, topic: string): PublishErrorC
   }
   const httpStatus = (err as { response?: { status?: unknown } } | null | undefined)?.response?.status;
   if (httpStatus === 401 || httpStatus === 403 || CREDENTIAL_TEXT.test(text)) {
-    return { kind: 'failing', reason: 'permission_denied', detail: permissionDetail(topic, text) };
+    return { kind: 'failing', reason: 'permission_denied', detail: permissionDetail(topic, text), credentials: true };
   }
   return { kind: 'degraded', reason: 'error', detail: text };
 }
@@ -134,9 +137,25 @@ function underlyingCode(err: unknown, text: string): unknown {
 }
 
 function permissionDetail(topic: string, text: string): string {
+  if (MISSING_CREDENTIALS_TEXT.test(text)) {
+    return `the node has no Google credentials to publish to ${topic} with: ${MISSING_CREDENTIALS_FIX} (${text})`;
+  }
   return (
     `the node's Application Default Credentials may not publish to ${topic}: grant roles/pubsub.publisher ` +
     `on the topic to the service account the node runs as, or fix its credentials (${text})`
+  );
+}
+
+/**
+ * `mqtt-ingest provision` first: it creates the topic from the node's own configuration (the emulator's too,
+ * which forgets its topics when it restarts), so nothing has to be typed twice; gcloud is the alternative.
+ */
+function topicNotFoundDetail(topic: string, text: string): string {
+  const [, project, id] = /^projects\/([^/]+)\/topics\/(.+)$/.exec(topic) ?? [];
+  const gcloud = project && id ? `gcloud pubsub topics create ${id} --project=${project}` : 'gcloud pubsub topics create';
+  return (
+    `Pub/Sub topic ${topic} does not exist: create it with \`mqtt-ingest provision\` (same configuration as the node), ` +
+    `or with \`${gcloud}\`; or correct PUBSUB_TOPIC / GCP_PROJECT_ID (${text})`
   );
 }
 

@@ -104,13 +104,19 @@ export class PubSubSink implements Sink {
   private readonly publishTimeoutMs: number;
   private readonly ordered: boolean;
   private client?: PubSub;
+  /** The generated client's settings (endpoint, emulator, credentials), from the PubSub object at start. */
+  private clientConfig?: ConstructorParameters<typeof v1.PublisherClient>[0];
   /**
-   * The generated Publish RPC client, fed whole batches. The library's Topic.publishMessage batcher is not
-   * used: the dispatcher already hands over batches from the spool and owns retries, and the batcher's
-   * per-message work (a promise and a callback per message, a deep copy of every request to substitute a
-   * project-id placeholder) cost about a fifth of the node's CPU when draining a backlog.
+   * The generated Publish RPC client, fed whole batches, once its credentials are loaded (see connect). The
+   * library's Topic.publishMessage batcher is not used: the dispatcher already hands over batches from the
+   * spool and owns retries, and the batcher's per-message work (a promise and a callback per message, a deep
+   * copy of every request to substitute a project-id placeholder) cost about a fifth of the node's CPU when
+   * draining a backlog.
    */
   private publisher?: v1.PublisherClient;
+  /** A client being made ready (its credentials loaded); the writes in flight wait for the same one. */
+  private connecting?: Promise<v1.PublisherClient>;
+  private closed = false;
 
   constructor(opts: PubSubSinkOptions) {
     this.opts = opts;
@@ -138,13 +144,14 @@ export class PubSubSink implements Sink {
   }
 
   /**
-   * Creates the client without touching the network: the library connects (and loads Application Default
-   * Credentials) lazily on the first publish, so an unreachable Pub/Sub cannot fail or block the start.
-   * We do not probe the topic here: topics.get needs more than roles/pubsub.publisher, so a probe would
-   * report a false permission problem; the first write shows the truth.
+   * Prepares the client settings without touching the network: the Publish client is made (and loads
+   * Application Default Credentials) on the first write, so an unreachable Pub/Sub or missing credentials
+   * cannot fail or block the start. We do not probe the topic here: topics.get needs more than
+   * roles/pubsub.publisher, so a probe would report a false permission problem; the first write shows the truth.
    */
   async start(): Promise<void> {
     if (this.client) return;
+    this.closed = false;
     const topicId = this.topicName.split('/').at(-1) ?? '';
     if (!/^projects\/[^/]+\/topics\/[^/]+$/.test(this.topicName) || !PUBSUB_TOPIC_NAME.test(topicId)) {
       throw new IngestError('SINK_START_FAILED', `PUBSUB_TOPIC ${this.opts.topic} is not a valid Pub/Sub topic name`, {
@@ -163,8 +170,39 @@ export class PubSubSink implements Sink {
     // The documented way to reach a generated client with the PubSub object's endpoint, emulator and
     // credential settings (PubSub.getSchemaClient does the same). With projectId given this reads nothing
     // from the network.
-    const clientConfig = (await this.client.getClientConfig()) as ConstructorParameters<typeof v1.PublisherClient>[0];
-    this.publisher = new v1.PublisherClient(clientConfig);
+    this.clientConfig = (await this.client.getClientConfig()) as ConstructorParameters<typeof v1.PublisherClient>[0];
+  }
+
+  /**
+   * The Publish client, made and initialised (credentials loaded, gRPC stub created) before its first call;
+   * when that fails, the error is the write's and the next write makes a new client.
+   *
+   * Library facts (@google-cloud/pubsub 5.3.1, build/src/v1/publisher_client.js:423): publish() starts with
+   * `this.initialize().catch(err => { throw err; })`, a promise nobody awaits. When initialize() rejects
+   * (google-gax 5 grpc.js createStub → _getCredentials → google-auth-library GoogleAuth.getClient →
+   * getApplicationDefaultAsync: "Could not load the default credentials", or "The file at … does not exist"
+   * for a GOOGLE_APPLICATION_CREDENTIALS that names no file), that re-thrown error is an unhandled rejection,
+   * which ends the process, while the same error also fails the call. And initialize() keeps its rejected
+   * promise (publisherStub) for good, so that client would never load credentials again. Hence: await
+   * initialize() here, never call a client whose initialisation failed, and drop it for a fresh one.
+   */
+  private connect(): Promise<v1.PublisherClient> {
+    if (this.publisher) return Promise.resolve(this.publisher);
+    const config = this.clientConfig;
+    if (!config || this.closed) return Promise.reject(new Error('the Pub/Sub sink is not started (or already closed)'));
+    this.connecting ??= (async () => {
+      const publisher = new v1.PublisherClient(config);
+      // Rejects without side effects when the credentials cannot be loaded: no channel exists yet, so the
+      // failed client holds nothing to close.
+      await publisher.initialize();
+      if (this.closed) {
+        await publisher.close().catch(() => undefined);
+        throw new Error('the Pub/Sub sink was closed during the publish');
+      }
+      this.publisher = publisher;
+      return publisher;
+    })().finally(() => (this.connecting = undefined));
+    return this.connecting;
   }
 
   /**
@@ -201,7 +239,7 @@ export class PubSubSink implements Sink {
   }
 
   async write(batch: SpooledMessage[]): Promise<DeliveryOutcome[]> {
-    if (!this.publisher) throw new Error('the Pub/Sub sink is not started (or already closed)');
+    if (!this.clientConfig || this.closed) throw new Error('the Pub/Sub sink is not started (or already closed)');
     const outcomes: DeliveryOutcome[] = new Array(batch.length);
     const sendable: number[] = [];
     const messages: PublishRequestMessage[] = [];
@@ -252,14 +290,28 @@ export class PubSubSink implements Sink {
 
   /** One Publish RPC: undefined when Pub/Sub took every message, else its error. */
   async publishRequest(messages: PublishRequestMessage[]): Promise<unknown> {
-    const publisher = this.publisher;
-    if (!publisher) return new Error('the Pub/Sub sink was closed during the publish');
+    let publisher: v1.PublisherClient | undefined;
     try {
+      publisher = await this.connect();
       await publisher.publish({ topic: this.topicName, messages }, this.callOptions());
       return undefined;
     } catch (err) {
-      return err ?? new Error('publish failed');
+      const error = err ?? new Error('publish failed');
+      if (publisher) this.retireOnCredentialsFailure(publisher, error);
+      return error;
     }
+  }
+
+  /**
+   * google-auth-library keeps the first credential a client loaded for the client's life (GoogleAuth
+   * `cachedCredential`): after the credentials were refused (a revoked refresh token, a replaced key file),
+   * only a new client reads them again. The next write makes one (connect).
+   */
+  private retireOnCredentialsFailure(publisher: v1.PublisherClient, err: unknown): void {
+    const cls = classifyPublishError(err, this.topicName);
+    if (cls.kind !== 'failing' || !cls.credentials || this.publisher !== publisher) return;
+    this.publisher = undefined;
+    publisher.close().catch(() => undefined);
   }
 
   /** True when an error is Pub/Sub refusing a request for its content (INVALID_ARGUMENT about a message). */
@@ -276,8 +328,10 @@ export class PubSubSink implements Sink {
   }
 
   async close(): Promise<void> {
+    // A client still loading its credentials closes itself when it is done (connect).
+    this.closed = true;
     const { client, publisher } = this;
-    this.client = this.publisher = undefined;
+    this.client = this.publisher = this.clientConfig = undefined;
     try {
       await publisher?.close();
     } finally {
