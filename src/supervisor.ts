@@ -20,6 +20,7 @@ import { brokerSecurity, insecureFindings, mosquittoWebSocketProblem } from './b
 import { BrokerError, IngestError } from './core/errors.js';
 import { MqttSource, redactUrl } from './source/mqtt-source.js';
 import { nodeVersion } from './core/version.js';
+import { monotonicMs } from './core/clock.js';
 
 export type BrokerMode = 'mosquitto' | 'embedded' | 'external';
 
@@ -93,7 +94,21 @@ export class IngestNode {
       this.logger.warn('no sink is enabled (FILE_SINK=off and no cloud sink): messages are spooled and counted only');
     }
     this.logger.info({ version: nodeVersion(), mode: this.mode, appEnv: c.APP_ENV }, 'mqtt-ingest starting');
-    this.spool = openSpool(dataDir, { maxBytes: c.SPOOL_MAX_BYTES, sinks: sinkNames, sync: c.SPOOL_SYNC });
+    this.spool = openSpool(dataDir, {
+      maxBytes: c.SPOOL_MAX_BYTES,
+      minFreeDiskBytes: c.SPOOL_MIN_FREE_BYTES,
+      sinks: sinkNames,
+      sync: c.SPOOL_SYNC,
+      acceptLoss: c.SPOOL_ACCEPT_LOSS,
+      // Stored bytes that no longer match their checksum are dead-lettered at lease (reason corrupt), never delivered.
+      onCorrupt: (sink, items) => {
+        this.metrics.deadLetters.inc({ sink, reason: 'corrupt' }, items.length);
+        for (const d of items) this.logger.error({ sink, reason: d.reason, detail: d.detail, message_id: d.message.messageId, topic: d.message.topic }, 'message dead-lettered');
+      },
+      onNote: (note) => this.logger.info({ component: 'spool' }, note),
+    });
+    for (const w of this.spool.openWarnings) this.logger.warn(w);
+    for (const n of this.spool.openNotes) this.logger.info({ component: 'spool' }, n);
     this.metrics.spoolMaxBytes.set(c.SPOOL_MAX_BYTES);
     for (const [sink, n] of Object.entries(this.spool.releasedAtOpen)) {
       this.metrics.deadLetters.inc({ sink, reason: 'sink_disabled' }, n);
@@ -116,7 +131,15 @@ export class IngestNode {
     this.httpPort = await this.http.start();
     this.checkNotStopping();
     // The dlq commands change the spool file from another process: recount now and then.
-    this.gaugeTimer = setInterval(() => this.spool.refreshCounters(), 30_000);
+    // A recount that fails (the file locked by a dlq command past busy_timeout, a disk error) is tried again at the
+    // next tick: thrown out of a timer it would end the process.
+    this.gaugeTimer = setInterval(() => {
+      try {
+        this.spool.refreshCounters();
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message }, 'spool recount failed; the counters are recounted at the next tick');
+      }
+    }, 30_000);
     this.gaugeTimer.unref();
 
     const onCommitted = () => this.dispatcher.notify();
@@ -286,6 +309,7 @@ export class IngestNode {
     m.spoolMessages.set(s.messages);
     m.spoolBytes.set(s.bytes);
     m.spoolFull.set(s.full ? 1 : 0);
+    if (s.diskFreeBytes !== undefined) m.spoolDiskFree.set(s.diskFreeBytes + s.reusableBytes);
     m.spoolOldestAge.set(ageSeconds(s.oldestReceivedAt));
     m.deadLettersHeld.set(s.deadLetters);
     for (const [sink, n] of Object.entries(s.pending)) m.spoolPending.set({ sink }, n);
@@ -328,7 +352,7 @@ export class IngestNode {
     this.stopping = true;
     // Let a start in progress reach its next step and give up there, then stop what it started.
     await this.starting?.catch(() => undefined);
-    const started = Date.now();
+    const started = monotonicMs();
     this.logger.info('stopping: no new messages are taken');
     if (this.gaugeTimer) clearInterval(this.gaugeTimer);
     await this.source?.stop();
@@ -340,7 +364,7 @@ export class IngestNode {
     this.spool?.close();
     if (this.mode !== 'embedded') await this.broker?.stop();
     await this.http?.stop();
-    this.logger.info({ ms: Date.now() - started }, 'stopped');
+    this.logger.info({ ms: Math.round(monotonicMs() - started) }, 'stopped');
   }
 }
 

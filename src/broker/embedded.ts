@@ -1,16 +1,18 @@
 import { Aedes, type Client, type PublishPacket } from 'aedes';
+import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { Broker, BrokerStatus } from './broker.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../http/metrics.js';
 import type { SpoolWriter } from '../spool/group-commit.js';
-import { brokerMetrics, type BrokerMetrics, type RefusalReason } from './broker-metrics.js';
-import { InboundRejections } from './inbound-rejections.js';
+import { brokerMetrics, type BrokerMetrics, type RefusalReason, type RetainedRefusalReason } from './broker-metrics.js';
+import { InboundRejections, RateLimitedWarnings } from './inbound-rejections.js';
 import { listenMqtt, listenMqtts, listenWebSocket, type Listener, type ListenerEvents, type TlsServerOptions } from './listeners.js';
 import { EmbeddedAuth, type ListenerKind } from './security/embedded-auth.js';
 import { ListenerTls } from './security/listener-tls.js';
-import { GuardedStream } from './security/packet-guard.js';
-import { openPlaintext, type BrokerSecurity } from './security/policy.js';
+import { GuardedStream, PartialPacketBudget, type StreamRefusal } from './security/packet-guard.js';
+import { DEFAULT_EMBEDDED_LIMITS, openPlaintext, type BrokerSecurity, type EmbeddedLimits } from './security/policy.js';
+import { RetainedLimits } from './retained-limits.js';
 
 export interface EmbeddedBrokerOptions {
   host: string;
@@ -35,6 +37,11 @@ const INVALID_PUBLISH_TOPIC = /^(empty topic not allowed in PUBLISH|[#+] is not 
 /** Client input in log lines is cut to this length (a topic may be 64 KiB). */
 const MAX_LOGGED_TOPIC = 200;
 
+/** The part of Aedes's persistence (aedes-persistence's memory store by default) that keeps retained messages. */
+interface RetainedStore {
+  storeRetained(packet: PublishPacket, cb?: (err: Error | null) => void): Promise<void> | void;
+}
+
 /**
  * The in-process broker (Aedes). Messages are taken in Aedes's `authorizePublish` hook, which runs
  * before Aedes writes the QoS 1 PUBACK (lib/handlers/publish.js: authorizePublish → enqueuePublish,
@@ -44,8 +51,10 @@ const MAX_LOGGED_TOPIC = 200;
  * so the group commit takes many messages per transaction.
  *
  * Security (same files and meaning as the Mosquitto mode; see security/embedded-auth.ts): a plaintext, a TLS
- * and a WebSocket listener as configured, passwords, ACL, mTLS, a packet size limit that Aedes lacks
- * (security/packet-guard.ts), a connection limit per listener, and SIGHUP reloads.
+ * and a WebSocket listener as configured, passwords, ACL, mTLS, a connection limit per listener, and SIGHUP
+ * reloads. Limits that Aedes lacks, on what any client can make the node hold (docs/security.md): packet size, a
+ * smaller size for the CONNECT, a budget and a stall timeout for incomplete packets, and the UTF-8 check of topics
+ * on the raw bytes (security/packet-guard.ts); the count and bytes of retained messages (retained-limits.ts).
  */
 export class EmbeddedBroker implements Broker {
   readonly mode = 'embedded' as const;
@@ -60,12 +69,20 @@ export class EmbeddedBroker implements Broker {
   private readonly rejections: InboundRejections;
   /** Errors handed to Aedes for a publish already counted and logged: its clientError event adds nothing. */
   private readonly counted = new WeakSet<Error>();
+  private readonly limits: EmbeddedLimits;
+  private readonly partial: PartialPacketBudget;
+  private readonly retained: RetainedLimits;
+  private readonly retainedWarnings: RateLimitedWarnings<RetainedRefusalReason>;
 
   constructor(private readonly opts: EmbeddedBrokerOptions) {
     this.security = opts.security ?? openPlaintext(opts.host, opts.port);
     this.m = brokerMetrics(opts.metrics);
     this.log = opts.logger.child({ component: 'broker.embedded' });
     this.rejections = new InboundRejections({ metrics: opts.metrics, logger: this.log });
+    this.limits = this.security.embeddedLimits ?? DEFAULT_EMBEDDED_LIMITS;
+    this.partial = new PartialPacketBudget(this.limits.maxPartialBytes);
+    this.retained = new RetainedLimits({ maxMessages: this.limits.maxRetainedMessages, maxBytes: this.limits.maxRetainedBytes });
+    this.retainedWarnings = new RateLimitedWarnings({ logger: this.log });
     this.listenerTls = new ListenerTls({ tls: this.security.tls, what: 'embedded broker TLS', metrics: this.m, logger: this.log });
   }
 
@@ -95,6 +112,21 @@ export class EmbeddedBroker implements Broker {
         this.store(client, packet, callback);
       },
     });
+    // Aedes emits 'error' on the broker itself when its persistence fails (clearing wills, enqueueing a
+    // publish: aedes.js); an EventEmitter 'error' without a listener is thrown and would end the process.
+    // Nothing acknowledged depends on it: messages are in the spool before their PUBACK. (Aedes's typings
+    // list its other events only, hence the plain EventEmitter.)
+    (this.aedes as EventEmitter).on('error', (err: Error) => log.error({ err: err.message }, 'embedded broker error'));
+    this.limitRetained(this.aedes);
+    this.m.partialPacketBytesNow = () => this.partial.bytes;
+    this.m.retainedMessages.set(0);
+    this.m.retainedBytes.set(0);
+    if (this.limits.maxPartialBytes < s.maxPacketBytes) {
+      log.warn(
+        { maxPartialBytes: this.limits.maxPartialBytes, maxPacketBytes: s.maxPacketBytes },
+        'MQTT_MAX_PARTIAL_BYTES is below MQTT_MAX_PACKET_BYTES: a packet larger than the budget that arrives in pieces is refused',
+      );
+    }
     this.aedes.on('clientError', (client, err) => this.onClientError(client, err));
     this.aedes.on('connectionError', (client, err) => this.onClientError(client, err));
     this.aedes.on('connackSent', () => this.m.clientsConnected.set(this.aedes?.connectedClients ?? 0));
@@ -151,24 +183,97 @@ export class EmbeddedBroker implements Broker {
     }
     if (s.wsPort !== undefined) {
       const kind = tls ? 'wss' : 'ws';
-      const l = await listenWebSocket({ ...common, port: s.wsPort, ...(tls ? { tls } : {}) }, events, (stream, cn) => this.accept(stream, kind, cn));
+      const ws = { ...common, port: s.wsPort, maxMessageBytes: s.maxPacketBytes, ...(tls ? { tls } : {}) };
+      const l = await listenWebSocket(ws, events, (stream, cn) => this.accept(stream, kind, cn));
       this.listeners.push({ kind, listener: l });
     }
   }
 
-  /** Hands a connection to Aedes through the packet size guard, tagged with its listener for the auth hooks. */
+  /** Hands a connection to Aedes through the packet guard, tagged with its listener for the auth hooks. */
   private accept(stream: Duplex, kind: ListenerKind, certCommonName: string | undefined): void {
     const aedes = this.aedes;
     if (!aedes || this.state === 'stopped') {
       stream.destroy();
       return;
     }
-    const max = this.security.maxPacketBytes;
-    const guarded = new GuardedStream(stream, max, (size) =>
-      this.refused('packet_too_large', `a packet of ${size} bytes (MQTT_MAX_PACKET_BYTES is ${max})`),
-    );
+    let client: Client | undefined;
+    const guarded = new GuardedStream(stream, {
+      maxPacketBytes: this.security.maxPacketBytes,
+      maxConnectBytes: this.limits.maxConnectBytes,
+      budget: this.partial,
+      stallMs: this.limits.partialPacketTimeoutMs,
+      onRefused: (refusal) => this.onGuardRefused(refusal, client),
+    });
     this.auth?.tag(guarded, { listener: kind, ...(certCommonName !== undefined ? { certCommonName } : {}) });
-    aedes.handle(guarded);
+    client = aedes.handle(guarded);
+  }
+
+  /** Counts and logs a connection the packet guard stopped; the broker never received the packet. */
+  private onGuardRefused(r: StreamRefusal, client: Client | undefined): void {
+    const clientId = client?.id ?? undefined;
+    switch (r.reason) {
+      case 'packet_too_large':
+        return this.refused('packet_too_large', `a packet of ${r.size} bytes (MQTT_MAX_PACKET_BYTES is ${r.limit})`, clientId);
+      case 'connect_too_large':
+        return this.refused('connect_too_large', `a first packet (CONNECT) of ${r.size} bytes (MQTT_MAX_CONNECT_BYTES is ${r.limit})`);
+      case 'partial_packet_budget':
+        return this.refused(
+          'partial_packet_budget',
+          `${r.bytes} bytes of an incomplete packet would take the bytes held for incomplete packets past MQTT_MAX_PARTIAL_BYTES (${r.limit})`,
+          clientId,
+        );
+      case 'partial_packet_timeout':
+        return this.refused(
+          'partial_packet_timeout',
+          `an incomplete packet (${r.bytes} bytes so far) received no byte for ${r.ms / 1000} s (MQTT_PARTIAL_PACKET_TIMEOUT_SECONDS)`,
+          clientId,
+        );
+      case 'invalid_topic':
+        return this.rejections.record(
+          'invalid_topic',
+          // The bytes as the parser would have decoded them (U+FFFD for what is not UTF-8), to find the device.
+          { clientId, topic: r.topic.toString('utf8').slice(0, MAX_LOGGED_TOPIC), detail: `the topic ${r.problem}` },
+          'publish refused (invalid topic): not acknowledged, the connection is closed',
+        );
+      case 'invalid_string':
+        return this.refused('malformed', `the ${r.field} of a ${r.packet} ${r.problem}`, clientId);
+    }
+  }
+
+  /**
+   * Holds Aedes's retained messages to MQTT_MAX_RETAINED_MESSAGES and MQTT_MAX_RETAINED_BYTES. Every retained
+   * publish, a client's or a will, reaches the persistence's storeRetained (aedes.js, the first step of publish),
+   * which runs after authorizePublish, so after the spool commit and, for QoS 1, after the PUBACK. A message over a
+   * limit is therefore already stored and acknowledged; it is still delivered to the subscribers connected now,
+   * but not kept for later ones, and an older retained message of its topic is deleted (retained-limits.ts).
+   * Kept payloads are copied: mqtt-packet's payload is a view into the socket read, which it would keep whole.
+   */
+  private limitRetained(aedes: Aedes): void {
+    const persistence = (aedes as unknown as { persistence?: RetainedStore }).persistence;
+    if (typeof persistence?.storeRetained !== 'function') {
+      throw new Error('the Aedes persistence has no storeRetained: cannot limit retained messages');
+    }
+    const store = persistence.storeRetained.bind(persistence);
+    persistence.storeRetained = (packet, cb) => {
+      const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+      const decision = this.retained.admit(packet.topic, payload.length);
+      this.m.retainedMessages.set(this.retained.messages);
+      this.m.retainedBytes.set(this.retained.bytes);
+      if (decision.keep) return store({ ...packet, payload: payload.length === 0 ? payload : Buffer.from(payload) }, cb);
+      this.m.retainedRefused.inc({ reason: decision.reason });
+      const limit =
+        decision.reason === 'max_messages'
+          ? `MQTT_MAX_RETAINED_MESSAGES (${this.limits.maxRetainedMessages})`
+          : `MQTT_MAX_RETAINED_BYTES (${this.limits.maxRetainedBytes})`;
+      this.retainedWarnings.warn(
+        decision.reason,
+        { topic: packet.topic.slice(0, MAX_LOGGED_TOPIC), retainedMessages: this.retained.messages, retainedBytes: this.retained.bytes },
+        `retained message not kept: ${limit} reached; it is stored and delivered, but later subscribers do not get it` +
+          (decision.dropOld ? ', and the older retained message of its topic is deleted' : ''),
+      );
+      // An empty payload deletes whatever the topic held (nothing, unless dropOld): the store stays as counted.
+      return store({ ...packet, payload: Buffer.alloc(0) }, cb);
+    };
   }
 
   /** The publisher and topic of a refused message, for its log line. */
@@ -185,6 +290,15 @@ export class EmbeddedBroker implements Broker {
   private onClientError(client: Client | null, err: Error): void {
     if (this.counted.has(err)) return;
     const message = err.message ?? '';
+    // Aedes's keep-alive timer (1.5 × the keep-alive, MQTT-3.1.2-24) also ends incomplete packets: counted as such.
+    const conn = client?.conn;
+    if (message === 'keep alive timeout' && conn instanceof GuardedStream && conn.partialBytes > 0) {
+      return this.refused(
+        'partial_packet_timeout',
+        `no complete packet within 1.5 × the keep-alive, with ${conn.partialBytes} bytes of an incomplete one`,
+        client?.id,
+      );
+    }
     if (INVALID_PUBLISH_TOPIC.test(message)) {
       this.rejections.record('invalid_topic', { clientId: client?.id, detail: message }, 'publish refused (invalid topic): not acknowledged, the connection is closed');
       return;
@@ -199,9 +313,9 @@ export class EmbeddedBroker implements Broker {
     else this.refused('malformed', message);
   }
 
-  private refused(reason: RefusalReason, detail: string): void {
+  private refused(reason: RefusalReason, detail: string, clientId?: string): void {
     this.m.refused(reason);
-    this.log.info({ reason, detail }, 'connection refused');
+    this.log.info({ reason, detail, ...(clientId ? { clientId } : {}) }, 'connection refused');
   }
 
   /** Re-reads the password file, ACL file and certificates (SIGHUP); connected clients stay unless their credentials no longer pass. */

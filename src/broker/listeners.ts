@@ -109,13 +109,21 @@ export async function listenMqtts(
   };
 }
 
+/** The ws library's own limit on a WebSocket message, kept where no smaller one is given. */
+const WS_DEFAULT_MAX_PAYLOAD = 100 * 1024 * 1024;
+
 /**
  * An MQTT over WebSockets listener (secure WebSockets with `tls`). MQTT 3.1.1 §6 and 5.0 §6: the client offers
  * the subprotocol "mqtt" (old clients "mqttv3.1") and the server picks it; each binary message carries stream
  * bytes, so the connection becomes a byte stream for the broker.
+ *
+ * `maxMessageBytes` bounds one WebSocket message: the ws library holds a message until it is complete, before
+ * any MQTT byte of it reaches the broker's packet guard. A larger message closes the connection (WebSocket close
+ * code 1009), counted as `packet_too_large`. MQTT clients send a packet in one or more messages, so the largest
+ * packet allowed is a bound that takes every packet.
  */
 export async function listenWebSocket(
-  o: { host: string; port: number; maxConnections: number; tls?: TlsServerOptions },
+  o: { host: string; port: number; maxConnections: number; tls?: TlsServerOptions; maxMessageBytes?: number },
   events: ListenerEvents,
   onStream: (stream: Duplex, certCommonName: string | undefined) => void,
 ): Promise<Listener> {
@@ -126,8 +134,10 @@ export async function listenWebSocket(
   const server = o.tls ? https.createServer(secureContextOptions(o.tls), notFound) : http.createServer(notFound);
   const sockets = guard(server, o.maxConnections, events);
   if (o.tls) server.on('tlsClientError', (err: Error) => events.onRefused('tls', err.message));
+  const maxPayload = o.maxMessageBytes ?? WS_DEFAULT_MAX_PAYLOAD;
   const wss = new WebSocketServer({
     server,
+    maxPayload,
     handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
   });
   wss.on('connection', (ws, req) => {
@@ -135,7 +145,10 @@ export async function listenWebSocket(
     const cn = o.tls ? peerCommonName(socket) : undefined;
     const stream = createWebSocketStream(ws);
     // A bad frame or a closed socket surfaces as a stream error; the broker sees the stream end.
-    stream.on('error', () => stream.destroy());
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') events.onRefused('packet_too_large', `a WebSocket message over ${maxPayload} bytes`);
+      stream.destroy();
+    });
     onStream(stream, cn);
   });
   wss.on('error', () => undefined); // listen errors surface from server.listen below

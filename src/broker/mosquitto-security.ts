@@ -111,7 +111,7 @@ export class MosquittoSecurity {
     if (s.wsPort !== undefined && !this.ws) {
       const relayPort = this.need(this.wsRelayPort, 'WebSocket relay port');
       this.ws = await listenWebSocket(
-        { host: s.host, port: s.wsPort, maxConnections: s.maxConnections, ...(this.tls ? { tls: this.tls } : {}) },
+        { host: s.host, port: s.wsPort, maxConnections: s.maxConnections, maxMessageBytes: s.maxPacketBytes, ...(this.tls ? { tls: this.tls } : {}) },
         { onRefused: (reason, detail) => this.refused(reason, detail) },
         (stream) => {
           // Mosquitto checks user, password and ACL on the relay listener, as on the others.

@@ -151,6 +151,12 @@ describe('GOOGLE_APPLICATION_CREDENTIALS', () => {
     expect(judge({ ...pubsub, GOOGLE_APPLICATION_CREDENTIALS: good }).problems).toEqual([]);
   });
 
+  it('run starts with a warning instead: the sinks show the missing credentials and deliver once the file appears', () => {
+    const missing = path.join(scratch, 'later.json');
+    const { warnings } = loadConfig({ env: { DATA_DIR: scratch, ...pubsub, GOOGLE_APPLICATION_CREDENTIALS: missing }, hostname: 'h', credentialsAtRun: true });
+    expect(warnings).toEqual([expect.stringMatching(/^GOOGLE_APPLICATION_CREDENTIALS: .* cannot be read \(no such file\).*until then the cloud sinks fail and messages wait in the spool$/)]);
+  });
+
   it('without a cloud sink it is a warning: nothing would use it', () => {
     const { problems, warnings } = judge({ GOOGLE_APPLICATION_CREDENTIALS: path.join(scratch, 'gone.json') });
     expect(problems).toEqual([]);
@@ -195,5 +201,12 @@ describe('one mistake, one problem', () => {
     const { problems } = judge({ APP_ENV: 'qa', MQTT_PLAINTEXT: 'off' });
     expect(problems[0]).toMatch(/^APP_ENV:/);
     expect(problems.some((p) => p.startsWith('MQTT_PLAINTEXT: is off and no other listener'))).toBe(true);
+  });
+});
+
+describe('SPOOL_ACCEPT_LOSS', () => {
+  it('is warned about while it is on: it is meant for one start', () => {
+    expect(judge({ SPOOL_ACCEPT_LOSS: 'true' }).warnings).toEqual([expect.stringMatching(/^SPOOL_ACCEPT_LOSS: is on, .*set it back to false/)]);
+    expect(judge({ SPOOL_ACCEPT_LOSS: 'false' }).warnings).toEqual([]);
   });
 });

@@ -44,6 +44,12 @@ export interface LoadOptions {
   file?: string;
   /** The host name MQTT_CLIENT_ID is derived from; os.hostname() when omitted. */
   hostname?: string;
+  /**
+   * `run` sets this: a GOOGLE_APPLICATION_CREDENTIALS that names no readable file is then a warning, not a
+   * problem. Credentials are a dependency like the cloud APIs: the node starts, spools, shows the cloud sinks
+   * failing with the fix, and delivers once the file appears. `check-config` (the gate before a deploy) refuses it.
+   */
+  credentialsAtRun?: boolean;
 }
 
 export interface LoadResult {
@@ -124,7 +130,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadResult {
   if (v.FILE_SINK_DIR === undefined && v.DATA_DIR !== undefined) values.FILE_SINK_DIR = path.join(v.DATA_DIR, 'out');
   applyBrokerSecurityDefaults(values);
 
-  const context: RuleContext = { sources, env, usesSecretManager: Object.keys(secretRefs).length > 0 };
+  const context: RuleContext = { sources, env, usesSecretManager: Object.keys(secretRefs).length > 0, credentialsAtRun: opts.credentialsAtRun === true };
   checkRules(v, context, (...keys) => keys.every((k) => !invalid.has(k)), problems, warnings);
   if (problems.length > 0) throw new ConfigError(problems);
   return { config: values as Config, warnings, sources, secretRefs };
@@ -364,6 +370,7 @@ interface RuleContext {
   sources: Record<ConfigKey, ConfigSource>;
   env: NodeJS.ProcessEnv;
   usesSecretManager: boolean;
+  credentialsAtRun: boolean;
 }
 
 function checkRules(
@@ -376,6 +383,12 @@ function checkRules(
   checkBrokerSecurity(c, valid, problems, warnings);
   checkBigQueryRules(c, context.sources, valid, problems, warnings);
   checkDirectories(c, valid, problems);
+  if (valid('SPOOL_ACCEPT_LOSS') && c.SPOOL_ACCEPT_LOSS) {
+    warnings.push(
+      'SPOOL_ACCEPT_LOSS: is on, so a damaged spool (lost acknowledged messages) starts with a warning instead of ' +
+        'being refused; set it back to false after the one start it was meant for',
+    );
+  }
   checkGoogleCredentials(c, context, valid, problems, warnings);
   if (valid('APP_ENV', 'FILE_SINK', 'PUBSUB_TOPIC', 'BIGQUERY_DATASET', 'BIGQUERY_TABLE') && c.APP_ENV !== 'dev' && !hasCloudSink(c) && c.FILE_SINK !== false) {
     warnings.push(
@@ -485,7 +498,7 @@ export function directoryProblem(dir: string): string | undefined {
  */
 function checkGoogleCredentials(
   c: Partial<Config>,
-  { env, usesSecretManager }: RuleContext,
+  { env, usesSecretManager, credentialsAtRun }: RuleContext,
   valid: (...keys: ConfigKey[]) => boolean,
   problems: string[],
   warnings: string[],
@@ -510,7 +523,8 @@ function checkGoogleCredentials(
   const text =
     `GOOGLE_APPLICATION_CREDENTIALS: ${quote(file)} ${why}; point it at a service account key file, or unset it to use ` +
     'the attached service account (App Engine, GKE Workload Identity) or `gcloud auth application-default login`';
-  if (used) problems.push(text);
+  if (used && credentialsAtRun) warnings.push(`${text}; until then the cloud sinks fail and messages wait in the spool`);
+  else if (used) problems.push(text);
   else warnings.push(`${text} (no cloud sink or sm:// reference uses it yet)`);
 }
 

@@ -370,6 +370,38 @@ export const configSchema = z.strictObject({
       'Most client connections per listener; more are closed at once. Each takes a file descriptor: keep it under the ' +
       "process's open-file limit.",
   }),
+  MQTT_MAX_CONNECT_BYTES: key(byteSize(KiB, 268_435_455), {
+    default: '64KiB',
+    description:
+      'Embedded broker: largest first packet (the CONNECT, sent before any authentication); a client sending a larger ' +
+      'one is disconnected. A CONNECT is usually well under 1 KiB; a 3.1.1 one can reach 256 KiB only with a will ' +
+      'message, user name and password near their 64 KiB maximum each. `MQTT_MAX_PACKET_BYTES` applies if lower.',
+  }),
+  MQTT_MAX_PARTIAL_BYTES: key(byteSize(MiB), {
+    default: '256MiB',
+    description:
+      'Embedded broker: most bytes of incomplete packets (received, not yet complete) held for all connections ' +
+      'together; a connection whose incomplete packet would go past it is disconnected. Keep it at least ' +
+      '`MQTT_MAX_PACKET_BYTES` and well under the memory of the instance (docs/security.md).',
+  }),
+  MQTT_PARTIAL_PACKET_TIMEOUT_SECONDS: key(wholeNumber(1, 3600), {
+    default: '60',
+    description:
+      'Embedded broker: a connection whose incomplete packet receives no byte for this long is disconnected (with a ' +
+      'keep-alive, also one that completes no packet within 1.5 × the keep-alive, MQTT-3.1.2-24).',
+  }),
+  MQTT_MAX_RETAINED_MESSAGES: key(wholeNumber(0, 100_000_000), {
+    default: '50000',
+    description:
+      'Embedded broker: most retained messages it keeps (Aedes keeps them in the V8 heap, about 0.5 KiB each besides ' +
+      'topic and payload). A retained message over the limit is still stored and delivered, but not kept as retained. ' +
+      'Mosquitto 2.0.11 has no such limit.',
+  }),
+  MQTT_MAX_RETAINED_BYTES: key(byteSize(0), {
+    default: '32MiB',
+    description:
+      'Embedded broker: most topic and payload bytes of the retained messages it keeps, as `MQTT_MAX_RETAINED_MESSAGES`.',
+  }),
   MOSQUITTO_BIN: key(text('a command name or path'), {
     default: 'mosquitto',
     description: 'The Mosquitto executable, looked up on `PATH` unless it is a path.',
@@ -393,11 +425,29 @@ export const configSchema = z.strictObject({
     description:
       "Largest size of the spool. When full, the node stops acknowledging messages (back-pressure) and drops none. The default fits App Engine flex's 10 GB disk with room for the OS, the image, broker persistence and SQLite's write-ahead log.",
   }),
+  SPOOL_MIN_FREE_BYTES: key(byteSize(MiB), {
+    default: '256MiB',
+    description:
+      "Free disk the spool leaves on `DATA_DIR`'s file system. A commit that would leave less waits, and the node stops " +
+      'acknowledging (back-pressure, readiness 503 with `spool.fullReason` "disk: …") until there is room; free pages ' +
+      'inside `spool.db`, which new messages reuse, count as free. The default, about 2.5% of App Engine flex\'s 10 GB ' +
+      "disk, holds SQLite's write-ahead log (about 4 MiB, plus one group commit of up to 64 MiB) several times over and " +
+      "leaves Mosquitto's database, the logs and the `dlq` commands room to write. Lower it on a small volume: a file " +
+      'system no larger than it never takes a message.',
+  }),
   SPOOL_SYNC: key(oneOf(['full', 'normal']), {
     default: 'full',
     description:
       '`full`: every spool commit is fsync\'ed before the broker is acknowledged, so an acknowledged message survives power loss. ' +
       '`normal`: it survives a crash or SIGKILL of the process but not of the machine; faster where commits are small.',
+  }),
+  SPOOL_ACCEPT_LOSS: key(boolean(), {
+    default: 'false',
+    description:
+      'For one start after the spool was damaged (its write-ahead log deleted or truncated, `spool.db` emptied or ' +
+      'restored from an older copy): start with what remains instead of refusing with `SPOOL_DAMAGED`. The loss is ' +
+      'logged and the damaged log kept aside as `spool.db-wal.damaged-<time>`. Set it back to `false` afterwards, or ' +
+      'a later loss would start with only a warning (docs/operations.md).',
   }),
   GCP_PROJECT_ID: key(text('a Google Cloud project id', { test: (v) => /^[^\s/]+$/.test(v) }), {
     description: 'Google Cloud project for Pub/Sub and BigQuery.',

@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'SPOOL_FULL'
   | 'SPOOL_CLOSED'
   | 'SPOOL_VERSION'
+  | 'SPOOL_DAMAGED'
   | 'SPOOL_OPEN_FAILED'
   | 'BROKER_START_FAILED'
   | 'BROKER_CRASH_LOOP'
@@ -49,6 +50,17 @@ export class SpoolVersionError extends IngestError {
       `the spool ${file} has format version ${found}, this node reads version ${expected}: start the version that wrote it to drain it, or move the file aside`,
       { context: { file, found, expected } },
     );
+  }
+}
+
+/**
+ * The spool holds less than the node committed to it (a deleted or truncated write-ahead log, an emptied or
+ * replaced spool.db), or cannot be read: the node refuses to start rather than run on without the messages
+ * it acknowledged. `context.file` names the file; the message says what is missing.
+ */
+export class SpoolDamagedError extends IngestError {
+  constructor(message: string, context: Record<string, unknown>) {
+    super('SPOOL_DAMAGED', message, { context });
   }
 }
 

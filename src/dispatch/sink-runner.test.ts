@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -52,6 +52,12 @@ function openSpool(): Spool {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'dispatch-'));
   dirs.push(dir);
   return Spool.open({ dir, maxBytes: 1e9, sinks: ['pubsub'] });
+}
+
+/** Waits on a monotonic clock: the tests below set Date.now back. */
+async function until(done: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!done() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 5));
 }
 
 function fill(spool: Spool, n: number) {
@@ -111,5 +117,80 @@ describe('dispatcher', () => {
     expect(d.status().pubsub.state).toBe('ok');
     await d.stop(1000);
     spool.close();
+  });
+
+  it('when deliveries cannot be recorded (SQLITE_FULL), keeps the outcome and retries only the recording, with backoff: nothing is sent twice', async () => {
+    const spool = openSpool();
+    fill(spool, 35);
+    const sink = new ScriptedSink(() => delivered);
+    const ack = spool.ack.bind(spool);
+    let diskFull = true;
+    let attempts = 0;
+    spool.ack = (name, messages) => {
+      attempts += 1;
+      if (diskFull) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+      ack(name, messages);
+    };
+    const metrics = new Metrics({ defaultMetrics: false });
+    const d = new Dispatcher([sink], spool, createLogger('silent'), metrics, { retryBaseMs: 5, retryCapMs: 20, idlePollMs: 5 });
+    d.start();
+    await new Promise((r) => setTimeout(r, 300));
+    // The first batches (one per write slot) were written once each; none again, nothing new leased.
+    expect(sink.writes.length).toBeLessThanOrEqual(sink.maxInFlight);
+    const written = sink.writes.flat();
+    expect(new Set(written).size).toBe(written.length);
+    // The recording was retried, with backoff (at least 2.5 ms apart, up to 20 ms), not on every turn of the event loop.
+    expect(attempts).toBeGreaterThan(3);
+    expect(attempts).toBeLessThanOrEqual(300 / 2.5);
+    expect(d.status().pubsub).toMatchObject({ state: 'degraded', unrecorded: written.length });
+    expect(d.status().pubsub.detail).toContain('database or disk is full');
+    expect(spool.stats().messages).toBe(35);
+    expect((await metrics.messagesDelivered.get()).values.reduce((n, v) => n + v.value, 0)).toBe(0);
+
+    diskFull = false;
+    await until(() => spool.stats().messages === 0);
+    expect(spool.stats().messages).toBe(0);
+    expect(sink.writes.flat().sort((a, b) => a - b)).toEqual(Array.from({ length: 35 }, (_, i) => i + 1));
+    expect((await metrics.messagesDelivered.get()).values[0].value).toBe(35);
+    expect(d.status().pubsub).toMatchObject({ state: 'ok', unrecorded: undefined });
+    await d.stop(1000);
+    spool.close();
+  });
+
+  it('a wall clock stepped back one hour neither holds a sink in backoff nor stops leasing new rows (monotonic deadlines)', async () => {
+    const spool = openSpool();
+    fill(spool, 5);
+    const wall = Date.now.bind(Date);
+    let behind = 0;
+    // The runner's own clock and Date.now both step back; the monotonic clock goes on.
+    const dateNow = vi.spyOn(Date, 'now').mockImplementation(() => wall() - behind);
+    try {
+      let down = true;
+      const sink = new ScriptedSink(() => (down ? retryable('unavailable', 'connection refused') : delivered));
+      const clock = { now: () => wall() - behind, monotonic: () => performance.now() };
+      const d = new Dispatcher([sink], spool, createLogger('silent'), new Metrics({ defaultMetrics: false }), {
+        retryBaseMs: 50,
+        retryCapMs: 50,
+        idlePollMs: 20,
+        clock,
+      });
+      d.start();
+      await until(() => sink.writes.length >= 1);
+      // The first write failed and set its backoff (25-50 ms); now the wall clock is set back one hour.
+      behind = 3_600_000;
+      down = false;
+      await until(() => spool.stats().messages === 0, 2000);
+      expect(sink.writes.length).toBeGreaterThanOrEqual(2);
+      expect(spool.stats().messages).toBe(0);
+      // Rows committed after the step are leased and delivered too.
+      fill(spool, 3);
+      d.notify();
+      await until(() => spool.stats().messages === 0, 2000);
+      expect(spool.stats().messages).toBe(0);
+      await d.stop(1000);
+    } finally {
+      dateNow.mockRestore();
+      spool.close();
+    }
   });
 });

@@ -2,9 +2,32 @@ import type { SpooledMessage } from '../core/message.js';
 import type { DeliveryOutcome } from '../core/outcome.js';
 import { Backoff } from '../core/backoff.js';
 import type { Logger } from '../core/logger.js';
+import { monotonicMs } from '../core/clock.js';
 import type { Metrics } from '../http/metrics.js';
 import type { Sink, SinkStatus } from '../sinks/sink.js';
 import type { Spool } from '../spool/spool.js';
+import type { DeadLetterInput } from '../spool/dead-letters.js';
+
+/**
+ * The runner's time (ARCHITECTURE §5: passed in so tests control it). `now`: wall-clock milliseconds, for
+ * timestamps only (last error, last delivery); `monotonic`: for every backoff deadline and age, which must not
+ * move when the wall clock is set (a clock stepped back one hour held a sink in backoff for that hour).
+ */
+export interface RunnerClock {
+  now(): number;
+  monotonic(): number;
+}
+
+const systemRunnerClock: RunnerClock = { now: () => Date.now(), monotonic: monotonicMs };
+
+/** Cap of the backoff between attempts to record outcomes in the spool: the spool is local, a full disk is freed by people. */
+const RECORD_RETRY_CAP_MS = 5000;
+
+/** What a write achieved that the spool still has to record: acknowledgements and dead letters. */
+interface Unrecorded {
+  delivered: SpooledMessage[];
+  dead: DeadLetterInput[];
+}
 
 export interface RunnerOptions {
   retryBaseMs: number;
@@ -13,6 +36,7 @@ export interface RunnerOptions {
   idlePollMs?: number;
   /** A write pending longer than this shows the sink as degraded in readiness (default 10 s). */
   slowWriteMs?: number;
+  clock?: RunnerClock;
 }
 
 /**
@@ -21,18 +45,31 @@ export interface RunnerOptions {
  * next batch, and no new rows are leased while a whole-batch failure is backing off, so memory holds at
  * most `maxInFlight` batches whatever the backlog. Retryable failures are retried forever (with the
  * capped backoff): a sink outage of hours fills the spool and loses nothing (ARCHITECTURE §2.2).
+ *
+ * When the spool cannot record what a write achieved (a full disk: SQLITE_FULL), the outcome is kept in memory and
+ * only its recording is retried, with backoff; nothing new is leased or written meanwhile. Sending the batch again
+ * would only multiply deliveries (52,100 Pub/Sub messages for 4,000 were seen), and leasing more would grow memory
+ * without any row leaving the spool. Memory holds at most `maxInFlight` batches' outcomes. If the process ends
+ * first, the rows are still pending in the spool and are delivered again after the restart (same message_id).
  */
 export class SinkRunner {
   private retryQueue: SpooledMessage[] = [];
   private inFlight = 0;
   private running = false;
-  private pausedUntil = 0;
+  /** Monotonic deadline of a whole-batch failure's backoff. */
+  private pausedUntil = Number.NEGATIVE_INFINITY;
   private wakeTimer: NodeJS.Timeout | undefined;
   private readonly backoff: Backoff;
+  private readonly clock: RunnerClock;
+  /** Outcomes the spool could not record yet, oldest first; retried after `recordPausedUntil` (monotonic). */
+  private unrecorded: Unrecorded[] = [];
+  private readonly recordBackoff: Backoff;
+  private recordPausedUntil = Number.NEGATIVE_INFINITY;
+  private recordError: string | undefined;
   private idleWaiters: (() => void)[] = [];
   private lastError: { reason: string; detail?: string; at: number } | undefined;
   private lastDeliveryAt: number | undefined;
-  /** Start times of the writes in flight, to show a destination that hangs rather than fails. */
+  /** Start times (monotonic) of the writes in flight, to show a destination that hangs rather than fails. */
   private readonly writeStarts = new Map<object, number>();
 
   constructor(
@@ -43,6 +80,8 @@ export class SinkRunner {
     private readonly opts: RunnerOptions,
   ) {
     this.backoff = new Backoff({ baseMs: opts.retryBaseMs, capMs: opts.retryCapMs });
+    this.recordBackoff = new Backoff({ baseMs: opts.retryBaseMs, capMs: Math.min(opts.retryCapMs, RECORD_RETRY_CAP_MS) });
+    this.clock = opts.clock ?? systemRunnerClock;
     this.metrics.sinkUp.set({ sink: sink.name }, 1);
   }
 
@@ -56,42 +95,75 @@ export class SinkRunner {
     if (this.running) this.pump();
   }
 
-  /** Stops leasing; resolves when in-flight writes have finished or `timeoutMs` has passed. */
+  /**
+   * Stops leasing; resolves when in-flight writes have finished or `timeoutMs` has passed. Outcomes not yet
+   * recorded get one more attempt; rows whose outcome is still unrecorded are delivered again after the restart.
+   */
   async stop(timeoutMs: number): Promise<boolean> {
     this.running = false;
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
-    if (this.inFlight === 0) return true;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), timeoutMs);
-      this.idleWaiters.push(() => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    });
+    const finished =
+      this.inFlight === 0 ||
+      (await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), timeoutMs);
+        this.idleWaiters.push(() => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      }));
+    if (this.unrecorded.length > 0 && !this.spool.isClosed && !this.recordOutcomes()) {
+      this.logger.warn(
+        { sink: this.sink.name, messages: this.unrecordedCount(), err: this.recordError },
+        'delivered messages could not be recorded in the spool before the stop; they stay pending and are sent again after the restart (same message_id)',
+      );
+    }
+    return finished;
   }
 
-  status(): SinkStatus & { inFlight: number; retrying: number; consecutiveFailures: number } {
+  status(): SinkStatus & { inFlight: number; retrying: number; consecutiveFailures: number; unrecorded?: number } {
     const own = this.sink.status();
     const failing = this.backoff.failures > 0;
     const oldestWrite = Math.min(...this.writeStarts.values());
-    const slowMs = Number.isFinite(oldestWrite) ? Date.now() - oldestWrite : 0;
+    const slowMs = Number.isFinite(oldestWrite) ? this.clock.monotonic() - oldestWrite : 0;
     const slow = slowMs > (this.opts.slowWriteMs ?? 10_000);
+    const unrecorded = this.unrecordedCount();
+    const detail =
+      unrecorded > 0
+        ? `${unrecorded} delivered or rejected messages wait to be recorded in the spool (${this.recordError ?? 'retrying'}); nothing new is sent meanwhile`
+        : slow
+          ? `a write has been waiting for ${Math.round(slowMs / 1000)} s`
+          : own.detail;
     return {
       ...own,
-      state: own.state !== 'ok' ? own.state : failing || slow ? 'degraded' : 'ok',
-      detail: slow ? `a write has been waiting for ${Math.round(slowMs / 1000)} s` : own.detail,
+      state: own.state !== 'ok' ? own.state : failing || slow || unrecorded > 0 ? 'degraded' : 'ok',
+      detail,
       lastError: own.lastError ?? this.lastError?.detail ?? this.lastError?.reason,
       lastErrorAt: own.lastErrorAt ?? (this.lastError ? new Date(this.lastError.at).toISOString() : undefined),
       lastDeliveryAt: own.lastDeliveryAt ?? (this.lastDeliveryAt ? new Date(this.lastDeliveryAt).toISOString() : undefined),
       inFlight: this.inFlight,
       retrying: this.retryQueue.length,
       consecutiveFailures: this.backoff.failures,
+      unrecorded: unrecorded > 0 ? unrecorded : undefined,
     };
+  }
+
+  private unrecordedCount(): number {
+    let n = 0;
+    for (const u of this.unrecorded) n += u.delivered.length + u.dead.length;
+    return n;
   }
 
   private pump(): void {
     while (this.running && this.inFlight < this.sink.maxInFlight) {
-      const now = Date.now();
+      if (this.unrecorded.length > 0) {
+        // Record what was achieved before anything new is written, so that delivered messages are not sent again.
+        const wait = this.recordPausedUntil - this.clock.monotonic();
+        if (wait > 0 || !this.recordOutcomes()) {
+          this.wakeAt(Math.max(1, this.recordPausedUntil - this.clock.monotonic()));
+          return;
+        }
+      }
+      const now = this.clock.monotonic();
       if (now < this.pausedUntil) {
         this.wakeAt(this.pausedUntil - now);
         return;
@@ -143,7 +215,7 @@ export class SinkRunner {
     const sinkLabel = { sink: this.sink.name };
     const end = this.metrics.sinkWriteSeconds.startTimer(sinkLabel);
     const token = {};
-    this.writeStarts.set(token, Date.now());
+    this.writeStarts.set(token, this.clock.monotonic());
     let outcomes: DeliveryOutcome[];
     try {
       outcomes = await this.sink.write(batch);
@@ -158,15 +230,7 @@ export class SinkRunner {
       this.writeStarts.delete(token);
     }
     if (this.spool.isClosed) return;
-    try {
-      this.apply(batch, outcomes);
-    } catch (err) {
-      // The outcome could not be recorded: nothing left the spool, so the whole batch is sent again later
-      // (the destination de-duplicates by message_id).
-      this.spoolError('ack', err);
-      this.retryQueue.push(...batch);
-      this.pausedUntil = Date.now() + this.backoff.next();
-    }
+    this.apply(batch, outcomes);
   }
 
   private spoolError(what: string, err: unknown): void {
@@ -176,7 +240,7 @@ export class SinkRunner {
 
   private apply(batch: SpooledMessage[], outcomes: DeliveryOutcome[]): void {
     const delivered: SpooledMessage[] = [];
-    const dead: { message: SpooledMessage; reason: string; detail: string }[] = [];
+    const dead: DeadLetterInput[] = [];
     const retry: SpooledMessage[] = [];
     let firstRetry: DeliveryOutcome | undefined;
     outcomes.forEach((o, i) => {
@@ -188,23 +252,17 @@ export class SinkRunner {
         this.metrics.deliveryFailures.inc({ sink: this.sink.name, reason: o.reason });
       }
     });
-    this.spool.ack(this.sink.name, delivered);
-    this.spool.deadLetter(this.sink.name, dead);
-    this.metrics.messagesDelivered.inc({ sink: this.sink.name }, delivered.length);
-    for (const d of dead) {
-      this.metrics.deadLetters.inc({ sink: this.sink.name, reason: d.reason });
-      this.logger.warn(
-        { sink: this.sink.name, reason: d.reason, detail: d.detail, message_id: d.message.messageId, topic: d.message.topic },
-        'message dead-lettered',
-      );
+    if (delivered.length > 0 || dead.length > 0) {
+      this.unrecorded.push({ delivered, dead });
+      // While earlier outcomes wait for their backoff, this one joins them (recorded in order, with them).
+      if (this.clock.monotonic() >= this.recordPausedUntil) this.recordOutcomes();
     }
-    if (delivered.length > 0 || dead.length > 0) this.lastDeliveryAt = Date.now();
     this.retryQueue.push(...retry);
     if (retry.length === batch.length && firstRetry?.kind === 'retryable') {
       // Nothing went through: the destination (not one message) is the problem. Back off before retrying.
       const delay = this.backoff.next();
-      this.pausedUntil = Date.now() + delay;
-      this.lastError = { reason: firstRetry.reason, detail: firstRetry.detail, at: Date.now() };
+      this.pausedUntil = this.clock.monotonic() + delay;
+      this.lastError = { reason: firstRetry.reason, detail: firstRetry.detail, at: this.clock.now() };
       this.metrics.sinkUp.set({ sink: this.sink.name }, 0);
       const log = this.backoff.failures === 1 || this.backoff.failures % 10 === 0 ? 'warn' : 'debug';
       this.logger[log](
@@ -214,8 +272,56 @@ export class SinkRunner {
     } else if (delivered.length > 0 || dead.length > 0) {
       if (this.backoff.failures > 0) this.logger.info({ sink: this.sink.name, after: this.backoff.failures }, 'sink recovered');
       this.backoff.reset();
-      this.pausedUntil = 0;
+      this.pausedUntil = Number.NEGATIVE_INFINITY;
       this.metrics.sinkUp.set({ sink: this.sink.name }, 1);
     }
+  }
+
+  /**
+   * Records the outcomes waiting in `unrecorded` in the spool, oldest first: acknowledgements, then dead letters.
+   * Metrics and logs follow the recording, so a message is counted delivered once however often recording is
+   * tried. On failure (SQLITE_FULL on a full disk, a lock held too long) the rest waits for the next attempt,
+   * after a backoff; true when nothing is left.
+   */
+  private recordOutcomes(): boolean {
+    const sink = this.sink.name;
+    while (this.unrecorded.length > 0) {
+      const u = this.unrecorded[0];
+      try {
+        if (u.delivered.length > 0) {
+          this.spool.ack(sink, u.delivered);
+          this.metrics.messagesDelivered.inc({ sink }, u.delivered.length);
+          u.delivered = [];
+        }
+        if (u.dead.length > 0) {
+          this.spool.deadLetter(sink, u.dead);
+          for (const d of u.dead) {
+            this.metrics.deadLetters.inc({ sink, reason: d.reason });
+            this.logger.warn({ sink, reason: d.reason, detail: d.detail, message_id: d.message.messageId, topic: d.message.topic }, 'message dead-lettered');
+          }
+          u.dead = [];
+        }
+      } catch (err) {
+        const delay = this.recordBackoff.next();
+        this.recordPausedUntil = this.clock.monotonic() + delay;
+        this.recordError = err instanceof Error ? err.message : String(err);
+        this.metrics.deliveryFailures.inc({ sink, reason: 'spool_ack_failed' });
+        const log = this.recordBackoff.failures === 1 || this.recordBackoff.failures % 10 === 0 ? 'error' : 'debug';
+        this.logger[log](
+          { sink, err: this.recordError, messages: this.unrecordedCount(), retryInMs: delay, failures: this.recordBackoff.failures },
+          'spool ack failed: delivered messages could not be recorded; retrying the recording with backoff (they are not sent again, nothing new is sent meanwhile)',
+        );
+        return false;
+      }
+      this.unrecorded.shift();
+      this.lastDeliveryAt = this.clock.now();
+    }
+    if (this.recordBackoff.failures > 0) {
+      this.logger.info({ sink, after: this.recordBackoff.failures }, 'spool records deliveries again');
+      this.recordBackoff.reset();
+      this.recordError = undefined;
+      this.recordPausedUntil = Number.NEGATIVE_INFINITY;
+    }
+    return true;
   }
 }

@@ -78,6 +78,11 @@ export class Metrics {
     help: '1 while the spool is full and the node applies back-pressure.',
     registers: [this.registry],
   });
+  readonly spoolDiskFree = new Gauge({
+    name: 'mqtt_ingest_spool_disk_free_bytes',
+    help: 'Room the spool can still use: free bytes of its file system plus free pages inside spool.db. The spool is full below SPOOL_MIN_FREE_BYTES.',
+    registers: [this.registry],
+  });
   readonly commitSeconds = new Histogram({
     name: 'mqtt_ingest_spool_commit_seconds',
     help: 'Duration of spool commits (one transaction per group).',

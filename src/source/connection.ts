@@ -1,7 +1,6 @@
 import mqttPacket, { type Packet, type IPublishPacket, type IConnackPacket, type ISubackPacket } from 'mqtt-packet';
 import type { Duplex } from 'node:stream';
-import type { InboundMessage } from '../core/message.js';
-import type { AppendResult } from '../spool/spool.js';
+import type { AppendResult, SourcedMessage } from '../spool/spool.js';
 import { SpoolClosedError } from '../core/errors.js';
 
 export interface ConnectionOptions {
@@ -14,8 +13,10 @@ export interface ConnectionOptions {
   keepaliveSeconds: number;
   /** MQTT 5 Receive Maximum advertised to the broker: how many QoS 1/2 messages may be unacknowledged. */
   receiveMaximum: number;
+  /** The spool's number for this connection (SpoolWriter.beginConnection); each QoS 1/2 message carries it. */
+  epoch: number;
   /** Commits the messages of one socket read; their PUBACKs are sent only after this resolves. */
-  submit: (m: InboundMessage[]) => Promise<AppendResult[]>;
+  submit: (m: SourcedMessage[]) => Promise<AppendResult[]>;
   /** Messages and payload bytes waiting for a commit; above either limit the socket stops being read (TCP back-pressure). */
   waiting: () => { messages: number; bytes: number };
   pauseAbove: { messages: number; bytes: number };
@@ -45,6 +46,8 @@ interface PendingAcks {
   /** 1 for PUBACK, 2 for PUBREC, per id. */
   qos: (1 | 2)[];
   committed: boolean;
+  /** Position of the last of these messages on the connection. */
+  last: number;
 }
 
 const CONNACK_V4: Record<number, string> = {
@@ -66,13 +69,18 @@ const CONNACK_V4: Record<number, string> = {
  * before the commit (MQTT-4.3.2 "ack after the message is stored" is our invariant 1).
  *
  * A connection's pending acknowledgements die with it: messages committed after the socket closed get no
- * PUBACK; the broker redelivers them (DUP) to the persistent session and the spool recognises them.
+ * PUBACK; the broker redelivers them (DUP) to the persistent session and the spool recognises them. To
+ * tell which, each QoS 1/2 message carries the connection's epoch and its position on the connection, and
+ * `acksWrittenUpTo` says where the PUBACKs stopped.
  */
 export class Connection {
   private readonly parser;
   private readonly acks: PendingAcks[] = [];
+  /** QoS 1/2 PUBLISH packets received on this connection: each message's position is its count. */
+  private received = 0;
+  private written = 0;
   /** Messages of the socket read being parsed; submitted together when the read is parsed. */
-  private reading: InboundMessage[] | undefined;
+  private reading: SourcedMessage[] | undefined;
   private readingAcks: PendingAcks | undefined;
   private closed = false;
   private paused = false;
@@ -192,7 +200,7 @@ export class Connection {
   /** Parses one socket read; its PUBLISH packets go to the spool together, with one promise. */
   private onData(chunk: Buffer): void {
     this.reading = [];
-    this.readingAcks = { ids: [], qos: [], committed: false };
+    this.readingAcks = { ids: [], qos: [], committed: false, last: 0 };
     this.parser.parse(chunk);
     const messages = this.reading;
     const acks = this.readingAcks;
@@ -224,18 +232,24 @@ export class Connection {
   }
 
   private onPublish(p: IPublishPacket): void {
-    this.reading?.push({
+    if (!this.reading) return;
+    const acked = p.qos > 0;
+    if (acked) this.received += 1;
+    this.reading.push({
       topic: p.topic,
       payload: typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload,
       qos: p.qos,
       retain: p.retain,
       receivedAt: Date.now(),
-      packetId: p.qos > 0 ? p.messageId : undefined,
+      packetId: acked ? p.messageId : undefined,
       dup: p.dup,
+      epoch: acked ? this.o.epoch : undefined,
+      position: acked ? this.received : undefined,
     });
-    if (p.qos > 0 && this.readingAcks) {
+    if (acked && this.readingAcks) {
       this.readingAcks.ids.push(p.messageId as number);
       this.readingAcks.qos.push(p.qos as 1 | 2);
+      this.readingAcks.last = this.received;
     }
   }
 
@@ -259,7 +273,16 @@ export class Connection {
     while (n < this.acks.length && this.acks[n].committed) n += 1;
     if (n === 0) return;
     const groups = this.acks.splice(0, n);
+    this.written = groups[groups.length - 1]!.last;
     this.stream.write(encodeAcks(groups, this.o.protocolVersion));
+  }
+
+  /**
+   * The position up to which PUBACKs were handed to the socket. Once the connection has closed, the messages
+   * after it never had theirs written (inbound-window.ts relies on that: SpoolWriter.endConnection).
+   */
+  get acksWrittenUpTo(): number {
+    return this.written;
   }
 
   private maybeResume(): void {

@@ -52,7 +52,12 @@ export class MqttSource {
   }
 
   start(): void {
-    this.loop = this.run();
+    // run() catches what each connection throws; this is the last guard against an unhandled rejection.
+    this.loop = this.run().catch((err: Error) => {
+      this.lastError = err.message;
+      this.setState('disconnected');
+      this.opts.logger.error({ err: { message: err.message, stack: err.stack } }, 'subscriber loop failed; it no longer reconnects');
+    });
   }
 
   private async run(): Promise<void> {
@@ -74,6 +79,10 @@ export class MqttSource {
   private async connectOnce(url: URL): Promise<string> {
     const o = this.opts;
     const timeout = o.connectTimeoutMs ?? 10_000;
+    const receiveMaximum = o.receiveMaximum ?? 10_000;
+    // Receive Maximum bounds what the broker holds in flight towards us (MQTT 5); the same bound is assumed
+    // of an MQTT 3.1.1 broker (inbound-window.ts, DEFAULT_INFLIGHT_WINDOW).
+    const epoch = o.writer.beginConnection(receiveMaximum);
     const transport = openTransport(url, timeout);
     const conn = new Connection(transport.stream, {
       clientId: o.clientId,
@@ -83,7 +92,8 @@ export class MqttSource {
       protocolVersion: o.protocolVersion,
       sessionExpirySeconds: o.sessionExpirySeconds,
       keepaliveSeconds: o.keepaliveSeconds,
-      receiveMaximum: o.receiveMaximum ?? 10_000,
+      receiveMaximum,
+      epoch,
       submit: (m) => o.writer.submitMany(m),
       waiting: () => ({ messages: o.writer.waiting, bytes: o.writer.waitingBytes }),
       pauseAbove: { messages: o.pauseAbove ?? 50_000, bytes: o.pauseAboveBytes ?? 64 * 1024 * 1024 },
@@ -98,13 +108,18 @@ export class MqttSource {
     });
     this.current = conn;
     try {
-      await transport.ready;
-    } catch (err) {
-      transport.stream.destroy();
-      throw err;
+      try {
+        await transport.ready;
+      } catch (err) {
+        transport.stream.destroy();
+        throw err;
+      }
+      conn.start(timeout);
+      return await conn.done;
+    } finally {
+      // The connection is closed: it writes nothing more, so where its PUBACKs stopped is final.
+      o.writer.endConnection(epoch, conn.acksWrittenUpTo);
     }
-    conn.start(timeout);
-    return conn.done;
   }
 
   private onEvent(e: ConnectionEvent): void {

@@ -1,12 +1,11 @@
-import type { InboundMessage } from '../core/message.js';
 import { SpoolClosedError, SpoolFullError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../http/metrics.js';
-import type { AppendResult, Spool } from './spool.js';
+import type { AppendResult, SourcedMessage, Spool } from './spool.js';
 
 /** Messages submitted together (one socket read, or one publisher's packet) and their one promise. */
 interface Waiting {
-  messages: InboundMessage[];
+  messages: SourcedMessage[];
   bytes: number;
   resolve: (r: AppendResult[]) => void;
   reject: (e: Error) => void;
@@ -30,6 +29,8 @@ export class SpoolWriter {
   private scheduled = false;
   private fullTimer: NodeJS.Timeout | undefined;
   private full = false;
+  /** The cause last logged while full ('disk' or 'SPOOL_MAX_BYTES'): a change of cause is logged too. */
+  private fullCause: string | undefined;
   private closed = false;
 
   constructor(
@@ -37,12 +38,25 @@ export class SpoolWriter {
     private readonly opts: { maxBatch?: number; fullRetryMs?: number; metrics?: Metrics; logger?: Logger } = {},
   ) {}
 
-  submit(message: InboundMessage): Promise<AppendResult> {
+  submit(message: SourcedMessage): Promise<AppendResult> {
     return this.submitMany([message]).then((r) => r[0]);
   }
 
+  /**
+   * A subscriber connection begins: the epoch its QoS 1/2 messages carry, so that the spool compares a
+   * redelivery only with what the connection before it committed (inbound-window.ts).
+   */
+  beginConnection(window?: number): number {
+    return this.spool.beginInboundConnection(window);
+  }
+
+  /** The connection `epoch` has closed, with PUBACKs written up to position `acksWrittenUpTo`. */
+  endConnection(epoch: number, acksWrittenUpTo: number): void {
+    this.spool.endInboundConnection(epoch, acksWrittenUpTo);
+  }
+
   /** Commits the messages (possibly with others) and resolves with one result each, in order. */
-  submitMany(messages: InboundMessage[]): Promise<AppendResult[]> {
+  submitMany(messages: SourcedMessage[]): Promise<AppendResult[]> {
     if (this.closed) return Promise.reject(new SpoolClosedError());
     return new Promise((resolve, reject) => {
       const bytes = messages.reduce((n, m) => n + m.payload.length, 0);
@@ -134,13 +148,21 @@ export class SpoolWriter {
     }
   }
 
+  /**
+   * Says why in the log: a full disk is not the sinks' fault, and the operator's remedy differs (free disk or lower
+   * SPOOL_MIN_FREE_BYTES, against waiting for the sinks or raising SPOOL_MAX_BYTES).
+   */
   private enterFull(err: SpoolFullError): void {
-    if (!this.full) {
+    const reason = typeof err.context.reason === 'string' ? err.context.reason : err.message;
+    const cause = reason.startsWith('disk') ? 'disk' : 'SPOOL_MAX_BYTES';
+    if (!this.full || cause !== this.fullCause) {
       this.full = true;
+      this.fullCause = cause;
       this.opts.metrics?.spoolFull.set(1);
+      const until = cause === 'disk' ? 'until the disk has room again' : 'until the sinks deliver part of the backlog';
       this.opts.logger?.error(
-        { err: { code: err.code, ...err.context }, waiting: this.queuedMessages },
-        'spool is full: acknowledgements to the broker are paused until sinks catch up (back-pressure, nothing is dropped)',
+        { err: { code: err.code, ...err.context }, reason, waiting: this.queuedMessages },
+        `spool is full (${reason}): acknowledgements to the broker are paused ${until} (back-pressure, nothing is dropped)`,
       );
     }
     this.fullTimer = setTimeout(() => {
@@ -152,6 +174,7 @@ export class SpoolWriter {
   private leaveFull(): void {
     if (!this.full) return;
     this.full = false;
+    this.fullCause = undefined;
     this.opts.metrics?.spoolFull.set(0);
     this.opts.logger?.warn('spool has room again: acknowledgements resumed');
   }

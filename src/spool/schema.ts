@@ -1,9 +1,13 @@
 /**
  * The spool's SQLite schema. `messages.seq` is AUTOINCREMENT on purpose: a plain rowid may be reused
  * after the highest row is deleted, and a sink's in-memory lease cursor (seq > cursor) would then skip
- * the new row. AUTOINCREMENT guarantees every new row sorts after every row ever leased.
+ * the new row. AUTOINCREMENT guarantees every new row sorts after every row ever leased, and its counter
+ * (sqlite_sequence) is the high-water mark the commit record checks at open (commit-record.ts).
+ *
+ * Format versions: 1 (no checksums; a window journal without connection epochs), 2 (this one). A spool
+ * of version 1 is migrated at open (MIGRATIONS); one of a version this node does not know is refused.
  */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export const SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -19,7 +23,9 @@ CREATE TABLE IF NOT EXISTS messages (
   retain      INTEGER NOT NULL,
   received_at INTEGER NOT NULL,
   -- bit mask of the sinks that still have to deliver (or dead-letter) this message
-  pending     INTEGER NOT NULL
+  pending     INTEGER NOT NULL,
+  -- checksum.ts: CRC-32C of the message's columns at commit; NULL: none (format 1 rows, dlq replays)
+  crc         INTEGER
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
   id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -35,13 +41,32 @@ CREATE TABLE IF NOT EXISTS dead_letters (
   dead_at     INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_sink ON dead_letters (sink, id);
--- Journal of the inbound window (inbound-window.ts): per commit, the packet id and digest of each
--- message, to recognise a broker redelivery (DUP) of a message committed just before the PUBACK was lost.
+-- Journal of the inbound window (inbound-window.ts): per commit and subscriber connection (epoch), the
+-- packet id and digest of each QoS 1/2 message at consecutive positions from first_position, to recognise
+-- a broker redelivery (DUP) of a message committed just before the connection died.
 CREATE TABLE IF NOT EXISTS inbound_window_log (
-  id      INTEGER PRIMARY KEY AUTOINCREMENT,
-  entries BLOB NOT NULL
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  entries        BLOB    NOT NULL,
+  epoch          INTEGER NOT NULL DEFAULT 0,
+  first_position INTEGER NOT NULL DEFAULT 0
 );
 `;
+
+/**
+ * SQL that brings a spool of format version N to N + 1, run in one transaction at open. Version 1 → 2: rows
+ * get a checksum column (NULL for the rows already stored: they are delivered unchecked), and the window
+ * journal gets connection epochs and positions. Its old entries carry neither, so they cannot tell which
+ * connection committed them: they are dropped, and redeliveries of the first connection after the upgrade
+ * are stored (duplicates, never a loss).
+ */
+export const MIGRATIONS: Record<number, string> = {
+  1: `
+ALTER TABLE messages ADD COLUMN crc INTEGER;
+ALTER TABLE inbound_window_log ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE inbound_window_log ADD COLUMN first_position INTEGER NOT NULL DEFAULT 0;
+DELETE FROM inbound_window_log;
+`,
+};
 
 /** Fixed bit per sink; never renumber (rows on disk carry these bits). */
 export const SINK_BITS = { pubsub: 1, bigquery: 2, file: 4 } as const;

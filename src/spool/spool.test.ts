@@ -2,10 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Spool, messageBytes } from './spool.js';
+import { Spool, messageBytes, type SourcedMessage } from './spool.js';
 import { SpoolWriter } from './group-commit.js';
 import { SpoolFullError } from '../core/errors.js';
-import type { InboundMessage } from '../core/message.js';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -17,7 +16,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function msg(i: number, extra: Partial<InboundMessage> = {}): InboundMessage {
+function msg(i: number, extra: Partial<SourcedMessage> = {}): SourcedMessage {
   return { topic: `plant/sensor/${i}`, payload: Buffer.from(`{"p":${i}}`), qos: 1, retain: false, receivedAt: 1_700_000_000_000 + i, ...extra };
 }
 
@@ -73,8 +72,12 @@ describe('spool', () => {
 
   it('gives each message of a large group its own seq (multi-row inserts), duplicates interleaved', () => {
     const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['file'] });
-    spool.append([msg(7, { packetId: 7 })]);
-    const group = Array.from({ length: 123 }, (_, i) => (i === 60 ? msg(7, { packetId: 7, dup: true }) : msg(1000 + i, { packetId: 1000 + i })));
+    const first = spool.beginInboundConnection();
+    spool.append([msg(7, { packetId: 7, epoch: first, position: 1 })]);
+    const second = spool.beginInboundConnection();
+    const group = Array.from({ length: 123 }, (_, i) =>
+      i === 60 ? msg(7, { packetId: 7, dup: true, epoch: second, position: i + 1 }) : msg(1000 + i, { packetId: 1000 + i, epoch: second, position: i + 1 }),
+    );
     const results = spool.append(group);
     expect(results[60].stored).toBe(false);
     const bySeq = new Map(spool.lease('file', 1000).map((m) => [m.seq, m]));
@@ -112,45 +115,67 @@ describe('spool', () => {
     spool.close();
   });
 
-  it('invariant 3: a DUP redelivery of the last message under a packet id is not stored twice; anything else is', () => {
+  it('invariant 3: a DUP redelivery of a message the previous connection committed is not stored twice; anything else is', () => {
     const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['file'] });
-    const [first] = spool.append([msg(1, { packetId: 7 })]);
-    const [again] = spool.append([msg(1, { packetId: 7, dup: true })]);
-    expect(again).toEqual({ stored: false, duplicateOf: (first as { messageId: string }).messageId });
-    // Same packet id, DUP, other payload: a different message, stored.
-    expect(spool.append([msg(2, { packetId: 7, dup: true })])[0].stored).toBe(true);
+    const c1 = spool.beginInboundConnection();
+    const [first] = spool.append([msg(1, { packetId: 7, epoch: c1, position: 1 })]);
+    expect(first.stored).toBe(true);
+    const c2 = spool.beginInboundConnection();
+    expect(spool.append([msg(1, { packetId: 7, dup: true, epoch: c2, position: 1 })])).toEqual([{ stored: false, duplicateOf: '' }]);
+    // The same again on the same connection: its one redelivery was already matched.
+    expect(spool.append([msg(1, { packetId: 7, dup: true, epoch: c2, position: 2 })])[0].stored).toBe(true);
+    // Same packet id, DUP, other payload on the next connection: a different message, stored.
+    const c3 = spool.beginInboundConnection();
+    expect(spool.append([msg(2, { packetId: 7, dup: true, epoch: c3, position: 1 })])[0].stored).toBe(true);
     // Same payload, no DUP flag: a new publish that happens to repeat, stored.
-    expect(spool.append([msg(2, { packetId: 7 })])[0].stored).toBe(true);
-    expect(spool.stats().messages).toBe(3);
+    expect(spool.append([msg(2, { packetId: 7, epoch: c3, position: 2 })])[0].stored).toBe(true);
+    // Packet id and DUP flag without a connection (not from the subscriber): never matched.
+    expect(spool.append([msg(2, { packetId: 7, dup: true })])[0].stored).toBe(true);
+    expect(spool.stats().messages).toBe(5);
     spool.close();
   });
 
   it('invariant 3 across a restart, and within one group (a message and its redelivery committed together)', () => {
     const dir = tempDir();
     let spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] });
-    spool.append([msg(1, { packetId: 9 })]);
+    const c1 = spool.beginInboundConnection();
+    spool.append([msg(1, { packetId: 9, epoch: c1, position: 1 })]);
     spool.close();
     spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] });
-    expect(spool.append([msg(1, { packetId: 9, dup: true })])).toEqual([{ stored: false, duplicateOf: '' }]);
-    const both = spool.append([msg(5, { packetId: 11 }), msg(5, { packetId: 11, dup: true })]);
+    const c2 = spool.beginInboundConnection();
+    expect(c2).toBeGreaterThan(c1);
+    expect(spool.append([msg(1, { packetId: 9, dup: true, epoch: c2, position: 1 })])).toEqual([{ stored: false, duplicateOf: '' }]);
+    // Connection c2 closes before its message at position 2 is committed; the redelivery on c3 joins it in one group.
+    spool.endInboundConnection(c2, 1);
+    const c3 = spool.beginInboundConnection();
+    const both = spool.append([msg(5, { packetId: 11, epoch: c2, position: 2 }), msg(5, { packetId: 11, dup: true, epoch: c3, position: 1 })]);
     expect(both.map((r) => r.stored)).toEqual([true, false]);
     expect(spool.stats().messages).toBe(2);
     spool.close();
   });
 
-  it('the window journal keeps the newest 65,535 packet ids and prunes older commits', () => {
+  it('the window journal keeps the last 65,535 positions of the two newest connections and prunes the rest', () => {
     const dir = tempDir();
     let spool = Spool.open({ dir, maxBytes: 1e12, sinks: ['file'] });
+    const rows = () => spool.db.prepare('SELECT COUNT(*) FROM inbound_window_log').pluck().get() as number;
+    const c1 = spool.beginInboundConnection();
     for (let g = 0; g < 80; g++) {
-      spool.append(Array.from({ length: 1000 }, (_, i) => msg(g * 1000 + i, { packetId: ((g * 1000 + i) % 65535) + 1 })));
+      spool.append(Array.from({ length: 1000 }, (_, i) => msg(g * 1000 + i, { packetId: ((g * 1000 + i) % 65535) + 1, epoch: c1, position: g * 1000 + i + 1 })));
     }
-    const rows = spool.db.prepare('SELECT COUNT(*) FROM inbound_window_log').pluck().get() as number;
-    expect(rows).toBeLessThanOrEqual(67);
+    // 65 rows hold the last 65,535 positions; up to 4,096 entries wait for the next pass.
+    expect(rows()).toBeGreaterThanOrEqual(66);
+    expect(rows()).toBeLessThanOrEqual(70);
     spool.close();
     spool = Spool.open({ dir, maxBytes: 1e12, sinks: ['file'] });
-    // The newest use of packet id 1 (message 65535... wraps): message 79,999 used id (79999 % 65535) + 1.
+    // The last message of c1 (position 80,000) is still recognised after the restart.
+    const c2 = spool.beginInboundConnection();
     const last = 79_999;
-    expect(spool.append([msg(last, { packetId: (last % 65535) + 1, dup: true })])[0].stored).toBe(false);
+    expect(spool.append([msg(last, { packetId: (last % 65535) + 1, dup: true, epoch: c2, position: 1 })])[0].stored).toBe(false);
+    const c3 = spool.beginInboundConnection();
+    spool.append([msg(1, { packetId: 1, epoch: c3, position: 1 })]);
+    // c3 and c2 are the two newest connections with entries: every row of c1 is gone.
+    expect(spool.db.prepare('SELECT COUNT(*) FROM inbound_window_log WHERE epoch = ?').pluck().get(c1)).toBe(0);
+    expect(rows()).toBe(2);
     spool.close();
   });
 
@@ -236,6 +261,6 @@ describe('spool', () => {
     const spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] });
     spool.setMeta('schema_version', '99');
     spool.close();
-    expect(() => Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] })).toThrow(/version 99.*version 1/);
+    expect(() => Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] })).toThrow(/version 99.*version 2/);
   });
 });

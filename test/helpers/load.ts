@@ -22,6 +22,8 @@ export async function publishRange(
   to: number,
   opts: {
     topic?: (i: number) => string;
+    /** The payload of message i; default sensorPayload(i). */
+    payload?: (i: number) => Buffer | string;
     window?: number;
     onProgress?: (acked: number) => void;
     clientId?: string;
@@ -51,7 +53,8 @@ export async function publishRange(
           }
           const i = next++;
           inflight += 1;
-          client.publish(opts.topic ? opts.topic(i) : `plant/pit-north/pressure/${i % 64}`, sensorPayload(i), { qos: 1 }, (err) => {
+          const payload = opts.payload ? opts.payload(i) : sensorPayload(i);
+          client.publish(opts.topic ? opts.topic(i) : `plant/pit-north/pressure/${i % 64}`, payload, { qos: 1 }, (err) => {
             if (err) return reject(err);
             inflight -= 1;
             acked += 1;

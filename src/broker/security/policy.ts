@@ -35,7 +35,33 @@ export interface BrokerSecurity {
   identityFromCert: boolean;
   maxPacketBytes: number;
   maxConnections: number;
+  /**
+   * The embedded broker's limits on what clients may make it hold (docs/security.md); Mosquitto has its own.
+   * Omitted: DEFAULT_EMBEDDED_LIMITS.
+   */
+  embeddedLimits?: EmbeddedLimits;
 }
+
+export interface EmbeddedLimits {
+  /** MQTT_MAX_CONNECT_BYTES: the largest first packet of a connection (its CONNECT). */
+  maxConnectBytes: number;
+  /** MQTT_MAX_PARTIAL_BYTES: bytes of incomplete packets held for all connections together. */
+  maxPartialBytes: number;
+  /** MQTT_PARTIAL_PACKET_TIMEOUT_SECONDS, in ms: an incomplete packet receiving no byte for this long is dropped. */
+  partialPacketTimeoutMs: number;
+  /** MQTT_MAX_RETAINED_MESSAGES, MQTT_MAX_RETAINED_BYTES: the retained messages kept (topic and payload bytes). */
+  maxRetainedMessages: number;
+  maxRetainedBytes: number;
+}
+
+/** The embedded limits with their configuration defaults. */
+export const DEFAULT_EMBEDDED_LIMITS: EmbeddedLimits = {
+  maxConnectBytes: 64 * 1024,
+  maxPartialBytes: 256 * 1024 * 1024,
+  partialPacketTimeoutMs: 60_000,
+  maxRetainedMessages: 50_000,
+  maxRetainedBytes: 32 * 1024 * 1024,
+};
 
 /** The settings both broker modes build their listeners from. File paths are made absolute (Mosquitto's conf needs that). */
 export function brokerSecurity(c: Config): BrokerSecurity {
@@ -61,12 +87,33 @@ export function brokerSecurity(c: Config): BrokerSecurity {
     identityFromCert: tls?.requireClientCert === true && !c.MQTT_AUTH_FILE,
     maxPacketBytes: c.MQTT_MAX_PACKET_BYTES,
     maxConnections: c.MQTT_MAX_CONNECTIONS,
+    embeddedLimits: {
+      maxConnectBytes: c.MQTT_MAX_CONNECT_BYTES,
+      maxPartialBytes: c.MQTT_MAX_PARTIAL_BYTES,
+      partialPacketTimeoutMs: c.MQTT_PARTIAL_PACKET_TIMEOUT_SECONDS * 1000,
+      maxRetainedMessages: c.MQTT_MAX_RETAINED_MESSAGES,
+      maxRetainedBytes: c.MQTT_MAX_RETAINED_BYTES,
+    },
   };
 }
 
-/** One plaintext listener for anonymous clients, no limits: standalone brokers in tests and tools. */
+/** One plaintext listener for anonymous clients, no size or count limits: standalone brokers in tests and tools. */
 export function openPlaintext(host: string, port: number): BrokerSecurity {
-  return { host, plaintextPort: port, allowAnonymous: true, identityFromCert: false, maxPacketBytes: 268_435_455, maxConnections: 1_000_000 };
+  return {
+    host,
+    plaintextPort: port,
+    allowAnonymous: true,
+    identityFromCert: false,
+    maxPacketBytes: 268_435_455,
+    maxConnections: 1_000_000,
+    embeddedLimits: {
+      ...DEFAULT_EMBEDDED_LIMITS,
+      maxConnectBytes: 268_435_455,
+      maxPartialBytes: Number.MAX_SAFE_INTEGER,
+      maxRetainedMessages: Number.MAX_SAFE_INTEGER,
+      maxRetainedBytes: Number.MAX_SAFE_INTEGER,
+    },
+  };
 }
 
 /** The defaults that follow APP_ENV: open in dev, closed in pprd and prd. Fills only what was not given. */
