@@ -109,6 +109,7 @@ describe('App Engine flexible descriptors', () => {
 describe("check-config on each environment's variables", () => {
   // DATA_DIR (/data in the image) is checked to be writable or creatable: a folder of the test's own stands in.
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'descriptor-data-'));
+  temps.push(dataDir);
   const envOf = (env: DeployEnv, change: Record<string, string | undefined> = {}) => {
     const vars = { ...(appYaml(env).env_variables as Record<string, string>), DATA_DIR: dataDir, ...change };
     return baseEnv(Object.fromEntries(Object.entries(vars).filter(([, v]) => v !== undefined)));

@@ -2,11 +2,11 @@
  * What an operator sees of a running node and of one that cannot start: its version everywhere, the address its
  * HTTP server binds, and start-up errors that name the variable to change.
  */
-import { readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { baseEnv, ROOT, runCli, startNode, type NodeProcess } from './helpers/node-process.js';
 import { freePort } from './helpers/ports.js';
 
@@ -25,10 +25,12 @@ function connects(host: string, port: number): Promise<boolean> {
 }
 
 let node: NodeProcess | undefined;
+const scratch: string[] = [];
 afterEach(async () => {
   await node?.kill();
   node = undefined;
 });
+afterAll(() => scratch.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
 describe('the version', () => {
   it('--version and -V print the package version', async () => {
@@ -83,7 +85,9 @@ describe('start-up errors name the variable', () => {
   });
 
   it('a DATA_DIR that is a file stops run before any port opens, naming DATA_DIR and the path', async () => {
-    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'data-file-')), 'data');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'data-file-'));
+    scratch.push(dir);
+    const file = path.join(dir, 'data');
     writeFileSync(file, '');
     const httpPort = await freePort();
     const r = await runCli(['run'], baseEnv({ DATA_DIR: file, PORT: String(httpPort), MQTT_PORT: String(await freePort()), MQTT_BROKER_MODE: 'embedded' }));
@@ -94,6 +98,7 @@ describe('start-up errors name the variable', () => {
 
   it('a spool folder that cannot be opened names DATA_DIR and the path (SPOOL_OPEN_FAILED)', async () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'spool-file-'));
+    scratch.push(dataDir);
     writeFileSync(path.join(dataDir, 'spool'), ''); // where the spool's folder should be
     node = await startNode({ MQTT_BROKER_MODE: 'embedded' }, { dataDir });
     expect((await node.exited).code).toBe(1);

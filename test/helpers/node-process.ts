@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,12 +44,21 @@ export interface NodeProcess {
 
 /** Process groups of nodes still running: killed when the test process exits, whatever happened. */
 const groups = new Set<number>();
+/** DATA_DIRs that startNode made itself: removed when the test process exits (tests read them until then). */
+const madeDirs = new Set<string>();
 process.on('exit', () => {
   for (const pid of groups) {
     try {
       process.kill(-pid, 'SIGKILL');
     } catch {
       // already gone
+    }
+  }
+  for (const dir of madeDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // a mount point a test left, or a file still held: left for the OS
     }
   }
 });
@@ -86,6 +95,7 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_00
  */
 export async function startNode(env: Record<string, string | undefined> = {}, opts: { dataDir?: string; mqttPort?: number; httpPort?: number } = {}): Promise<NodeProcess> {
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'mqtt-ingest-node-'));
+  if (opts.dataDir === undefined) madeDirs.add(dataDir);
   const httpPort = opts.httpPort ?? (await freePort());
   const mqttPort = opts.mqttPort ?? (await freePort());
   const fullEnv = baseEnv({ DATA_DIR: dataDir, PORT: String(httpPort), MQTT_PORT: String(mqttPort), MQTT_HOST: '127.0.0.1', ...env });
