@@ -45,6 +45,8 @@ const KEEP_FREE_BYTES = 4 * MiB;
  * (measured), and the event loop waits for it. One acknowledgement frees at most a batch (Pub/Sub: 9 MB).
  */
 const RECLAIM_MIN_BYTES = 1 * MiB;
+/** Below this many times SPOOL_MIN_FREE_BYTES free on the file system, freed pages go back at once (worthGivingBack). */
+const RECLAIM_WHEN_TIGHT = 4;
 const RECLAIM_MAX_BYTES = 16 * MiB;
 /** Largest live data rewritten to switch an old spool to incremental vacuum: at open (measured: 0.44 s for 64 MiB)… */
 const MIGRATE_AT_OPEN_BYTES = 64 * MiB;
@@ -86,6 +88,7 @@ export class DiskSpace {
   private readonly pageSize: number;
   private readonly statfs: StatFs;
   private readonly freelist: Database.Statement;
+  private readonly pageCount: Database.Statement;
   private incremental: boolean;
   private migrateTriedAt = Number.NEGATIVE_INFINITY;
   /** SQLite refused a write for lack of disk, with the file system's free bytes at that moment. */
@@ -99,6 +102,7 @@ export class DiskSpace {
     this.statfs = opts.statfs ?? statfsSync;
     this.pageSize = db.pragma('page_size', { simple: true }) as number;
     this.freelist = db.prepare('PRAGMA freelist_count').pluck();
+    this.pageCount = db.prepare('PRAGMA page_count').pluck();
     this.incremental = db.pragma('auto_vacuum', { simple: true }) === 2;
   }
 
@@ -197,8 +201,10 @@ export class DiskSpace {
   reclaim(atOpen = false): string | undefined {
     try {
       if (!this.incremental) return this.migrate(atOpen);
-      const beyond = (this.freelist.get() as number) - KEEP_FREE_BYTES / this.pageSize;
+      const free = this.freelist.get() as number;
+      const beyond = free - KEEP_FREE_BYTES / this.pageSize;
       if (beyond < RECLAIM_MIN_BYTES / this.pageSize) return undefined;
+      if (!this.worthGivingBack(free)) return undefined;
       // incremental_vacuum returns a row per page freed: db.pragma steps it to the end (a .run() frees one page).
       this.db.pragma(`incremental_vacuum(${Math.min(beyond, RECLAIM_MAX_BYTES / this.pageSize)})`);
       return undefined;
@@ -206,6 +212,19 @@ export class DiskSpace {
       this.noteWriteError(err);
       return undefined;
     }
+  }
+
+  /**
+   * Giving pages back moves live pages from the end of the file into free ones (about 5 ms per MiB): while a large
+   * backlog drains with room to spare, that would rewrite most of it once more for nothing, since new rows reuse
+   * the free pages and "full" already counts them as room. So pages go back when the file system is tight (less
+   * than RECLAIM_WHEN_TIGHT × SPOOL_MIN_FREE_BYTES free, where other writers need it), or once the backlog has
+   * mostly drained (more free pages than live ones), which is when a file left large by an outage shrinks.
+   */
+  private worthGivingBack(freePages: number): boolean {
+    const fsFree = this.freeBytes();
+    if (fsFree === undefined || fsFree < RECLAIM_WHEN_TIGHT * this.minFreeBytes) return true;
+    return freePages >= (this.pageCount.get() as number) - freePages;
   }
 
   /** VACUUM rewrites the live data into a file with auto_vacuum=INCREMENTAL (set before the spool's tables existed, it needs none). */
