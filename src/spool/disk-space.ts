@@ -198,7 +198,7 @@ export class DiskSpace {
    * outside a transaction. Returns what it did for the log, or undefined. A failure (no disk for the write-ahead
    * log, a lock) changes nothing: the pages stay free inside spool.db and count as room.
    */
-  reclaim(atOpen = false): string | undefined {
+  reclaim(atOpen = false, write: (step: () => void) => void = (step) => step()): string | undefined {
     try {
       if (!this.incremental) return this.migrate(atOpen);
       const free = this.freelist.get() as number;
@@ -206,7 +206,7 @@ export class DiskSpace {
       if (beyond < RECLAIM_MIN_BYTES / this.pageSize) return undefined;
       if (!this.worthGivingBack(free)) return undefined;
       // incremental_vacuum returns a row per page freed: db.pragma steps it to the end (a .run() frees one page).
-      this.db.pragma(`incremental_vacuum(${Math.min(beyond, RECLAIM_MAX_BYTES / this.pageSize)})`);
+      write(() => this.db.pragma(`incremental_vacuum(${Math.min(beyond, RECLAIM_MAX_BYTES / this.pageSize)})`));
       return undefined;
     } catch (err) {
       this.noteWriteError(err);

@@ -470,13 +470,17 @@ export class Spool {
    * it too). For acknowledgements and dead letters only: if a crash loses one, the message is still
    * pending and is delivered again (same message_id), never lost. Appends keep synchronous=FULL.
    */
+  private syncPragmas: { normal: Database.Statement; full: Database.Statement } | undefined;
+
   private relaxedSync<T>(fn: () => T): T {
     if (this.options.sync === 'normal') return fn();
-    this.db.pragma('synchronous = NORMAL');
+    // Prepared once: db.pragma() prepares its statement on every call, twice per acknowledgement here.
+    this.syncPragmas ??= { normal: this.db.prepare('PRAGMA synchronous = NORMAL'), full: this.db.prepare('PRAGMA synchronous = FULL') };
+    this.syncPragmas.normal.run();
     try {
       return fn();
     } finally {
-      this.db.pragma('synchronous = FULL');
+      this.syncPragmas.full.run();
     }
   }
 
@@ -505,7 +509,8 @@ export class Spool {
 
   /** Rows were deleted: give free pages beyond a small reserve back to the file system (disk-space.ts). */
   private reclaim(): void {
-    const note = this.relaxedSync(() => this.disk.reclaim());
+    // Only a step that gives pages back writes (and drops the fsync); the checks before it are reads.
+    const note = this.disk.reclaim(false, (step) => this.relaxedSync(step));
     if (note) this.options.onNote?.(note);
   }
 
