@@ -10,7 +10,7 @@ import { InboundRejections, RateLimitedWarnings } from './inbound-rejections.js'
 import { listenMqtt, listenMqtts, listenWebSocket, type Listener, type ListenerEvents, type TlsServerOptions } from './listeners.js';
 import { EmbeddedAuth, type ListenerKind } from './security/embedded-auth.js';
 import { ListenerTls } from './security/listener-tls.js';
-import { GuardedStream, PartialPacketBudget, type StreamRefusal } from './security/packet-guard.js';
+import { GuardedStream, PartialPacketBudget, type StreamRefusal } from './security/guarded-stream.js';
 import { DEFAULT_EMBEDDED_LIMITS, openPlaintext, type BrokerSecurity, type EmbeddedLimits } from './security/policy.js';
 import { RetainedLimits } from './retained-limits.js';
 

@@ -1,7 +1,8 @@
 import { Duplex, PassThrough } from 'node:stream';
 import mqttPacket from 'mqtt-packet';
 import { describe, expect, it } from 'vitest';
-import { GuardedStream, PacketGuard, PartialPacketBudget, mqttStringProblem, type GuardedStreamOptions, type StreamRefusal } from './packet-guard.js';
+import { PacketGuard, mqttStringProblem } from './packet-guard.js';
+import { GuardedStream, PartialPacketBudget, type GuardedStreamOptions, type StreamRefusal } from './guarded-stream.js';
 
 const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'c1', clean: true, keepalive: 30 });
 const publish = (bytes: number, topic = 't') =>

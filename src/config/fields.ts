@@ -1,0 +1,195 @@
+/**
+ * The value readers and field builders of the configuration schema (schema.ts): each builder returns the zod type
+ * and the words that describe it, so the docs and the problems agree. Values arrive as strings from the
+ * environment and as strings, numbers or booleans from YAML; every field takes `unknown` input.
+ */
+import { z } from 'zod';
+
+/** How an environment variable's string is read; a hint for tools and the docs. */
+export type EnvType = 'string' | 'integer' | 'boolean' | 'enum' | 'byte-size' | 'url' | 'list' | 'host-port';
+
+/** A key's type before its default and metadata are attached. */
+export interface Field<S extends z.ZodType> {
+  schema: S;
+  accepts: string;
+  hint?: string;
+  envType: EnvType;
+}
+
+// ---- value readers: turn a raw string (env) or scalar (YAML) into the typed value, or leave it for zod to reject
+
+/** The words a boolean accepts, as true/false pairs, in any case; the docs list the same pairs. */
+export const BOOLEAN_PAIRS = [['true', 'false'], ['on', 'off'], ['1', '0'], ['yes', 'no']] as const;
+const BOOLEAN_WORDS = new Map<string, boolean>(BOOLEAN_PAIRS.flatMap(([yes, no]) => [[yes, true], [no, false]]));
+
+function readBoolean(raw: unknown): unknown {
+  if (typeof raw === 'string') return BOOLEAN_WORDS.get(raw.trim().toLowerCase()) ?? raw;
+  if (raw === 1 || raw === 0) return raw === 1; // YAML `1` and `0` are numbers
+  return raw;
+}
+
+function readWholeNumber(raw: unknown): unknown {
+  // Only plain decimal digits: `1e3`, `0x10` or `12abc` are not what an operator means by a port or a count.
+  return typeof raw === 'string' && /^\s*[+-]?\d+\s*$/.test(raw) ? Number(raw.trim()) : raw;
+}
+
+export const KiB = 1024;
+export const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+// KB/MB/GB are decimal (SI) and KiB/MiB/GiB binary, as in IEC 80000-13.
+const BYTE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: KiB, mib: MiB, gib: GiB };
+
+/** `'6GiB'` → 6442450944; `'1.5 MB'` → 1500000; a plain integer is bytes. Anything else is returned as given. */
+export function parseByteSize(raw: unknown): unknown {
+  if (typeof raw !== 'string') return raw;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]+)?\s*$/i.exec(raw);
+  if (!m) return raw;
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const multiplier = BYTE_UNITS[unit];
+  if (multiplier === undefined || (multiplier === 1 && m[1]!.includes('.'))) return raw; // no fractional bytes
+  return Math.round(Number(m[1]) * multiplier);
+}
+
+function formatBytes(n: number): string {
+  for (const [unit, size] of [['GiB', GiB], ['MiB', MiB], ['KiB', KiB]] as const) {
+    if (n >= size && n % size === 0) return `${n / size} ${unit}`;
+  }
+  return n === 1 ? '1 byte' : `${n} bytes`;
+}
+
+/**
+ * Why an MQTT topic filter is invalid, or undefined when it is valid. Empty levels (`a//b`) are valid.
+ * MQTT 5.0 §4.7 (wildcards), §4.8.2 (shared subscriptions), §1.5.4 (UTF-8 strings).
+ */
+export function topicFilterProblem(filter: string): string | undefined {
+  if (filter === '') return 'is empty'; // MQTT-4.7.3-1: a filter is at least one character long
+  if (filter.includes('\u0000')) return 'contains a NUL character'; // MQTT-1.5.4-2
+  if (Buffer.byteLength(filter, 'utf8') > 65535) return 'is longer than 65535 bytes'; // MQTT-1.5.4: length prefix
+  let rest = filter;
+  if (filter.startsWith('$share/')) {
+    const slash = filter.indexOf('/', '$share/'.length);
+    const group = filter.slice('$share/'.length, slash === -1 ? undefined : slash);
+    // MQTT-4.8.2-1, -2: a share name is at least one character, without "/", "+" or "#", and a filter follows it
+    if (group === '' || /[+#]/.test(group)) return 'has an invalid share name: it must be non-empty, without "+" or "#"';
+    rest = slash === -1 ? '' : filter.slice(slash + 1);
+    if (rest === '') return 'needs a topic filter after $share/<group>/';
+  }
+  const levels = rest.split('/');
+  for (const [i, level] of levels.entries()) {
+    // MQTT-4.7.1-1: "#" stands alone as the last level; MQTT-4.7.1-2: "+" occupies a whole level
+    if (level.includes('#') && (level !== '#' || i !== levels.length - 1)) return 'uses "#" other than as the whole last level';
+    if (level.includes('+') && level !== '+') return 'uses "+" other than as a whole level';
+  }
+  return undefined;
+}
+
+// ---- field builders: each returns the zod type and the words that describe it, so docs and problems agree
+
+export function wholeNumber(min: number, max: number) {
+  const schema = z.preprocess(readWholeNumber, z.int().min(min).max(max));
+  return { schema, accepts: `a whole number from ${min} to ${max}`, envType: 'integer' } satisfies Field<typeof schema>;
+}
+
+export function byteSize(min: number, max: number = Number.MAX_SAFE_INTEGER) {
+  const schema = z.preprocess(parseByteSize, z.int().min(min).max(max));
+  const range = max === Number.MAX_SAFE_INTEGER ? `of at least ${formatBytes(min)}` : `from ${formatBytes(min)} to ${formatBytes(max)}`;
+  const hint = 'a whole number of bytes, or a number with a unit: B, KB, MB, GB, KiB, MiB or GiB';
+  return { schema, accepts: `a byte size ${range}`, hint, envType: 'byte-size' } satisfies Field<typeof schema>;
+}
+
+export function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
+  // Any case is accepted and normalised to lower case: `PRD` and `prd` mean the same environment.
+  const schema = z.preprocess((raw) => (typeof raw === 'string' ? raw.trim().toLowerCase() : raw), z.enum(values));
+  const list = values.map((v) => `\`${v}\``);
+  const accepts = `one of ${list.slice(0, -1).join(', ')} or ${list.at(-1)} (any case)`;
+  return { schema, accepts, envType: 'enum' } satisfies Field<typeof schema>;
+}
+
+const BOOLEAN_HINT = `${BOOLEAN_PAIRS.map((pair) => pair.join('/')).join(', ')}, any case`;
+
+export function text(accepts: string, check?: { test: (value: string) => boolean; envType?: EnvType }) {
+  // YAML numbers are not turned into text: `0755` would silently become "755". The loader asks to quote it.
+  const base = z.string().min(1);
+  const schema = check ? base.refine(check.test) : base;
+  return { schema, accepts, envType: check?.envType ?? 'string' } satisfies Field<typeof schema>;
+}
+
+const BROKER_SCHEMES = ['mqtt', 'mqtts', 'tcp', 'ssl', 'ws', 'wss'];
+
+export function isBrokerUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return BROKER_SCHEMES.includes(url.protocol.slice(0, -1)) && url.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
+export const emulatorHost = (() => {
+  // Google's client strips a leading http:// or https:// from PUBSUB_EMULATOR_HOST, so that is accepted too,
+  // and removed here: the sinks get plain `host:port` whichever way it was written.
+  const HOST_PORT = /^(?:https?:\/\/)?((?:\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5}))\/?$/;
+  const schema = z
+    .string()
+    .refine((v) => {
+      const port = Number(HOST_PORT.exec(v)?.[2]);
+      return port >= 1 && port <= 65535;
+    })
+    .transform((v) => HOST_PORT.exec(v)![1]!);
+  return { schema, accepts: '`host:port`', envType: 'host-port' } satisfies Field<typeof schema>;
+})();
+
+// Pub/Sub topic ids: 3 to 255 characters, starting with a letter, not starting with "goog".
+const TOPIC_ID = '(?!goog)[A-Za-z][A-Za-z0-9\\-_.~+%]{2,254}';
+export const PUBSUB_TOPIC_PATH = new RegExp(`^projects/([^/\\s]+)/topics/(${TOPIC_ID})$`);
+export const PUBSUB_TOPIC_NAME = new RegExp(`^${TOPIC_ID}$`);
+
+export const topicFilters = (() => {
+  const schema = z
+    .preprocess((raw) => {
+      // A comma-separated string (the environment's form) or, from YAML, a list of strings.
+      if (typeof raw === 'string') return raw.split(',').map((s) => s.trim());
+      if (Array.isArray(raw)) return raw.map((s: unknown) => (typeof s === 'string' ? s.trim() : s));
+      return raw;
+    }, z.array(z.string()).min(1))
+    .superRefine((filters, ctx) => {
+      for (const [i, filter] of filters.entries()) {
+        const why = topicFilterProblem(filter);
+        const which = filter === '' ? `entry ${i + 1}` : `topic filter ${JSON.stringify(filter)}`;
+        // `explained`: the loader shows this message as it is, instead of the generic "must be …".
+        if (why) ctx.addIssue({ code: 'custom', message: `${which} ${why}`, params: { explained: true } });
+      }
+    });
+  return { schema, accepts: 'a comma-separated list of MQTT topic filters', envType: 'list' } satisfies Field<typeof schema>;
+})();
+
+export const clientId = text('text of 1 to 65535 bytes', {
+  test: (v) => Buffer.byteLength(v, 'utf8') <= 65535 && !v.includes('\u0000'), // MQTT-1.5.4
+});
+
+export const protocolVersion = (() => {
+  const schema = z.preprocess(readWholeNumber, z.literal([4, 5]));
+  return { schema, accepts: '`4` (MQTT 3.1.1) or `5` (MQTT 5.0)', envType: 'enum' } satisfies Field<typeof schema>;
+})();
+
+export const fileSinkSwitch = (() => {
+  const schema = z.preprocess(
+    (raw) => (typeof raw === 'string' && raw.trim().toLowerCase() === 'auto' ? 'auto' : readBoolean(raw)),
+    z.union([z.literal('auto'), z.boolean()]),
+  );
+  return { schema, accepts: '`auto` or a boolean', hint: BOOLEAN_HINT, envType: 'boolean' } satisfies Field<typeof schema>;
+})();
+
+export function boolean() {
+  const schema = z.preprocess(readBoolean, z.boolean());
+  return { schema, accepts: 'a boolean', hint: BOOLEAN_HINT, envType: 'boolean' } satisfies Field<typeof schema>;
+}
+
+// BigQuery names (cloud.google.com/bigquery/docs/datasets#dataset-naming, /tables#table_naming): a dataset id is
+// letters, digits and underscores; a table id may also hold other Unicode letters, marks, digits, dashes and spaces.
+export const bigqueryDataset = text('a BigQuery dataset id: letters, digits and underscores, at most 1024', {
+  test: (v) => /^[A-Za-z0-9_]{1,1024}$/.test(v),
+});
+export const bigqueryTable = text('a BigQuery table id: letters, marks, digits, `_`, `-` and spaces, at most 1024 bytes', {
+  test: (v) => /^[\p{L}\p{M}\p{N}\p{Pc}\p{Pd}\p{Zs}]+$/u.test(v) && Buffer.byteLength(v) <= 1024,
+});
