@@ -10,13 +10,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findOnPath } from '../src/broker/process-utils.js';
+import { findOnPath } from '../src/intake/mosquitto/process-utils.js';
 import { hasOpenssl, makePki, type TestPki } from './helpers/certs.js';
 import { readFileSink } from './helpers/file-output.js';
 import { hasMosquitto } from './helpers/mosquitto.js';
 import { connect, publishAcked, refusal, tlsFiles } from './helpers/mqtt-clients.js';
 import { BIN, startNode, type NodeProcess } from './helpers/node-process.js';
-import { canConnect } from '../src/broker/process-utils.js';
+import { canConnect } from '../src/intake/mosquitto/process-utils.js';
 import { freePort, waitFor } from './helpers/ports.js';
 import { serviceAvailable } from './helpers/skip.js';
 

@@ -9,7 +9,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findOnPath } from '../src/broker/process-utils.js';
+import { findOnPath } from '../src/intake/mosquitto/process-utils.js';
 import { lastOf, parseDockerfile, stageEnv, type Instruction, type Stage } from './helpers/dockerfile.js';
 import { ROOT } from './helpers/node-process.js';
 import { freePort, waitFor } from './helpers/ports.js';

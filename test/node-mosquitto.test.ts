@@ -7,8 +7,8 @@ import { serviceAvailable } from './helpers/skip.js';
 import { publishRange, seqOf } from './helpers/load.js';
 import { readFileSink } from './helpers/file-output.js';
 import { waitFor } from './helpers/ports.js';
-import { pidAlive } from '../src/broker/process-utils.js';
-import { mosquittoPaths } from '../src/broker/mosquitto-conf.js';
+import { pidAlive } from '../src/intake/mosquitto/process-utils.js';
+import { mosquittoPaths } from '../src/intake/mosquitto/mosquitto-conf.js';
 
 const run = serviceAvailable('mosquitto', hasMosquitto(), 'apt-get install mosquitto mosquitto-clients');
 

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } f
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashPassword, updatePasswordText } from '../src/broker/security/passwd-file.js';
+import { hashPassword, updatePasswordText } from '../src/intake/security/passwd-file.js';
 import { resolveSecretRefs, secretManagerAccessor } from '../src/config/secrets.js';
 import { parseSecretRef, type SecretRef } from '../src/config/secret-ref.js';
 import { IngestError } from '../src/core/errors.js';

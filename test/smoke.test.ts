@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Aedes } from 'aedes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashPassword, updatePasswordText } from '../src/broker/security/passwd-file.js';
+import { hashPassword, updatePasswordText } from '../src/intake/security/passwd-file.js';
 import { baseEnv, runCli, startNode, type NodeProcess } from './helpers/node-process.js';
 import { freePort } from './helpers/ports.js';
 import { createTopicAndSubscription, hasPubSubEmulator, pullAll, startPubSubEmulator, type PubSubEmulator } from './helpers/pubsub-emulator.js';

@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import type { Command } from 'commander';
-import { hashPassword, parsePasswordFile, updatePasswordText, userNameProblem, writeFileAtomic } from '../broker/security/passwd-file.js';
+import { hashPassword, parsePasswordFile, updatePasswordText, userNameProblem, writeFileAtomic } from '../intake/security/passwd-file.js';
 
 export interface PasswdIo {
   stdin: NodeJS.ReadStream;

@@ -3,7 +3,7 @@ import { loadConfig } from '../config/load.js';
 import { ConfigError, IngestError } from '../core/errors.js';
 import { resolveConfigSecrets } from '../config/secrets.js';
 import { createLogger, type Logger } from '../core/logger.js';
-import { IngestNode, StartAbortedError } from '../supervisor.js';
+import { IngestNode, StartAbortedError } from '../node.js';
 
 export function registerRun(program: Command): void {
   program

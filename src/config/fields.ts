@@ -3,6 +3,7 @@
  * and the words that describe it, so the docs and the problems agree. Values arrive as strings from the
  * environment and as strings, numbers or booleans from YAML; every field takes `unknown` input.
  */
+import { topicFilterProblem } from '../core/mqtt-topic.js';
 import { z } from 'zod';
 
 /** How an environment variable's string is read; a hint for tools and the docs. */
@@ -57,31 +58,6 @@ function formatBytes(n: number): string {
   return n === 1 ? '1 byte' : `${n} bytes`;
 }
 
-/**
- * Why an MQTT topic filter is invalid, or undefined when it is valid. Empty levels (`a//b`) are valid.
- * MQTT 5.0 §4.7 (wildcards), §4.8.2 (shared subscriptions), §1.5.4 (UTF-8 strings).
- */
-export function topicFilterProblem(filter: string): string | undefined {
-  if (filter === '') return 'is empty'; // MQTT-4.7.3-1: a filter is at least one character long
-  if (filter.includes('\u0000')) return 'contains a NUL character'; // MQTT-1.5.4-2
-  if (Buffer.byteLength(filter, 'utf8') > 65535) return 'is longer than 65535 bytes'; // MQTT-1.5.4: length prefix
-  let rest = filter;
-  if (filter.startsWith('$share/')) {
-    const slash = filter.indexOf('/', '$share/'.length);
-    const group = filter.slice('$share/'.length, slash === -1 ? undefined : slash);
-    // MQTT-4.8.2-1, -2: a share name is at least one character, without "/", "+" or "#", and a filter follows it
-    if (group === '' || /[+#]/.test(group)) return 'has an invalid share name: it must be non-empty, without "+" or "#"';
-    rest = slash === -1 ? '' : filter.slice(slash + 1);
-    if (rest === '') return 'needs a topic filter after $share/<group>/';
-  }
-  const levels = rest.split('/');
-  for (const [i, level] of levels.entries()) {
-    // MQTT-4.7.1-1: "#" stands alone as the last level; MQTT-4.7.1-2: "+" occupies a whole level
-    if (level.includes('#') && (level !== '#' || i !== levels.length - 1)) return 'uses "#" other than as the whole last level';
-    if (level.includes('+') && level !== '+') return 'uses "+" other than as a whole level';
-  }
-  return undefined;
-}
 
 // ---- field builders: each returns the zod type and the words that describe it, so docs and problems agree
 

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../core/errors.js';
+import { redactUrl } from '../core/redact.js';
 import { looksLikeSecretRef, readSecretRef, type SecretRef } from './secret-ref.js';
 import {
   CONFIG_KEYS,
@@ -22,9 +23,9 @@ import {
   OTHER_KNOWN_ENV,
   type ConfigKey,
 } from './schema.js';
-import { applyBrokerSecurityDefaults } from '../broker/security/policy.js';
+import { applyBrokerSecurityDefaults } from '../intake/security/policy.js';
 import { checkRules, type RuleContext } from './rules.js';
-import { fsReason, isUnset, plain, quote, redactUrlPassword, show } from './text.js';
+import { fsReason, isUnset, plain, quote, show } from './text.js';
 
 export { bigquerySinkEnabled, fileSinkEnabled, hasCloudSink, pubsubTopicPath } from './sinks.js';
 export { directoryProblem } from './rules.js';
@@ -155,7 +156,7 @@ export function redactConfig(config: Config): Record<string, unknown> {
   for (const name of CONFIG_KEYS) {
     const value: unknown = config[name];
     if (value !== undefined && isSecretKey(name)) out[name] = '[redacted]';
-    else out[name] = typeof value === 'string' ? redactUrlPassword(value) : value;
+    else out[name] = typeof value === 'string' ? redactUrl(value) : value;
   }
   return out;
 }

@@ -4,7 +4,7 @@
  */
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { checkBrokerSecurity } from '../broker/security/policy.js';
+import { checkBrokerSecurity } from '../intake/security/policy.js';
 import type { Config, ConfigSource } from './load.js';
 import { PUBSUB_TOPIC_PATH, type ConfigKey } from './schema.js';
 import { bigquerySinkEnabled, fileSinkEnabled, hasCloudSink } from './sinks.js';

@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { z } from 'zod';
-import { CONFIG_KEYS, configSchema, keyMeta, parseByteSize, topicFilterProblem } from './schema.js';
+import { CONFIG_KEYS, configSchema, keyMeta, parseByteSize } from './schema.js';
+import { topicFilterProblem } from '../core/mqtt-topic.js';
 
 describe('configSchema metadata', () => {
   it('gives every key a description, accepted values and a default or a reason it has none', () => {

@@ -13,7 +13,8 @@
 import { z } from 'zod';
 import { KiB, MiB, PUBSUB_TOPIC_NAME, PUBSUB_TOPIC_PATH, bigqueryDataset, bigqueryTable, boolean, byteSize, clientId, emulatorHost, fileSinkSwitch, isBrokerUrl, oneOf, protocolVersion, text, topicFilters, wholeNumber, type EnvType, type Field } from './fields.js';
 
-export { BOOLEAN_PAIRS, parseByteSize, PUBSUB_TOPIC_NAME, PUBSUB_TOPIC_PATH, topicFilterProblem, type EnvType } from './fields.js';
+export { BOOLEAN_PAIRS, parseByteSize, PUBSUB_TOPIC_NAME, PUBSUB_TOPIC_PATH, type EnvType } from './fields.js';
+export { topicFilterProblem } from '../core/mqtt-topic.js';
 
 /** What the docs and the loader know about a key beyond its zod type. */
 export interface KeyMeta {

@@ -1,3 +1,4 @@
+import { redactUrl } from '../core/redact.js';
 /** How configuration problems quote what they were given: shared by the loader and the rules across keys. */
 
 export function isUnset(value: unknown): boolean {
@@ -26,11 +27,7 @@ export function quote(s: string): string {
 
 /** A given value as a problem shows it: quoted, shortened, and without a password inside a URL. */
 export function show(value: unknown): string {
-  const text = typeof value === 'string' ? quote(redactUrlPassword(value)) : JSON.stringify(value) ?? String(value);
+  const text = typeof value === 'string' ? quote(redactUrl(value)) : JSON.stringify(value) ?? String(value);
   return text.length > 80 ? `${text.slice(0, 76)}…${text.at(-1)}` : text;
 }
 
-/** `mqtt://user:pw@host` → `mqtt://user:[redacted]@host`: a broker URL may carry its password. */
-export function redactUrlPassword(value: string): string {
-  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@/\s]+@/i, '$1[redacted]@');
-}

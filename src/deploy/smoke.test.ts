@@ -64,13 +64,13 @@ describe('the smoke test prints no broker password', () => {
     }
     expect(pulls).toBe(2);
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toContain(`via mqtt://ci-user:redacted@127.0.0.1:${port}`);
+    expect(lines[0]).toContain(`via mqtt://ci-user:[redacted]@127.0.0.1:${port}`);
     expect(lines.join('\n')).not.toMatch(/s3cr/);
   });
 
   it('removes the URL password, as written and decoded, from an error message', () => {
     const url = 'mqtts://u:p%40ss@broker.example.com:8883';
-    expect(withoutUrlPassword('refused for u with p%40ss (p@ss)', url)).toBe('refused for u with redacted (redacted)');
+    expect(withoutUrlPassword('refused for u with p%40ss (p@ss)', url)).toBe('refused for u with [redacted] ([redacted])');
     expect(withoutUrlPassword('connect ECONNREFUSED 10.0.0.1:8883', url)).toBe('connect ECONNREFUSED 10.0.0.1:8883');
     expect(withoutUrlPassword('anything', 'not a url')).toBe('anything');
   });

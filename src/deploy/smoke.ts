@@ -17,7 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import type { protos, v1 } from '@google-cloud/pubsub';
-import { redactUrl } from '../source/mqtt-source.js';
+import { redactUrl } from '../core/redact.js';
 import { ServiceTimeoutError, type Service, type ServiceCalls } from './waiting.js';
 
 export const SMOKE_TOPIC_PREFIX = 'mqtt-ingest/smoke';
@@ -76,26 +76,7 @@ export function contractProblems(msg: ReceivedMessage, sent: { topic: string; pa
   return problems;
 }
 
-/**
- * `text` without the password of `url` (as written and percent-decoded), for printing an error about a
- * connection to that URL. Text that does not hold it is returned as it is.
- */
-export function withoutUrlPassword(text: string, url: string): string {
-  let password = '';
-  try {
-    password = new URL(url).password;
-  } catch {
-    return text;
-  }
-  let decoded = password;
-  try {
-    decoded = decodeURIComponent(password);
-  } catch {
-    // a malformed escape: only the raw form can appear
-  }
-  for (const secret of [password, decoded]) if (secret) text = text.split(secret).join('redacted');
-  return text;
-}
+export { withoutUrlPassword } from '../core/redact.js';
 
 /** The last path segment of projects/P/subscriptions/S. */
 function shortName(subscription: string): string {

@@ -1,5 +1,5 @@
 import type { Logger } from '../core/logger.js';
-import type { Metrics } from '../http/metrics.js';
+import type { Metrics } from '../core/metrics.js';
 import type { Sink } from '../sinks/sink.js';
 import type { Spool } from '../spool/spool.js';
 import { SinkRunner, type RunnerOptions } from './sink-runner.js';

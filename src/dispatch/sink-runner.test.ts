@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Spool } from '../spool/spool.js';
-import { Metrics } from '../http/metrics.js';
+import { Metrics } from '../core/metrics.js';
 import { createLogger } from '../core/logger.js';
 import { delivered, rejected, retryable, type DeliveryOutcome } from '../core/outcome.js';
 import type { SpooledMessage } from '../core/message.js';

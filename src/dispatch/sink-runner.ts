@@ -3,7 +3,7 @@ import type { DeliveryOutcome } from '../core/outcome.js';
 import { Backoff } from '../core/backoff.js';
 import type { Logger } from '../core/logger.js';
 import { monotonicMs } from '../core/clock.js';
-import type { Metrics } from '../http/metrics.js';
+import type { Metrics } from '../core/metrics.js';
 import type { Sink, SinkStatus } from '../sinks/sink.js';
 import type { Spool } from '../spool/spool.js';
 import type { DeadLetterInput } from '../spool/dead-letters.js';

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { IngestError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { Metrics } from './metrics.js';
+import type { Metrics } from '../core/metrics.js';
 
 /** What the HTTP layer needs from the node: kept small so the server does not know the components. */
 export interface HealthSource {

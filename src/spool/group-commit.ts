@@ -1,6 +1,6 @@
 import { SpoolClosedError, SpoolFullError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { Metrics } from '../http/metrics.js';
+import type { Metrics } from '../core/metrics.js';
 import type { AppendResult, SourcedMessage, Spool } from './spool.js';
 
 /** Messages submitted together (one socket read, or one publisher's packet) and their one promise. */

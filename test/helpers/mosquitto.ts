@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { renderMosquittoConf } from '../../src/broker/mosquitto-conf.js';
-import { canConnect, findOnPath, pollUntil } from '../../src/broker/process-utils.js';
+import { renderMosquittoConf } from '../../src/intake/mosquitto/mosquitto-conf.js';
+import { canConnect, findOnPath, pollUntil } from '../../src/intake/mosquitto/process-utils.js';
 import { freePort } from './ports.js';
 
 /**

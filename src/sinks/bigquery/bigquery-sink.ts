@@ -15,7 +15,7 @@ import { systemClock, type Clock } from '../../core/clock.js';
 import { IngestError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Sink, SinkStatus } from '../sink.js';
-import { SinkHealth } from '../shared/sink-health.js';
+import { SinkHealth } from '../../dispatch/sink-health.js';
 import { classifyRequestError, readInsertErrors, rowOutcomes, type InsertError, type RequestErrorClass } from './classify.js';
 import { toRawRow } from './schema.js';
 import { checkRawTable, tableName, withTimeout, type TableCheck } from './table-check.js';

@@ -6,7 +6,7 @@ import { IngestError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Sink, SinkStatus } from '../sink.js';
 import { PUBSUB_TOPIC_NAME } from '../../config/schema.js';
-import { SinkHealth } from '../shared/sink-health.js';
+import { SinkHealth } from '../../dispatch/sink-health.js';
 import { classifyPublishError, type PublishErrorClass } from './classify.js';
 import { HELD_BACK, Publication, type PublishRequestMessage } from './publication.js';
 

@@ -1,0 +1,143 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { nodeVersion } from './version.js';
+
+/**
+ * Every metric of the node, in one registry. Names start `mqtt_ingest_` (contract §3). Labels never
+ * carry secrets: only sink names, reasons from a fixed vocabulary, and broker modes.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly messagesReceived = new Counter({
+    name: 'mqtt_ingest_messages_received_total',
+    help: 'Messages committed to the spool.',
+    registers: [this.registry],
+  });
+  readonly duplicatesSkipped = new Counter({
+    name: 'mqtt_ingest_duplicates_skipped_total',
+    help: 'Broker redeliveries (DUP) of messages the spool already held; acknowledged, not stored twice.',
+    registers: [this.registry],
+  });
+  readonly messagesDelivered = new Counter({
+    name: 'mqtt_ingest_messages_delivered_total',
+    help: 'Messages delivered, per sink.',
+    labelNames: ['sink'] as const,
+    registers: [this.registry],
+  });
+  readonly deliveryFailures = new Counter({
+    name: 'mqtt_ingest_delivery_failures_total',
+    help: 'Failed delivery attempts that will be retried, per sink and reason.',
+    labelNames: ['sink', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly deadLetters = new Counter({
+    name: 'mqtt_ingest_dead_letters_total',
+    help: 'Messages moved to the dead-letter store, per sink and reason.',
+    labelNames: ['sink', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly deadLettersHeld = new Gauge({
+    name: 'mqtt_ingest_dead_letters',
+    help: 'Dead letters currently held in the spool.',
+    registers: [this.registry],
+  });
+  readonly rejectedInbound = new Counter({
+    name: 'mqtt_ingest_messages_rejected_total',
+    help: 'Inbound messages refused before the spool, per reason.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly spoolMessages = new Gauge({
+    name: 'mqtt_ingest_spool_messages',
+    help: 'Messages held in the spool (not yet delivered to every sink).',
+    registers: [this.registry],
+  });
+  readonly spoolPending = new Gauge({
+    name: 'mqtt_ingest_spool_pending_messages',
+    help: 'Messages waiting for delivery, per sink.',
+    labelNames: ['sink'] as const,
+    registers: [this.registry],
+  });
+  readonly spoolBytes = new Gauge({
+    name: 'mqtt_ingest_spool_bytes',
+    help: 'Bytes of messages and dead letters held in the spool.',
+    registers: [this.registry],
+  });
+  readonly spoolMaxBytes = new Gauge({
+    name: 'mqtt_ingest_spool_max_bytes',
+    help: 'SPOOL_MAX_BYTES: above it the node stops acknowledging (back-pressure).',
+    registers: [this.registry],
+  });
+  readonly spoolOldestAge = new Gauge({
+    name: 'mqtt_ingest_spool_oldest_age_seconds',
+    help: 'Age of the oldest message still waiting for a sink.',
+    registers: [this.registry],
+  });
+  readonly spoolFull = new Gauge({
+    name: 'mqtt_ingest_spool_full',
+    help: '1 while the spool is full and the node applies back-pressure.',
+    registers: [this.registry],
+  });
+  readonly spoolDiskFree = new Gauge({
+    name: 'mqtt_ingest_spool_disk_free_bytes',
+    help: 'Room the spool can still use: free bytes of its file system plus free pages inside spool.db. The spool is full below SPOOL_MIN_FREE_BYTES.',
+    registers: [this.registry],
+  });
+  readonly commitSeconds = new Histogram({
+    name: 'mqtt_ingest_spool_commit_seconds',
+    help: 'Duration of spool commits (one transaction per group).',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+  readonly sinkWriteSeconds = new Histogram({
+    name: 'mqtt_ingest_sink_write_seconds',
+    help: 'Duration of one batch write, per sink.',
+    labelNames: ['sink'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly sinkUp = new Gauge({
+    name: 'mqtt_ingest_sink_up',
+    help: '1 when the sink\'s last write succeeded, 0 while it is failing.',
+    labelNames: ['sink'] as const,
+    registers: [this.registry],
+  });
+  readonly brokerRestarts = new Counter({
+    name: 'mqtt_ingest_broker_restarts_total',
+    help: 'Restarts of the supervised broker after it died.',
+    registers: [this.registry],
+  });
+  readonly brokerUp = new Gauge({
+    name: 'mqtt_ingest_broker_up',
+    help: '1 while the broker accepts connections.',
+    registers: [this.registry],
+  });
+  readonly sourceConnected = new Gauge({
+    name: 'mqtt_ingest_source_connected',
+    help: '1 while the subscriber is connected and subscribed.',
+    registers: [this.registry],
+  });
+  readonly sourceReconnects = new Counter({
+    name: 'mqtt_ingest_source_reconnects_total',
+    help: 'Reconnections of the subscriber.',
+    registers: [this.registry],
+  });
+  readonly ready = new Gauge({
+    name: 'mqtt_ingest_ready',
+    help: '1 when /readyz answers 200.',
+    registers: [this.registry],
+  });
+
+  /** Always 1; the version is in the label, so a dashboard or alert can tell which build a node runs. */
+  readonly buildInfo = new Gauge({
+    name: 'mqtt_ingest_build_info',
+    help: 'Always 1; the version label is the version of mqtt-ingest this node runs.',
+    labelNames: ['version'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'mqtt_ingest_process_' });
+    this.buildInfo.set({ version: nodeVersion() }, 1);
+  }
+}

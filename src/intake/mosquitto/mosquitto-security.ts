@@ -1,0 +1,189 @@
+import { redactSecrets } from '../../core/redact.js';
+import net from 'node:net';
+import { BrokerError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { BrokerMetrics } from '../broker-metrics.js';
+import { listenWebSocket, type Listener, type TlsServerOptions } from '../security/listeners.js';
+import type { MosquittoConfOptions } from './mosquitto-conf.js';
+import { MosquittoSys } from './mosquitto-sys.js';
+import { Acl } from '../security/acl-file.js';
+import { subscriberClientId, writeInternalCredential, type InternalCredential } from './internal-credential.js';
+import { PasswordFile } from '../security/passwd-file.js';
+import { ListenerTls } from '../security/listener-tls.js';
+import type { BrokerSecurity } from '../security/policy.js';
+import { pickLoopbackPort } from './process-utils.js';
+
+export interface SubscriberAuth {
+  username: string;
+  password: string;
+  /** MQTT_CLIENT_ID with the secret suffix (security/internal-credential.ts). */
+  clientId?: string;
+}
+
+/**
+ * What the supervised Mosquitto needs beyond its conf: the internal user and loopback listener for the node's
+ * own clients, the secret subscriber id, checked TLS files with their expiry watched, the $SYS reader, and the
+ * WebSocket listener whose connections the node relays to a loopback listener of Mosquitto (the Debian build
+ * of Mosquitto 2.0.11 has no WebSockets).
+ */
+export class MosquittoSecurity {
+  private credential: InternalCredential | undefined;
+  private subscriber: { clientId: string; secret: string } | undefined;
+  private internalPort: number | undefined;
+  private wsRelayPort: number | undefined;
+  private sys: MosquittoSys | undefined;
+  private ws: Listener | undefined;
+  private readonly relayed = new Set<net.Socket>();
+  private readonly listenerTls: ListenerTls;
+  private tls: TlsServerOptions | undefined;
+
+  constructor(
+    private readonly opts: {
+      dir: string;
+      security: BrokerSecurity;
+      clientId?: string;
+      logger: Logger;
+      metrics: BrokerMetrics;
+    },
+  ) {
+    this.listenerTls = new ListenerTls({ tls: opts.security.tls, what: 'mosquitto TLS', metrics: opts.metrics, logger: opts.logger });
+  }
+
+  /** Writes the internal files, picks the loopback ports and checks the TLS files; throws BrokerError on a bad file. */
+  async prepare(): Promise<void> {
+    const o = this.opts;
+    this.credential = writeInternalCredential(o.dir);
+    if (o.clientId !== undefined) this.subscriber = subscriberClientId(o.dir, o.clientId);
+    this.internalPort ??= await pickLoopbackPort();
+    if (o.security.wsPort !== undefined) this.wsRelayPort ??= await pickLoopbackPort();
+    this.readTls();
+  }
+
+  confOptions(): Pick<MosquittoConfOptions, 'security' | 'internal' | 'wsRelayPort'> {
+    const c = this.need(this.credential, 'credential');
+    return {
+      security: this.opts.security,
+      internal: { port: this.need(this.internalPort, 'internal port'), passwordFile: c.passwordFile, aclFile: c.aclFile },
+      ...(this.wsRelayPort !== undefined ? { wsRelayPort: this.wsRelayPort } : {}),
+    };
+  }
+
+  /** Every port Mosquitto binds, to check before it starts (another server there would answer for it). */
+  ports(): Array<{ host: string; port: number }> {
+    const s = this.opts.security;
+    return [
+      { host: '127.0.0.1', port: this.need(this.internalPort, 'internal port') },
+      ...(s.plaintextPort !== undefined ? [{ host: s.host, port: s.plaintextPort }] : []),
+      ...(s.tls ? [{ host: s.host, port: s.tls.port }] : []),
+      ...(this.wsRelayPort !== undefined ? [{ host: '127.0.0.1', port: this.wsRelayPort }] : []),
+    ];
+  }
+
+  get internalListenerPort(): number {
+    return this.need(this.internalPort, 'internal port');
+  }
+
+  subscriberAuth(): SubscriberAuth {
+    const c = this.need(this.credential, 'credential');
+    return { username: c.username, password: c.password, ...(this.subscriber ? { clientId: this.subscriber.clientId } : {}) };
+  }
+
+  /** A log line without the subscriber's secret client id suffix. */
+  redact(line: string): string {
+    const secret = this.subscriber?.secret;
+    return redactSecrets(line, [secret]);
+  }
+
+  /** Starts the $SYS reader and the WebSocket listener once Mosquitto accepts connections. */
+  async startServices(): Promise<void> {
+    const o = this.opts;
+    const c = this.need(this.credential, 'credential');
+    if (!this.sys) {
+      this.sys = new MosquittoSys({
+        url: `mqtt://127.0.0.1:${this.internalListenerPort}`,
+        username: c.username,
+        password: c.password,
+        metrics: o.metrics,
+        logger: o.logger,
+      });
+      this.sys.start();
+    }
+    const s = o.security;
+    if (s.wsPort !== undefined && !this.ws) {
+      const relayPort = this.need(this.wsRelayPort, 'WebSocket relay port');
+      this.ws = await listenWebSocket(
+        { host: s.host, port: s.wsPort, maxConnections: s.maxConnections, maxMessageBytes: s.maxPacketBytes, ...(this.tls ? { tls: this.tls } : {}) },
+        { onRefused: (reason, detail) => this.refused(reason, detail) },
+        (stream) => {
+          // Mosquitto checks user, password and ACL on the relay listener, as on the others.
+          const upstream = net.connect({ host: '127.0.0.1', port: relayPort });
+          this.relayed.add(upstream);
+          upstream.setNoDelay(true);
+          const done = () => {
+            this.relayed.delete(upstream);
+            upstream.destroy();
+            stream.destroy();
+          };
+          upstream.on('error', done).on('close', done);
+          stream.on('error', done).on('close', done);
+          stream.pipe(upstream).pipe(stream);
+        },
+      );
+    }
+  }
+
+  private refused(reason: Parameters<BrokerMetrics['refused']>[0], detail: string): void {
+    this.opts.metrics.refused(reason);
+    this.opts.logger.info({ reason, detail, listener: 'ws' }, 'connection refused');
+  }
+
+  async stopServices(): Promise<void> {
+    this.listenerTls.stop();
+    await this.sys?.stop();
+    this.sys = undefined;
+    for (const socket of this.relayed) socket.destroy();
+    await this.ws?.close();
+    this.ws = undefined;
+  }
+
+  /**
+   * Checks the files Mosquitto re-reads on SIGHUP before it is sent: Mosquitto drops a bad password line and
+   * keeps going, so a typo would lock a user out silently. Throws BrokerError listing the problems; on success
+   * the WebSocket listener takes the new certificates too.
+   */
+  checkForReload(): void {
+    const s = this.opts.security;
+    const problems: string[] = [];
+    for (const [load, file] of [
+      [(f: string) => PasswordFile.load(f), s.authFile],
+      [(f: string) => Acl.load(f), s.aclFile],
+    ] as const) {
+      if (file === undefined) continue;
+      try {
+        load(file);
+      } catch (err) {
+        problems.push((err as Error).message);
+      }
+    }
+    try {
+      this.readTls();
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+    if (problems.length > 0) {
+      throw new BrokerError('BROKER_START_FAILED', `not reloading: ${problems.join('; ')}`, { context: { problems } });
+    }
+    if (this.tls) this.ws?.setTls?.(this.tls);
+  }
+
+  /** Checks the TLS files (a bad one throws BrokerError) and keeps the options for the WebSocket listener. */
+  private readTls(): void {
+    this.tls = this.listenerTls.read();
+  }
+
+
+  private need<T>(value: T | undefined, what: string): T {
+    if (value === undefined) throw new BrokerError('BROKER_START_FAILED', `mosquitto: ${what} used before prepare()`);
+    return value;
+  }
+}

@@ -1,0 +1,453 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { Backoff } from '../../core/backoff.js';
+import { sleep } from '../../core/clock.js';
+import { BrokerError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { Metrics } from '../../core/metrics.js';
+import type { Broker, BrokerState, BrokerStatus } from '../intake.js';
+import { brokerMetrics, type BrokerMetrics } from '../broker-metrics.js';
+import { mosquittoPaths, renderMosquittoConf, type MosquittoConfOptions } from './mosquitto-conf.js';
+import { MosquittoLogClassifier, relayLevel } from './mosquitto-log.js';
+import { MosquittoSecurity, type SubscriberAuth } from './mosquitto-security.js';
+import { openPlaintext, type BrokerSecurity } from '../security/policy.js';
+import { CrashLoop } from './crash-loop.js';
+import { BrokerProbe, type BrokerProbeOptions } from './broker-probe.js';
+import { canConnect, currentUser, exitReason, formatTail, pollUntil, portIsFree, stopLeftoverBroker, type ExitInfo } from './process-utils.js';
+
+export { findOnPath } from './process-utils.js';
+
+export interface MosquittoBrokerOptions {
+  /** The mosquitto binary (a name on PATH or a path). */
+  bin: string;
+  host: string;
+  port: number;
+  /** The node's DATA_DIR (absolute); the broker's conf, pid file and database go in `<dataDir>/mosquitto/`. */
+  dataDir: string;
+  logger: Logger;
+  metrics?: Metrics;
+  /** First restart delay after a crash (default 500 ms), doubling up to restartCapMs (default 30 s). */
+  restartBaseMs?: number;
+  restartCapMs?: number;
+  /** Time between SIGTERM and SIGKILL (default 5 s). Mosquitto saves its database on SIGTERM. */
+  stopGraceMs?: number;
+  /** How long start-up may take before the child is killed and start() rejects (default 30 s). */
+  startTimeoutMs?: number;
+  /** A broker up this long has recovered: the restart backoff starts again from restartBaseMs (default 30 s). */
+  stableAfterMs?: number;
+  /** Queue limits and other settings of the rendered mosquitto.conf. */
+  conf?: Pick<MosquittoConfOptions, 'maxInflightMessages' | 'maxQueuedMessages' | 'persistentClientExpiration' | 'autosaveIntervalS' | 'sysIntervalS'>;
+  /** Listeners, users, ACL and limits. Omitted: one plaintext listener on host:port for anonymous clients. */
+  security?: BrokerSecurity;
+  /** MQTT_CLIENT_ID: the subscriber's client id, which gets a secret suffix (security/internal-credential.ts). */
+  clientId?: string;
+  /**
+   * Unexpected deaths and failed restarts within crashLoopWindowMs after which the broker stops restarting and
+   * emits 'fatal' (default 5 within 120 s): a container restart then does better than a node without a broker.
+   */
+  crashLoopFailures?: number;
+  crashLoopWindowMs?: number;
+  /** The hang check (broker-probe.ts): interval, timeout and unanswered probes before the child is killed. */
+  probe?: Pick<BrokerProbeOptions, 'intervalMs' | 'timeoutMs' | 'failures'>;
+}
+
+/** Lines of Mosquitto's own output kept for error messages ("Error: Address already in use"). */
+const TAIL_LINES = 20;
+
+/**
+ * Supervises Mosquitto as a child process (the production broker mode). Emits 'up' when the broker accepts
+ * connections and 'down' (with a reason) when it dies; a crashed broker is restarted with backoff. After
+ * crashLoopFailures failures within crashLoopWindowMs it gives up and emits 'fatal' (a BROKER_CRASH_LOOP error).
+ */
+export class MosquittoBroker extends EventEmitter implements Broker {
+  readonly mode = 'mosquitto' as const;
+  readonly confPath: string;
+  readonly pidFile: string;
+  private readonly dataDir: string;
+
+  private readonly log: Logger;
+  private readonly backoff: Backoff;
+  private state: BrokerState = 'down';
+  private detail: string | undefined = 'not started';
+  private restarts = 0;
+  private child: ChildProcess | undefined;
+  /** Settles once the current child has exited and its output is drained. */
+  private childClosed: Promise<ExitInfo> = Promise.resolve({ code: 0, signal: null });
+  private tail: string[] = [];
+  private restartTimer: NodeJS.Timeout | undefined;
+  private stableTimer: NodeJS.Timeout | undefined;
+  private starting: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
+  /** Aborts start-up polls and the pre-start clean-up once stop() is called. */
+  private readonly abort = new AbortController();
+  private readonly sec: MosquittoSecurity;
+  private readonly bm: BrokerMetrics;
+  private readonly classifier = new MosquittoLogClassifier();
+  /** Set when the current child wrote "mosquitto version … running": every listener is open. */
+  private running = false;
+  private readonly crashLoop: CrashLoop;
+  private probe: BrokerProbe | undefined;
+  /** Why the supervisor killed the current child itself (a hang), for the 'died' line that follows. */
+  private killedFor: string | undefined;
+
+  constructor(private readonly opts: MosquittoBrokerOptions) {
+    super();
+    // DATA_DIR defaults to ./data: the conf and the leftover check need the absolute path.
+    this.dataDir = path.resolve(opts.dataDir);
+    const paths = mosquittoPaths(this.dataDir);
+    this.confPath = paths.conf;
+    this.pidFile = paths.pidFile;
+    this.log = opts.logger.child({ component: 'broker', mode: 'mosquitto' });
+    this.backoff = new Backoff({ baseMs: opts.restartBaseMs ?? 500, capMs: opts.restartCapMs ?? 30_000 });
+    opts.metrics?.brokerUp.set(0);
+    this.crashLoop = new CrashLoop(opts.crashLoopFailures, opts.crashLoopWindowMs);
+    this.bm = brokerMetrics(opts.metrics ?? new Metrics({ defaultMetrics: false }));
+    this.sec = new MosquittoSecurity({
+      dir: paths.dir,
+      security: opts.security ?? openPlaintext(opts.host, opts.port),
+      ...(opts.clientId !== undefined ? { clientId: opts.clientId } : {}),
+      logger: this.log,
+      metrics: this.bm,
+    });
+  }
+
+  start(): Promise<void> {
+    this.starting ??= this.firstStart();
+    return this.starting;
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  isUp(): boolean {
+    return this.state === 'up';
+  }
+
+  status(): BrokerStatus {
+    const s: BrokerStatus = { mode: this.mode, state: this.state, restarts: this.restarts };
+    if (this.child?.pid !== undefined) s.pid = this.child.pid;
+    if (this.detail !== undefined) s.detail = this.detail;
+    return s;
+  }
+
+  /** The node's own loopback listener (available once start() has prepared it). */
+  subscriberUrl(): string {
+    return `mqtt://127.0.0.1:${this.sec.internalListenerPort}`;
+  }
+
+  /** The internal user and the subscriber's secret client id, for the node's subscriber only. */
+  subscriberAuth(): SubscriberAuth {
+    return this.sec.subscriberAuth();
+  }
+
+  /**
+   * SIGHUP: checks the password file, ACL file and certificates, then has Mosquitto reload them; connected
+   * clients whose credentials still pass stay connected. A bad file is reported and nothing is reloaded.
+   */
+  async reload(): Promise<void> {
+    const child = this.child;
+    if (!child || this.state !== 'up') {
+      this.log.warn({ state: this.state }, 'mosquitto is not running; nothing to reload');
+      return;
+    }
+    try {
+      this.sec.checkForReload();
+    } catch (err) {
+      this.bm.reloads.inc({ result: 'failed' });
+      this.log.error({ err: (err as Error).message }, 'reload refused; the previous users, ACL and certificates stay in force');
+      throw err;
+    }
+    child.kill('SIGHUP');
+    this.bm.reloads.inc({ result: 'ok' });
+    this.log.info('mosquitto reloads the password file, ACL file and certificates (SIGHUP)');
+  }
+
+  private async firstStart(): Promise<void> {
+    this.setState('starting', undefined);
+    try {
+      fs.mkdirSync(path.dirname(this.confPath), { recursive: true });
+      await this.sec.prepare();
+      const conf = renderMosquittoConf({
+        ...this.opts.conf,
+        host: this.opts.host,
+        port: this.opts.port,
+        dataDir: this.dataDir,
+        user: currentUser(),
+        ...this.sec.confOptions(),
+      });
+      fs.writeFileSync(this.confPath, conf, { mode: 0o600 });
+      await this.stopLeftover();
+      await this.launch();
+    } catch (err) {
+      const error =
+        err instanceof BrokerError
+          ? err
+          : new BrokerError('BROKER_START_FAILED', `mosquitto could not start: ${String(err)}`, { cause: err });
+      if (!this.stopping) this.setState('down', error.message);
+      throw error;
+    }
+    this.markUp();
+    await this.sec.startServices();
+  }
+
+  /** Stops a mosquitto left running by a SIGKILLed node on this DATA_DIR (process-utils.ts). */
+  private async stopLeftover(): Promise<void> {
+    const { pidFile, confPath } = this;
+    if (!(await stopLeftoverBroker({ pidFile, confPath, graceMs: this.opts.stopGraceMs ?? 5_000, log: this.log }))) return;
+    // Its listening sockets close with the process; poll anyway so launch() does not race the kernel.
+    const ports = this.sec.ports();
+    await pollUntil(async () => (await Promise.all(ports.map((p) => portIsFree(p.host, p.port)))).every(Boolean), 5_000, {
+      signal: this.abort.signal,
+    });
+  }
+
+  /** Spawns the child and resolves when its port accepts connections; rejects when it exits first. */
+  private async launch(): Promise<void> {
+    this.checkNotStopped();
+    // Another server on one of our ports would make our child fail to bind: ask first, to say which.
+    for (const { host, port } of this.sec.ports()) {
+      if (await portIsFree(host, port)) continue;
+      throw new BrokerError(
+        'BROKER_START_FAILED',
+        `mosquitto cannot listen on ${host}:${port}: address already in use by another process ` +
+          `(another broker, or a mosquitto not started by this node); stop it or choose another port`,
+        { context: { host, port } },
+      );
+    }
+    const internalPort = this.sec.internalListenerPort;
+    this.checkNotStopped();
+    const child = this.spawnChild();
+    let exited: ExitInfo | undefined;
+    void this.childClosed.then((info) => (exited = info));
+
+    const timeoutMs = this.opts.startTimeoutMs ?? 30_000;
+    // "running" is written once every listener is open; the internal listener then takes connections.
+    const ready = await pollUntil(
+      async () => exited !== undefined || (this.running && child.exitCode === null && (await canConnect('127.0.0.1', internalPort, 500))),
+      timeoutMs,
+      { signal: this.abort.signal },
+    );
+    if (ready && exited === undefined) return;
+    // Not ready and still running: timed out, or stop() aborted the poll. Do not leave the child behind.
+    const timedOut = exited === undefined && !this.stopping;
+    if (exited === undefined) await this.killChild(child);
+    const info = await this.childClosed;
+    const why = this.stopping
+      ? 'the broker was stopped during start-up'
+      : timedOut
+        ? `it did not accept connections within ${timeoutMs} ms`
+        : exitReason(info);
+    throw new BrokerError('BROKER_START_FAILED', `mosquitto failed to start: ${why}${formatTail(this.tail)}`, {
+      cause: info.error,
+      context: { ports: this.sec.ports(), bin: this.opts.bin, lastLines: [...this.tail] },
+    });
+  }
+
+  private spawnChild(): ChildProcess {
+    this.tail = [];
+    this.running = false;
+    // Not detached: a signal to the node's process group (Ctrl-C, a container stop) reaches the broker too.
+    const child = spawn(this.opts.bin, ['-c', this.confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    // If the node exits without stop() (an uncaught exception, process.exit), do not orphan the broker.
+    // Only a SIGKILL of the node escapes this; stopLeftover() handles that case at the next start.
+    const killOnExit = () => child.kill('SIGTERM');
+    process.once('exit', killOnExit);
+    child.once('close', () => process.removeListener('exit', killOnExit));
+    // A binary that cannot be run emits 'error' (then 'close'); without a listener it would crash the node.
+    let spawnError: Error | undefined;
+    child.on('error', (err) => (spawnError ??= err));
+    // 'close' (not 'exit') fires after stdout/stderr are drained, so the last lines are in the tail.
+    this.childClosed = new Promise((resolve) =>
+      child.once('close', (code: number | null, signal: NodeJS.Signals | null) =>
+        resolve({ code, signal, ...(spawnError ? { error: spawnError } : {}) }),
+      ),
+    );
+    // Nothing may escape this chain as an unhandled rejection (run.ts exits on one): a broken supervision step is logged.
+    this.childClosed
+      .then((info) => this.onChildClosed(child, info))
+      .catch((err: Error) => this.log.error({ err: err.message }, 'mosquitto supervision failed after the broker exited'));
+    const mlog = this.opts.logger.child({ component: 'mosquitto' });
+    for (const stream of [child.stdout, child.stderr]) {
+      if (!stream) continue;
+      readline.createInterface({ input: stream, crlfDelay: Infinity }).on('line', (raw) => {
+        // The subscriber's client id is a secret (it guards its session): never relayed.
+        const line = this.sec.redact(raw);
+        this.tail.push(line);
+        if (this.tail.length > TAIL_LINES) this.tail.shift();
+        if (/^mosquitto version \S+ running$/.test(line)) this.running = true;
+        const refused = this.classifier.classify(line);
+        if (refused) this.bm.refused(refused);
+        mlog[relayLevel(line)](line);
+      });
+    }
+    if (child.pid !== undefined) {
+      // Mosquitto writes its pid_file only when daemonised (-d), which would take it out of supervision.
+      fs.writeFileSync(this.pidFile, `${child.pid}\n`);
+      this.log.info({ pid: child.pid, conf: this.confPath }, 'mosquitto started');
+    }
+    return child;
+  }
+
+  private onChildClosed(child: ChildProcess, info: ExitInfo): void {
+    if (this.child !== child) return;
+    this.child = undefined;
+    this.probe?.stop();
+    const killedFor = this.killedFor;
+    this.killedFor = undefined;
+    removePidFile(this.pidFile, this.log);
+    clearTimeout(this.stableTimer);
+    // During start-up launch() reports the exit; during stop() it is expected.
+    if (this.state !== 'up' || this.stopping) return;
+    const reason = killedFor ?? exitReason(info);
+    this.log.error({ lastLines: [...this.tail] }, killedFor ? `mosquitto was killed: ${reason}` : `mosquitto died unexpectedly: ${reason}`);
+    this.setState('down', `died: ${reason}`);
+    this.emit('down', reason);
+    if (this.crashLooping(`died: ${reason}`)) return;
+    this.scheduleRestart();
+  }
+
+  /** Records a failure; true (after emitting 'fatal') when there were too many in the window. */
+  private crashLooping(reason: string): boolean {
+    if (!this.crashLoop.record()) return false;
+    const { failures, windowMs } = this.crashLoop;
+    const error = new BrokerError(
+      'BROKER_CRASH_LOOP',
+      `mosquitto failed ${failures} times within ${Math.round(windowMs / 1000)} s (last: ${reason}); ` +
+        'giving up so that the platform restarts the node',
+      { context: { failures, windowMs, lastLines: [...this.tail] } },
+    );
+    this.setState('down', error.message);
+    this.log.fatal({ lastLines: [...this.tail] }, error.message);
+    this.emit('fatal', error);
+    return true;
+  }
+
+  private scheduleRestart(): void {
+    const delayMs = this.backoff.next();
+    this.log.info({ delayMs, failures: this.backoff.failures }, 'restarting mosquitto after a delay');
+    this.restartTimer = setTimeout(() => {
+      this.restart().catch((err: Error) => this.log.error({ err: err.message }, 'mosquitto restart failed'));
+    }, delayMs);
+  }
+
+  private async restart(): Promise<void> {
+    if (this.stopping) return;
+    this.restarts += 1;
+    this.opts.metrics?.brokerRestarts.inc();
+    this.setState('starting', `restart ${this.restarts}`);
+    try {
+      await this.launch();
+    } catch (err) {
+      if (this.stopping) return;
+      this.log.error({ err, failures: this.backoff.failures }, 'mosquitto restart failed');
+      this.setState('down', (err as Error).message);
+      if (this.crashLooping((err as Error).message)) return;
+      this.scheduleRestart();
+      return;
+    }
+    this.markUp();
+  }
+
+  private markUp(): void {
+    if (this.stopping) return;
+    this.setState('up', undefined);
+    this.log.info({ pid: this.child?.pid, url: this.subscriberUrl() }, 'mosquitto accepts connections');
+    // Reset the backoff only after a stable period, so a broker that dies right after start-up backs off.
+    clearTimeout(this.stableTimer);
+    this.stableTimer = setTimeout(() => this.backoff.reset(), this.opts.stableAfterMs ?? 30_000);
+    this.stableTimer.unref();
+    this.startProbe();
+    this.emit('up');
+  }
+
+  /**
+   * A child that stops answering (SIGSTOP, a stuck disk) keeps its sockets open and never exits, so nothing
+   * else would notice: the probe does, and the child is killed, which the supervision then restarts as after a
+   * crash, counting towards the crash loop (whose end fails liveness, so the platform restarts the node).
+   */
+  private startProbe(): void {
+    this.probe?.stop();
+    const child = this.child;
+    const auth = this.sec.subscriberAuth();
+    this.probe = new BrokerProbe({
+      host: '127.0.0.1',
+      port: this.sec.internalListenerPort,
+      username: auth.username,
+      password: auth.password,
+      ...this.opts.probe,
+      logger: this.log,
+      onHung: (why) => {
+        if (this.child !== child || !child || this.stopping) return;
+        this.killedFor = `hung: ${why}`;
+        this.log.error({ pid: child.pid }, `mosquitto does not answer: ${why}; killing it (SIGKILL) so that it is restarted`);
+        child.kill('SIGKILL');
+      },
+    });
+    this.probe.start();
+  }
+
+  private async shutdown(): Promise<void> {
+    this.abort.abort();
+    this.probe?.stop();
+    clearTimeout(this.restartTimer);
+    clearTimeout(this.stableTimer);
+    await this.sec.stopServices();
+    const child = this.child;
+    if (child) await this.killChild(child);
+    // A start() in flight finishes (rejecting) before the state settles on 'stopped'.
+    await this.starting?.catch(() => undefined);
+    fs.rmSync(this.pidFile, { force: true });
+    this.setState('stopped', undefined);
+    this.log.info('mosquitto stopped');
+  }
+
+  /** SIGTERM (Mosquitto saves its database), SIGKILL after the grace period; resolves once it is gone. */
+  private async killChild(child: ChildProcess): Promise<void> {
+    const closed = this.childClosed;
+    if (child.exitCode !== null || child.signalCode !== null) {
+      await closed;
+      return;
+    }
+    child.kill('SIGTERM');
+    const graceMs = this.opts.stopGraceMs ?? 5_000;
+    // The grace timer is cleared as soon as the child exits: a pending one would keep the process alive.
+    const grace = new AbortController();
+    const timedOut = await Promise.race([closed.then(() => false), sleep(graceMs, grace.signal).then(() => !grace.signal.aborted)]);
+    grace.abort();
+    if (timedOut) {
+      this.log.warn({ pid: child.pid, graceMs }, 'mosquitto ignored SIGTERM; sending SIGKILL');
+      child.kill('SIGKILL');
+      await closed;
+    }
+  }
+
+  private checkNotStopped(): void {
+    if (this.stopping) {
+      throw new BrokerError('BROKER_START_FAILED', 'mosquitto failed to start: the broker was stopped during start-up');
+    }
+  }
+
+  private setState(state: BrokerState, detail: string | undefined): void {
+    this.state = state;
+    this.detail = detail;
+    this.opts.metrics?.brokerUp.set(state === 'up' ? 1 : 0);
+  }
+}
+
+/**
+ * Removes the pid file of a child that exited. A file that cannot be removed is only a warning: the next start
+ * checks the pid in it against /proc before it acts on it (process-utils.ts stopLeftoverBroker).
+ */
+function removePidFile(pidFile: string, log: Logger): void {
+  try {
+    fs.rmSync(pidFile, { force: true });
+  } catch (err) {
+    log.warn({ err: (err as Error).message, pidFile }, 'cannot remove the mosquitto pid file');
+  }
+}

@@ -1,0 +1,186 @@
+import { Backoff } from '../../core/backoff.js';
+import { sleep } from '../../core/clock.js';
+import { redactUrl } from '../../core/redact.js';
+import type { Logger } from '../../core/logger.js';
+import type { Metrics } from '../../core/metrics.js';
+import type { SpoolWriter } from '../../spool/group-commit.js';
+import { Connection, type ConnectionEvent, type ConnectionOptions } from './connection.js';
+import { openTransport } from './transport.js';
+
+/** The session settings are the connection's own (connection.ts); the rest is what the source adds. */
+export interface MqttSourceOptions
+  extends Pick<
+    ConnectionOptions,
+    'clientId' | 'username' | 'password' | 'topics' | 'protocolVersion' | 'sessionExpirySeconds' | 'keepaliveSeconds' | 'onCommitted'
+  > {
+  url: string;
+  writer: SpoolWriter;
+  logger: Logger;
+  metrics: Metrics;
+  reconnectBaseMs?: number;
+  reconnectCapMs?: number;
+  /** MQTT 5 Receive Maximum (default 10,000): the broker's in-flight window towards us. */
+  receiveMaximum?: number;
+  /** Stop reading the socket while this many messages wait for a commit (default 50,000)… */
+  pauseAbove?: number;
+  /** …or this many payload bytes (default 64 MiB): memory stays bounded whatever the message size. */
+  pauseAboveBytes?: number;
+  connectTimeoutMs?: number;
+  /** Where the filters of the broker's session are remembered (the spool's meta table), to follow MQTT_TOPICS changes. */
+  subscriptions?: { load(): string[] | undefined; save(topics: string[]): void };
+}
+
+export type SourceState = 'connecting' | 'subscribed' | 'disconnected' | 'stopped';
+
+/**
+ * The subscriber for the mosquitto and external modes: a persistent session (clean start off, MQTT 5
+ * session expiry), a stable client id, QoS 1 subscriptions, and each PUBACK only after the spool commit,
+ * with many messages per commit (see connection.ts). Reconnects with the shared backoff.
+ */
+export class MqttSource {
+  private state: SourceState = 'connecting';
+  private lastError: string | undefined;
+  private readonly backoff: Backoff;
+  private connections = 0;
+  private current: Connection | undefined;
+  private stopped = false;
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | undefined;
+  private subscribedOnce = false;
+
+  constructor(private readonly opts: MqttSourceOptions) {
+    this.backoff = new Backoff({ baseMs: opts.reconnectBaseMs ?? 500, capMs: opts.reconnectCapMs ?? 30_000 });
+  }
+
+  start(): void {
+    // run() catches what each connection throws; this is the last guard against an unhandled rejection.
+    this.loop = this.run().catch((err: Error) => {
+      this.lastError = err.message;
+      this.setState('disconnected');
+      this.opts.logger.error({ err: { message: err.message, stack: err.stack } }, 'subscriber loop failed; it no longer reconnects');
+    });
+  }
+
+  private async run(): Promise<void> {
+    const o = this.opts;
+    const url = new URL(o.url);
+    while (!this.stopped) {
+      this.setState('connecting');
+      const reason = await this.connectOnce(url).catch((err: Error) => err.message);
+      if (this.stopped) break;
+      this.lastError = reason;
+      this.setState('disconnected');
+      const delay = this.backoff.next();
+      o.logger.warn({ reason, url: redactUrl(o.url), retryInMs: delay }, 'subscriber disconnected; reconnecting');
+      await sleep(delay, this.abort.signal);
+    }
+  }
+
+  /** One connection's life; resolves with the reason it ended. */
+  private async connectOnce(url: URL): Promise<string> {
+    const o = this.opts;
+    const timeout = o.connectTimeoutMs ?? 10_000;
+    const receiveMaximum = o.receiveMaximum ?? 10_000;
+    // Receive Maximum bounds what the broker holds in flight towards us (MQTT 5); the same bound is assumed
+    // of an MQTT 3.1.1 broker (inbound-window.ts, DEFAULT_INFLIGHT_WINDOW).
+    const epoch = o.writer.beginConnection(receiveMaximum);
+    const transport = openTransport(url, timeout);
+    const conn = new Connection(transport.stream, {
+      clientId: o.clientId,
+      username: o.username,
+      password: o.password,
+      topics: o.topics,
+      protocolVersion: o.protocolVersion,
+      sessionExpirySeconds: o.sessionExpirySeconds,
+      keepaliveSeconds: o.keepaliveSeconds,
+      receiveMaximum,
+      epoch,
+      submit: (m) => o.writer.submitMany(m),
+      waiting: () => ({ messages: o.writer.waiting, bytes: o.writer.waitingBytes }),
+      pauseAbove: { messages: o.pauseAbove ?? 50_000, bytes: o.pauseAboveBytes ?? 64 * 1024 * 1024 },
+      onCommitFailed: (err) => {
+        o.metrics.rejectedInbound.inc({ reason: 'commit_failed' });
+        o.logger.error({ err: err.message }, 'spool commit failed: dropping the connection so the broker redelivers the unacknowledged messages');
+      },
+      onCommitted: o.onCommitted,
+      onEvent: (e) => this.onEvent(e),
+      previousTopics: () => o.subscriptions?.load(),
+      onSubscribed: (topics) => o.subscriptions?.save(topics),
+    });
+    this.current = conn;
+    try {
+      try {
+        await transport.ready;
+      } catch (err) {
+        transport.stream.destroy();
+        throw err;
+      }
+      conn.start(timeout);
+      return await conn.done;
+    } finally {
+      // The connection is closed: it writes nothing more, so where its PUBACKs stopped is final.
+      o.writer.endConnection(epoch, conn.acksWrittenUpTo);
+    }
+  }
+
+  private onEvent(e: ConnectionEvent): void {
+    const o = this.opts;
+    const log = o.logger;
+    switch (e.type) {
+      case 'connected':
+        this.connections += 1;
+        if (this.connections > 1) o.metrics.sourceReconnects.inc();
+        this.backoff.reset();
+        log.info({ sessionPresent: e.sessionPresent, clientId: o.clientId }, 'subscriber connected');
+        if (!e.sessionPresent && this.subscribedOnce) {
+          log.warn(
+            { clientId: o.clientId },
+            'the broker had no session for this client id: messages published while the node was away may not have been queued (broker restarted without persistence, or session expired)',
+          );
+        }
+        return;
+      case 'subscribed':
+        this.subscribedOnce = true;
+        if (e.granted.length > 0) log.info({ topics: o.topics }, 'subscribed');
+        this.setState('subscribed');
+        return;
+      case 'downgraded':
+        log.warn({ topics: e.topics }, 'broker granted QoS 0 only: those messages are not redelivered after a crash');
+        return;
+      case 'subscribe-refused':
+        this.lastError = `broker refused subscriptions: ${e.topics.join(', ')}`;
+        log.error({ topics: e.topics }, 'broker refused some subscriptions (check the broker ACL for the subscriber)');
+        return;
+      case 'refused':
+        log.error({ reason: e.reason, url: redactUrl(o.url) }, 'broker refused the subscriber connection');
+        return;
+      case 'server-disconnect':
+      case 'protocol-error':
+        log.warn({ reason: e.reason }, 'subscriber connection ended by the broker');
+        return;
+    }
+  }
+
+  private setState(state: SourceState): void {
+    this.state = state;
+    this.opts.metrics.sourceConnected.set(state === 'subscribed' ? 1 : 0);
+  }
+
+  isReady(): boolean {
+    return this.state === 'subscribed' && this.current?.isConnected === true;
+  }
+
+  status(): { state: SourceState; clientId: string; url: string; lastError?: string; connections: number } {
+    return { state: this.state, clientId: this.opts.clientId, url: redactUrl(this.opts.url), lastError: this.lastError, connections: this.connections };
+  }
+
+  /** Disconnects; messages not yet committed stay unacknowledged and are redelivered later. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.setState('stopped');
+    this.abort.abort();
+    await this.current?.disconnect();
+    await this.loop;
+  }
+}
+

@@ -1,0 +1,395 @@
+import path from 'node:path';
+import type { Config } from './config/load.js';
+import { bigquerySinkEnabled, fileSinkEnabled, pubsubTopicPath } from './config/load.js';
+import type { Logger } from './core/logger.js';
+import type { SinkName } from './core/message.js';
+import { Metrics } from './core/metrics.js';
+import { HttpServer } from './http/server.js';
+import { Spool } from './spool/spool.js';
+import { SpoolWriter } from './spool/group-commit.js';
+import { Dispatcher } from './dispatch/dispatcher.js';
+import type { Sink } from './sinks/sink.js';
+import { FileSink } from './sinks/file/file-sink.js';
+import { PubSubSink } from './sinks/pubsub/pubsub-sink.js';
+import { BigQuerySink } from './sinks/bigquery/bigquery-sink.js';
+import type { Broker } from './intake/intake.js';
+import { EmbeddedBroker } from './intake/embedded/embedded-broker.js';
+import { ExternalBroker } from './intake/external/external-intake.js';
+import { MosquittoBroker, findOnPath } from './intake/mosquitto/mosquitto.js';
+import { brokerSecurity, insecureFindings, mosquittoWebSocketProblem } from './intake/security/policy.js';
+import { BrokerError, IngestError } from './core/errors.js';
+import { MqttSource } from './intake/subscriber/mqtt-source.js';
+import { redactUrl } from './core/redact.js';
+import { nodeVersion } from './core/version.js';
+import { monotonicMs } from './core/clock.js';
+
+export type BrokerMode = 'mosquitto' | 'embedded' | 'external';
+
+/** start() gave up because stop() was called (SIGTERM during start-up): not a failure. */
+export class StartAbortedError extends Error {
+  constructor() {
+    super('start-up interrupted by a stop request');
+    this.name = 'StartAbortedError';
+  }
+}
+
+/** auto: external when MQTT_BROKER is set, else Mosquitto when it is on PATH, else the embedded broker. */
+export function resolveBrokerMode(config: Config, onPath: (bin: string) => string | undefined = findOnPath): BrokerMode {
+  if (config.MQTT_BROKER_MODE !== 'auto') return config.MQTT_BROKER_MODE;
+  if (config.MQTT_BROKER) return 'external';
+  return onPath(config.MOSQUITTO_BIN) ? 'mosquitto' : 'embedded';
+}
+
+/**
+ * Starts and stops the node's components in data-path order (ARCHITECTURE §1):
+ * spool → sinks and dispatcher → http → broker → subscriber; SIGTERM undoes it: stop taking messages,
+ * flush in-flight batches, close the spool, stop the broker.
+ * HTTP starts before the broker so that /readyz answers 503 with the reason while the broker starts.
+ */
+export class IngestNode {
+  readonly metrics = new Metrics();
+  readonly mode: BrokerMode;
+  private spool!: Spool;
+  private writer!: SpoolWriter;
+  private dispatcher!: Dispatcher;
+  private sinks: Sink[] = [];
+  private broker!: Broker;
+  private source: MqttSource | undefined;
+  private http!: HttpServer;
+  private gaugeTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private fatal: string | undefined;
+  private onFatal!: (reason: string) => void;
+  private readonly fatalReason = new Promise<string>((resolve) => (this.onFatal = resolve));
+  /** pprd/prd weaknesses allowed by MQTT_ALLOW_INSECURE, shown in the readiness JSON. */
+  private readonly insecure: string[];
+  private subscriberIdIsSecret = false;
+  httpPort = 0;
+  private starting: Promise<void> | undefined;
+
+  constructor(
+    private readonly config: Config,
+    private readonly logger: Logger,
+  ) {
+    this.mode = resolveBrokerMode(config);
+    this.insecure = insecureFindings(config);
+  }
+
+  /** Starts the node. A stop() that arrives meanwhile ends the start at the next step (StartAbortedError). */
+  start(): Promise<void> {
+    this.starting = this.startSteps();
+    return this.starting;
+  }
+
+  /** Between start steps: a SIGTERM during start-up stops it here instead of starting what comes next. */
+  private checkNotStopping(): void {
+    if (this.stopping) throw new StartAbortedError();
+  }
+
+  private async startSteps(): Promise<void> {
+    const c = this.config;
+    const dataDir = path.resolve(c.DATA_DIR);
+    this.sinks = this.buildSinks(dataDir);
+    const sinkNames = this.sinks.map((s) => s.name) as SinkName[];
+    if (sinkNames.length === 0) {
+      this.logger.warn('no sink is enabled (FILE_SINK=off and no cloud sink): messages are spooled and counted only');
+    }
+    this.logger.info({ version: nodeVersion(), mode: this.mode, appEnv: c.APP_ENV }, 'mqtt-ingest starting');
+    this.spool = openSpool(dataDir, {
+      maxBytes: c.SPOOL_MAX_BYTES,
+      minFreeDiskBytes: c.SPOOL_MIN_FREE_BYTES,
+      sinks: sinkNames,
+      sync: c.SPOOL_SYNC,
+      acceptLoss: c.SPOOL_ACCEPT_LOSS,
+      // Stored bytes that no longer match their checksum are dead-lettered at lease (reason corrupt), never delivered.
+      onCorrupt: (sink, items) => {
+        this.metrics.deadLetters.inc({ sink, reason: 'corrupt' }, items.length);
+        for (const d of items) this.logger.error({ sink, reason: d.reason, detail: d.detail, message_id: d.message.messageId, topic: d.message.topic }, 'message dead-lettered');
+      },
+      onNote: (note) => this.logger.info({ component: 'spool' }, note),
+    });
+    for (const w of this.spool.openWarnings) this.logger.warn(w);
+    for (const n of this.spool.openNotes) this.logger.info({ component: 'spool' }, n);
+    this.metrics.spoolMaxBytes.set(c.SPOOL_MAX_BYTES);
+    for (const [sink, n] of Object.entries(this.spool.releasedAtOpen)) {
+      this.metrics.deadLetters.inc({ sink, reason: 'sink_disabled' }, n);
+      this.logger.warn(
+        { sink, messages: n },
+        `${n} messages were waiting for the ${sink} sink, which is no longer configured: they are in the dead-letter store (mqtt-ingest dlq list --sink ${sink}; dlq replay after enabling it again)`,
+      );
+    }
+    this.writer = new SpoolWriter(this.spool, { metrics: this.metrics, logger: this.logger.child({ component: 'spool' }) });
+    for (const s of this.sinks) {
+      await s.start();
+      this.checkNotStopping();
+    }
+    this.dispatcher = new Dispatcher(this.sinks, this.spool, this.logger, this.metrics, {
+      retryBaseMs: c.RETRY_INITIAL_DELAY_MS,
+      retryCapMs: c.RETRY_MAX_DELAY_MS,
+    });
+    this.dispatcher.start();
+    this.http = new HttpServer({ host: c.HTTP_HOST, port: c.PORT, logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this });
+    this.httpPort = await this.http.start();
+    this.checkNotStopping();
+    // The dlq commands change the spool file from another process: recount now and then.
+    // A recount that fails (the file locked by a dlq command past busy_timeout, a disk error) is tried again at the
+    // next tick: thrown out of a timer it would end the process.
+    this.gaugeTimer = setInterval(() => {
+      try {
+        this.spool.refreshCounters();
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message }, 'spool recount failed; the counters are recounted at the next tick');
+      }
+    }, 30_000);
+    this.gaugeTimer.unref();
+
+    const onCommitted = () => this.dispatcher.notify();
+    this.broker = this.buildBroker(dataDir, onCommitted);
+    await this.broker.start();
+    this.checkNotStopping();
+    if (this.mode !== 'embedded') {
+      // With its own Mosquitto the subscriber uses the internal credential and a client id with a secret suffix
+      // (broker/security/internal-credential.ts), which stays out of the log.
+      const auth = this.broker.subscriberAuth?.();
+      this.subscriberIdIsSecret = auth?.clientId !== undefined;
+      this.source = new MqttSource({
+        url: this.broker.subscriberUrl(),
+        clientId: auth?.clientId ?? c.MQTT_CLIENT_ID,
+        username: auth ? auth.username : c.MQTT_USERNAME,
+        password: auth ? auth.password : c.MQTT_PASSWORD,
+        topics: c.MQTT_TOPICS,
+        protocolVersion: c.MQTT_PROTOCOL_VERSION,
+        sessionExpirySeconds: c.MQTT_SESSION_EXPIRY_SECONDS,
+        keepaliveSeconds: c.MQTT_KEEPALIVE_SECONDS,
+        writer: this.writer,
+        subscriptions: {
+          // Keyed by broker URL: a session lives on one broker.
+          load: () => {
+            const v = this.spool.getMeta(`subscriptions ${redactUrl(this.broker.subscriberUrl())}`);
+            return v === undefined ? undefined : (JSON.parse(v) as string[]);
+          },
+          save: (topics) => this.spool.setMeta(`subscriptions ${redactUrl(this.broker.subscriberUrl())}`, JSON.stringify(topics)),
+        },
+        logger: this.subscriberIdIsSecret
+          ? this.logger.child(
+              { component: 'source' },
+              { redact: { paths: ['clientId', 'password', '*.password'], censor: (v: unknown) => (typeof v === 'string' && v.startsWith(c.MQTT_CLIENT_ID) ? `${c.MQTT_CLIENT_ID}-[redacted]` : '[redacted]') } },
+            )
+          : this.logger.child({ component: 'source' }),
+        metrics: this.metrics,
+        onCommitted,
+        reconnectBaseMs: Math.min(c.RETRY_INITIAL_DELAY_MS, 1000),
+        reconnectCapMs: c.RETRY_MAX_DELAY_MS,
+      });
+      if (this.broker instanceof ExternalBroker) {
+        const source = this.source;
+        this.broker.observe(() => source.status().state === 'subscribed');
+      }
+      this.source.start();
+    }
+    this.logger.info(
+      { version: nodeVersion(), mode: this.mode, sinks: sinkNames, dataDir, mqttPort: c.MQTT_PORT, httpPort: this.httpPort, appEnv: c.APP_ENV },
+      'mqtt-ingest started',
+    );
+  }
+
+  private buildSinks(dataDir: string): Sink[] {
+    const c = this.config;
+    const log = this.logger;
+    const sinks: Sink[] = [];
+    const topic = pubsubTopicPath(c);
+    if (topic) {
+      sinks.push(
+        new PubSubSink({
+          projectId: c.GCP_PROJECT_ID ?? topic.split('/')[1],
+          topic,
+          emulatorHost: c.PUBSUB_EMULATOR_HOST,
+          maxBatchMessages: c.PUBSUB_BATCH_MAX_MESSAGES,
+          maxBatchBytes: c.PUBSUB_BATCH_MAX_BYTES,
+          maxInFlight: c.PUBSUB_MAX_IN_FLIGHT,
+          orderingKey: c.PUBSUB_ORDERING_KEY,
+          logger: log.child({ component: 'sink.pubsub' }),
+        }),
+      );
+    }
+    if (bigquerySinkEnabled(c)) {
+      // Its own SinkRunner: BigQuery and Pub/Sub progress independently; a spool row leaves when both are done.
+      sinks.push(
+        new BigQuerySink({
+          projectId: c.GCP_PROJECT_ID as string,
+          dataset: c.BIGQUERY_DATASET as string,
+          table: c.BIGQUERY_TABLE as string,
+          location: c.BIGQUERY_LOCATION,
+          autoCreate: c.BIGQUERY_AUTO_CREATE,
+          apiEndpoint: c.BIGQUERY_API_ENDPOINT,
+          emulatorHost: c.BIGQUERY_EMULATOR_HOST,
+          maxBatchRows: c.BIGQUERY_BATCH_MAX_ROWS,
+          maxRequestBytes: c.BIGQUERY_BATCH_MAX_BYTES,
+          maxInFlight: c.BIGQUERY_MAX_IN_FLIGHT,
+          logger: log.child({ component: 'sink.bigquery' }),
+        }),
+      );
+    }
+    if (fileSinkEnabled(c)) {
+      sinks.push(
+        new FileSink({
+          dir: c.FILE_SINK_DIR ? path.resolve(c.FILE_SINK_DIR) : path.join(dataDir, 'out'),
+          rotateBytes: c.FILE_SINK_ROTATE_BYTES,
+          logger: log.child({ component: 'sink.file' }),
+        }),
+      );
+    }
+    return sinks;
+  }
+
+  private buildBroker(dataDir: string, onCommitted: () => void): Broker {
+    const c = this.config;
+    if (this.mode === 'external') return new ExternalBroker(c.MQTT_BROKER as string);
+    // Both modes build their listeners, users, ACL and limits from the same settings (docs/security.md).
+    const security = brokerSecurity(c);
+    if (this.mode === 'embedded') {
+      return new EmbeddedBroker({
+        host: c.MQTT_HOST,
+        port: c.MQTT_PORT,
+        security,
+        reservedClientId: c.MQTT_CLIENT_ID,
+        writer: this.writer,
+        logger: this.logger,
+        metrics: this.metrics,
+        onCommitted,
+      });
+    }
+    // check-config knows the mode only when it is set explicitly; with `auto` this is the first place it is known.
+    const wsProblem = mosquittoWebSocketProblem(c);
+    if (wsProblem) throw new BrokerError('BROKER_START_FAILED', wsProblem);
+    const mosquitto = new MosquittoBroker({
+      bin: c.MOSQUITTO_BIN,
+      host: c.MQTT_HOST,
+      port: c.MQTT_PORT,
+      dataDir,
+      logger: this.logger,
+      metrics: this.metrics,
+      security,
+      clientId: c.MQTT_CLIENT_ID,
+    });
+    // A crash loop: no longer live, and `run` exits non-zero so that the platform restarts the container.
+    mosquitto.on('fatal', (err: Error) => this.markFatal(err.message));
+    return mosquitto;
+  }
+
+  isLive(): boolean {
+    return this.fatal === undefined;
+  }
+
+  readiness(): { ready: boolean; components: Record<string, unknown> } {
+    const spoolOk = !!this.spool && !this.spool.isClosed;
+    const stats = spoolOk ? this.spool.stats() : undefined;
+    const writable = spoolOk && this.spool.isWritable();
+    const brokerUp = !!this.broker && this.broker.isUp();
+    const sourceReady = this.mode === 'embedded' ? brokerUp : (this.source?.isReady() ?? false);
+    const ready = !this.stopping && brokerUp && sourceReady && writable && !!stats && !stats.full;
+    return {
+      ready,
+      components: {
+        version: nodeVersion(),
+        mode: this.mode,
+        stopping: this.stopping || undefined,
+        broker: this.broker?.status() ?? { state: 'starting' },
+        source: this.mode === 'embedded' ? { state: brokerUp ? 'in-process' : 'down' } : this.sourceStatus(),
+        security: this.insecure.length > 0 ? { insecure: this.insecure } : undefined,
+        spool: stats ? { ...stats, writable, oldestAgeSeconds: ageSeconds(stats.oldestReceivedAt) } : { state: 'closed' },
+        sinks: this.dispatcher?.status() ?? {},
+      },
+    };
+  }
+
+  refreshMetrics(): void {
+    if (!this.spool || this.spool.isClosed) return;
+    const s = this.spool.stats();
+    const m = this.metrics;
+    m.spoolMessages.set(s.messages);
+    m.spoolBytes.set(s.bytes);
+    m.spoolFull.set(s.full ? 1 : 0);
+    if (s.diskFreeBytes !== undefined) m.spoolDiskFree.set(s.diskFreeBytes + s.reusableBytes);
+    m.spoolOldestAge.set(ageSeconds(s.oldestReceivedAt));
+    m.deadLettersHeld.set(s.deadLetters);
+    for (const [sink, n] of Object.entries(s.pending)) m.spoolPending.set({ sink }, n);
+  }
+
+  /** The subscriber's status, without the secret part of its client id. */
+  private sourceStatus(): Record<string, unknown> {
+    const status = this.source?.status();
+    if (!status) return { state: 'starting' };
+    return this.subscriberIdIsSecret ? { ...status, clientId: `${this.config.MQTT_CLIENT_ID}-[redacted]` } : status;
+  }
+
+  /** Marks the node not live (the platform restarts it) when a component cannot recover. */
+  markFatal(reason: string): void {
+    this.fatal = reason;
+    this.logger.fatal({ reason }, 'node cannot recover; liveness now fails');
+    this.onFatal(reason);
+  }
+
+  /** Resolves with the reason once the node marked itself not live (`run` then stops and exits non-zero). */
+  whenFatal(): Promise<string> {
+    return this.fatalReason;
+  }
+
+  /** SIGHUP: the broker re-reads its password file, ACL file and certificates; connected clients stay. */
+  async reload(): Promise<void> {
+    if (!this.broker?.reload) {
+      this.logger.info({ mode: this.mode }, 'SIGHUP: nothing to reload in this broker mode');
+      return;
+    }
+    await this.broker.reload();
+  }
+
+  /**
+   * SIGTERM: stop taking messages (messages not yet committed stay unacknowledged at the broker), flush
+   * in-flight batches for up to SHUTDOWN_TIMEOUT_MS, close the spool, stop the broker.
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    // Let a start in progress reach its next step and give up there, then stop what it started.
+    await this.starting?.catch(() => undefined);
+    const started = monotonicMs();
+    this.logger.info('stopping: no new messages are taken');
+    if (this.gaugeTimer) clearInterval(this.gaugeTimer);
+    await this.source?.stop();
+    if (this.mode === 'embedded') await this.broker?.stop();
+    this.writer?.close();
+    const flushed = (await this.dispatcher?.stop(this.config.SHUTDOWN_TIMEOUT_MS)) ?? true;
+    if (!flushed) this.logger.warn('in-flight batches did not finish in time; they stay in the spool and are sent after restart');
+    for (const s of this.sinks) await s.close().catch((err: Error) => this.logger.warn({ sink: s.name, err: err.message }, 'sink close failed'));
+    this.spool?.close();
+    if (this.mode !== 'embedded') await this.broker?.stop();
+    await this.http?.stop();
+    this.logger.info({ ms: Math.round(monotonicMs() - started) }, 'stopped');
+  }
+}
+
+/**
+ * Opens the spool under DATA_DIR. A file-system error (a DATA_DIR made read-only or removed after the config
+ * check, "unable to open database file") is reworded to name DATA_DIR and the path; other errors pass as they are.
+ */
+function openSpool(dataDir: string, opts: Omit<Parameters<typeof Spool.open>[0], 'dir'>): Spool {
+  const dir = path.join(dataDir, 'spool');
+  try {
+    return Spool.open({ dir, ...opts });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const fsCodes = ['ENOENT', 'EEXIST', 'ENOTDIR', 'EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'SQLITE_CANTOPEN', 'SQLITE_READONLY'];
+    if (e.code === undefined || !fsCodes.includes(e.code)) throw err;
+    throw new IngestError(
+      'SPOOL_OPEN_FAILED',
+      `cannot open the spool in ${JSON.stringify(dir)} (DATA_DIR=${JSON.stringify(dataDir)}): ${e.message}; ` +
+        'DATA_DIR must be a directory on a writable disk with free space',
+      { cause: err, context: { dataDir, dir } },
+    );
+  }
+}
+
+function ageSeconds(ms: number | null): number {
+  return ms === null ? 0 : Math.max(0, (Date.now() - ms) / 1000);
+}
