@@ -5,7 +5,7 @@ import { crc32c, crc32cText, crc32cUint } from '../core/crc32c.js';
  * payload, the message id, then qos and retain in one byte and received_at in 6 bytes. SQLite checks neither
  * its pages nor its rows: a byte changed on disk inside a page reads back as a valid row with other content.
  * The spool computes this at commit and again when a sink leases the row; a row that no longer matches is
- * dead-lettered (reason `corrupt`) instead of being delivered (spool.ts, lease).
+ * dead-lettered (reason `corrupt`) instead of being delivered (message-store.ts, read by a lease).
  *
  * Stored as a signed 32-bit integer (4 bytes in SQLite's record format rather than 6). NULL means the row
  * has none: written by a spool of format version 1. `dlq replay` computes it again from the dead letter's bytes.

@@ -1,9 +1,17 @@
 import type Database from 'better-sqlite3';
 import type { Clock } from '../core/clock.js';
 import type { SinkName, SpooledMessage } from '../core/message.js';
-import { ROW_OVERHEAD_BYTES } from './schema.js';
-import { messageBytes, type Row } from './rows.js';
+import { messageBytes, ROW_OVERHEAD_BYTES, STORED_BYTES_SQL } from './schema.js';
 import { rowChecksum } from './checksum.js';
+import {
+  DEAD_LETTER_COLUMNS,
+  deadLetterOfRow,
+  INSERT_DEAD_LETTER_SQL,
+  insertDeadLetterRow,
+  insertMessageRow,
+  insertMessagesSql,
+  type DeadLetterRow,
+} from './columns.js';
 
 export interface DeadLetterInput {
   message: SpooledMessage;
@@ -27,50 +35,24 @@ export interface DeadLetter {
   deadAt: number;
 }
 
-/** A `dead_letters` row: the message's columns as in `messages`, plus who rejected it and why. */
-interface DeadRow extends Omit<Row, 'seq'> {
-  id: number;
-  sink: SinkName;
-  reason: string;
-  detail: string;
-  dead_at: number;
-}
-
-function toDeadLetter(r: DeadRow): DeadLetter {
-  return {
-    id: r.id,
-    sink: r.sink,
-    reason: r.reason,
-    detail: r.detail,
-    messageId: r.message_id,
-    topic: r.topic,
-    payload: r.payload,
-    qos: r.qos,
-    retain: r.retain === 1,
-    receivedAt: r.received_at,
-    deadAt: r.dead_at,
-  };
-}
-
 /**
  * The dead-letter table: whole messages a sink rejected, with the sink and the reason. Shared by the
  * running node (through Spool) and the `dlq` commands (which open the spool file directly).
  */
 export class DeadLetterStore {
+  /** Prepared at the first dead letter: the `dlq` commands open a store for reading only. */
+  private insertStmt: Database.Statement | undefined;
+
   constructor(
     private readonly db: Database.Database,
     private readonly clock: Clock,
   ) {}
 
   /** Inserts one dead letter; returns the bytes it adds to the spool. Call inside a transaction. */
-  insert(sink: SinkName, { message: m, reason, detail }: DeadLetterInput): number {
-    this.db
-      .prepare(
-        `INSERT INTO dead_letters (sink, reason, detail, message_id, topic, payload, qos, retain, received_at, dead_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(sink, reason, detail, m.messageId, m.topic, m.payload, m.qos, m.retain ? 1 : 0, m.receivedAt, this.clock.now());
-    return messageBytes(m.topic, m.payload);
+  insert(sink: SinkName, { message, reason, detail }: DeadLetterInput): number {
+    this.insertStmt ??= this.db.prepare(INSERT_DEAD_LETTER_SQL);
+    insertDeadLetterRow(this.insertStmt, sink, reason, detail, message, this.clock.now());
+    return messageBytes(message.topic, message.payload);
   }
 
   count(filter: { sink?: SinkName; ids?: number[] } = {}): number {
@@ -80,7 +62,7 @@ export class DeadLetterStore {
 
   totalBytes(): number {
     const r = this.db
-      .prepare('SELECT COUNT(*) AS n, COALESCE(SUM(length(payload) + length(CAST(topic AS BLOB))), 0) AS b FROM dead_letters')
+      .prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(${STORED_BYTES_SQL}), 0) AS b FROM dead_letters`)
       .get() as { n: number; b: number };
     return r.b + r.n * ROW_OVERHEAD_BYTES;
   }
@@ -88,16 +70,14 @@ export class DeadLetterStore {
   list(filter: { sink?: SinkName; ids?: number[]; limit?: number } = {}): DeadLetter[] {
     const { where, params } = this.where(filter);
     const limit = filter.limit ? ` LIMIT ${Math.floor(filter.limit)}` : '';
-    const rows = this.db.prepare(`SELECT * FROM dead_letters${where} ORDER BY id${limit}`).all(...params) as DeadRow[];
-    return rows.map(toDeadLetter);
+    const rows = this.select(where, limit).all(...params) as DeadLetterRow[];
+    return rows.map(deadLetterOfRow);
   }
 
   /** Iterates without loading every dead letter into memory (a large DLQ after a long schema problem). */
   *iterate(filter: { sink?: SinkName; ids?: number[] } = {}): Generator<DeadLetter> {
     const { where, params } = this.where(filter);
-    for (const r of this.db.prepare(`SELECT * FROM dead_letters${where} ORDER BY id`).iterate(...params)) {
-      yield toDeadLetter(r as DeadRow);
-    }
+    for (const r of this.select(where).iterate(...params)) yield deadLetterOfRow(r as DeadLetterRow);
   }
 
   /**
@@ -107,18 +87,16 @@ export class DeadLetterStore {
   replay(filter: { sink?: SinkName; ids?: number[] }, bitOf: (sink: SinkName) => number): number {
     const { where, params } = this.where(filter);
     return this.db.transaction(() => {
-      const rows = this.db.prepare(`SELECT * FROM dead_letters${where} ORDER BY id`).all(...params) as DeadRow[];
-      const insert = this.db.prepare(
-        'INSERT INTO messages (message_id, topic, payload, qos, retain, received_at, pending, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-      );
+      const letters = (this.select(where).all(...params) as DeadLetterRow[]).map(deadLetterOfRow);
+      const insert = this.db.prepare(insertMessagesSql());
       const remove = this.db.prepare('DELETE FROM dead_letters WHERE id = ?');
-      for (const r of rows) {
+      for (const d of letters) {
         // The replayed row gets its checksum from the dead letter's bytes, so damage after the replay is caught.
-        const crc = rowChecksum(r.topic, r.payload, r.message_id, r.qos, r.retain === 1, r.received_at);
-        insert.run(r.message_id, r.topic, r.payload, r.qos, r.retain, r.received_at, bitOf(r.sink), crc);
-        remove.run(r.id);
+        const crc = rowChecksum(d.topic, d.payload, d.messageId, d.qos, d.retain, d.receivedAt);
+        insertMessageRow(insert, d.messageId, d, bitOf(d.sink), crc);
+        remove.run(d.id);
       }
-      return rows.length;
+      return letters.length;
     })();
   }
 
@@ -144,6 +122,11 @@ export class DeadLetterStore {
       params.push(sink);
     }
     return this.db.prepare(sql).run(...params).changes;
+  }
+
+  /** Whole dead letters in id order, as positional rows (deadLetterOfRow). */
+  private select(where: string, limit = ''): Database.Statement {
+    return this.db.prepare(`SELECT ${DEAD_LETTER_COLUMNS} FROM dead_letters${where} ORDER BY id${limit}`).raw(true);
   }
 
   private where(filter: { sink?: SinkName; ids?: number[] }): { where: string; params: unknown[] } {

@@ -1,23 +1,6 @@
 import type Database from 'better-sqlite3';
-import { createHash } from 'node:crypto';
-import * as zlib from 'node:zlib';
+import { ConnectionEntries, ENTRY_BYTES, KEEP_POSITIONS } from './connection-entries.js';
 
-// zlib.crc32 exists from Node 20.15 (native, ~0.3 µs for a 200-byte payload against ~1.2 µs for SHA-1);
-// @types/node 20 does not declare it everywhere, hence the cast and the SHA-1 fallback.
-const crc32 = (zlib as unknown as { crc32?: (data: Buffer | string, value?: number) => number }).crc32;
-
-/**
- * 12 bytes per entry: CRC-32 of the payload, CRC-32 of the topic, payload length. Not a defence against an
- * adversary, and not an identity either: a sensor that repeats itself ("1", "ON", a heartbeat) gives every
- * message the same digest. The rules of InboundWindow never rely on a digest alone.
- */
-const DIGEST_BYTES = 12;
-const ENTRY_BYTES = 2 + DIGEST_BYTES;
-/**
- * Positions of one connection kept: no broker can have more than 65,535 messages in flight towards one client
- * (packet ids are 16-bit and an id stays taken until its PUBACK), so older positions can never be redelivered.
- */
-const KEEP_POSITIONS = 65_535;
 /** Journal rows are pruned after this many new entries (one pass over the row list, amortised). */
 const PRUNE_EVERY = 4096;
 /**
@@ -26,36 +9,6 @@ const PRUNE_EVERY = 4096;
  * than 65,535 - W messages in flight towards it (Mosquitto's max_inflight_messages; the node renders 1000).
  */
 export const DEFAULT_INFLIGHT_WINDOW = 10_000;
-
-export function windowDigest(topic: string, payload: Buffer): Buffer {
-  if (!crc32) return createHash('sha1').update(topic).update('\0').update(payload).digest().subarray(0, DIGEST_BYTES);
-  const digest = Buffer.allocUnsafe(DIGEST_BYTES);
-  digest.writeUInt32BE(crc32(payload), 0);
-  digest.writeUInt32BE(topicCrc(topic), 4);
-  digest.writeUInt32BE(payload.length, 8);
-  return digest;
-}
-
-/**
- * A fleet publishes on a bounded set of topics, each thousands of times: their CRCs are remembered
- * instead of recomputed for every message (a string's CRC means encoding it to UTF-8 first). Bounded, in
- * case topics carry something unique per message.
- */
-const topicCrcs = new Map<string, number>();
-const MAX_CACHED_TOPICS = 10_000;
-/** Longer topics (MQTT allows 65,535 bytes) are not kept: 10,000 of them could fill the heap. */
-const MAX_CACHED_TOPIC_LENGTH = 256;
-
-function topicCrc(topic: string): number {
-  if (topic.length > MAX_CACHED_TOPIC_LENGTH) return crc32!(topic);
-  let value = topicCrcs.get(topic);
-  if (value === undefined) {
-    if (topicCrcs.size >= MAX_CACHED_TOPICS) topicCrcs.clear();
-    value = crc32!(topic);
-    topicCrcs.set(topic, value);
-  }
-  return value;
-}
 
 /**
  * Where a QoS 1/2 message came from: the subscriber connection (epoch, counted by the spool across restarts)
@@ -70,74 +23,6 @@ export interface SessionTag {
 export interface WindowMessage extends SessionTag {
   packetId: number;
   dup?: boolean;
-}
-
-/**
- * One connection's journalled entries, by position: 14-byte slots (packet id, digest) from `base`; packet
- * id 0 (never valid for QoS 1/2) marks a position with no entry (a message that was never committed).
- */
-class ConnectionEntries {
-  base = 1;
-  last = 0;
-  /** Changes with every add or removal: the candidate cache is keyed on it. */
-  version = 0;
-  private buf = Buffer.alloc(0);
-
-  add(position: number, packetId: number, digest: Buffer): void {
-    if (position < this.base) return;
-    if (position - this.base >= KEEP_POSITIONS * 2) this.dropBefore(position - KEEP_POSITIONS);
-    const at = this.offset(position);
-    if (at + ENTRY_BYTES > this.buf.length) {
-      const grown = Buffer.alloc(Math.max(at + ENTRY_BYTES, this.buf.length * 2, 1024 * ENTRY_BYTES));
-      this.buf.copy(grown);
-      this.buf = grown;
-    }
-    this.buf.writeUInt16BE(packetId, at);
-    digest.copy(this.buf, at + 2, 0, DIGEST_BYTES);
-    if (position > this.last) this.last = position;
-    this.version += 1;
-  }
-
-  /** Undoes add() of a rolled-back transaction. */
-  remove(position: number, lastBefore: number): void {
-    if (position >= this.base && this.offset(position) < this.buf.length) this.buf.writeUInt16BE(0, this.offset(position));
-    this.last = lastBefore;
-    this.version += 1;
-  }
-
-  packetIdAt(position: number): number {
-    if (position < this.base || position > this.last) return 0;
-    return this.buf.readUInt16BE(this.offset(position));
-  }
-
-  digestEquals(position: number, digest: Buffer): boolean {
-    const at = this.offset(position) + 2;
-    return this.buf.compare(digest, 0, DIGEST_BYTES, at, at + DIGEST_BYTES) === 0;
-  }
-
-  digestKey(position: number): string {
-    const at = this.offset(position) + 2;
-    return this.buf.toString('latin1', at, at + DIGEST_BYTES);
-  }
-
-  /** The slots of `count` consecutive positions, as journalled. */
-  run(first: number, count: number): Buffer {
-    return Buffer.from(this.buf.subarray(this.offset(first), this.offset(first) + count * ENTRY_BYTES));
-  }
-
-  dropBefore(position: number): void {
-    if (position <= this.base) return;
-    const from = Math.min(this.offset(position), this.buf.length);
-    const kept = Buffer.alloc(Math.max(this.buf.length - from, 0));
-    this.buf.copy(kept, 0, from);
-    this.buf = kept;
-    this.base = position;
-    this.version += 1;
-  }
-
-  private offset(position: number): number {
-    return (position - this.base) * ENTRY_BYTES;
-  }
 }
 
 /** Matching state of one subscriber connection against the connection before it. */

@@ -1,5 +1,7 @@
+import { DEAD_LETTERS, MESSAGES } from './columns.js';
+
 /**
- * The spool's SQLite schema. `messages.seq` is AUTOINCREMENT on purpose: a plain rowid may be reused
+ * The spool's SQLite schema; the columns of the two message tables are listed in columns.ts. `messages.seq` is AUTOINCREMENT on purpose: a plain rowid may be reused
  * after the highest row is deleted, and a sink's in-memory lease cursor (seq > cursor) would then skip
  * the new row. AUTOINCREMENT guarantees every new row sorts after every row ever leased, and its counter
  * (sqlite_sequence) is the high-water mark the commit record checks at open (commit-record.ts).
@@ -14,32 +16,8 @@ CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS messages (
-  seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-  message_id  TEXT    NOT NULL,
-  topic       TEXT    NOT NULL,
-  payload     BLOB    NOT NULL,
-  qos         INTEGER NOT NULL,
-  retain      INTEGER NOT NULL,
-  received_at INTEGER NOT NULL,
-  -- bit mask of the sinks that still have to deliver (or dead-letter) this message
-  pending     INTEGER NOT NULL,
-  -- checksum.ts: CRC-32C of the message's columns at commit; NULL: none (format 1 rows, dlq replays)
-  crc         INTEGER
-);
-CREATE TABLE IF NOT EXISTS dead_letters (
-  id          INTEGER PRIMARY KEY AUTOINCREMENT,
-  sink        TEXT    NOT NULL,
-  reason      TEXT    NOT NULL,
-  detail      TEXT    NOT NULL,
-  message_id  TEXT    NOT NULL,
-  topic       TEXT    NOT NULL,
-  payload     BLOB    NOT NULL,
-  qos         INTEGER NOT NULL,
-  retain      INTEGER NOT NULL,
-  received_at INTEGER NOT NULL,
-  dead_at     INTEGER NOT NULL
-);
+${MESSAGES.createSql}
+${DEAD_LETTERS.createSql}
 CREATE INDEX IF NOT EXISTS dead_letters_sink ON dead_letters (sink, id);
 -- Journal of the inbound window (inbound-window.ts): per commit and subscriber connection (epoch), the
 -- packet id and digest of each QoS 1/2 message at consecutive positions from first_position, to recognise
@@ -73,3 +51,10 @@ export const SINK_BITS = { pubsub: 1, bigquery: 2, file: 4 } as const;
 
 /** Bytes a message is charged against SPOOL_MAX_BYTES: payload, topic and a fixed row overhead. */
 export const ROW_OVERHEAD_BYTES = 64;
+
+export function messageBytes(topic: string, payload: Buffer): number {
+  return payload.length + Buffer.byteLength(topic) + ROW_OVERHEAD_BYTES;
+}
+
+/** messageBytes in SQL, less the overhead, for rows counted or deleted in the database (`topic` in UTF-8 bytes). */
+export const STORED_BYTES_SQL = 'length(payload) + length(CAST(topic AS BLOB))';

@@ -1,0 +1,144 @@
+import type Database from 'better-sqlite3';
+import type { SinkName, SpooledMessage } from '../core/message.js';
+import type { DeadLetter } from './dead-letters.js';
+
+/**
+ * The columns of the two tables that hold messages, in table order, and the one codec between their rows and
+ * the messages in memory. The CREATE TABLE text (schema.ts), the INSERT and SELECT column lists and the row
+ * tuples all follow these lists. Order, names and declarations are the file format (format version 2, as
+ * SCHEMA_VERSION says): a column is only ever added at the end, through a new version and its migration.
+ */
+export interface Column {
+  readonly name: string;
+  /** As written in CREATE TABLE: the type, then any constraints. */
+  readonly decl: string;
+  /** A comment written above the column in CREATE TABLE; SQLite keeps it in the file (sqlite_master), word for word. */
+  readonly note?: string;
+}
+
+export interface Table {
+  readonly name: string;
+  readonly columns: readonly Column[];
+  /** `CREATE TABLE IF NOT EXISTS …;`, laid out in aligned columns. */
+  readonly createSql: string;
+}
+
+/** A message's own columns: the same, in the same order, in `messages` and in `dead_letters` (a dead letter keeps the whole message). */
+export const MESSAGE_COLUMNS: readonly Column[] = [
+  { name: 'message_id', decl: 'TEXT NOT NULL' },
+  { name: 'topic', decl: 'TEXT NOT NULL' },
+  { name: 'payload', decl: 'BLOB NOT NULL' },
+  { name: 'qos', decl: 'INTEGER NOT NULL' },
+  { name: 'retain', decl: 'INTEGER NOT NULL' },
+  { name: 'received_at', decl: 'INTEGER NOT NULL' },
+];
+
+export const MESSAGES = table('messages', [
+  { name: 'seq', decl: 'INTEGER PRIMARY KEY AUTOINCREMENT' },
+  ...MESSAGE_COLUMNS,
+  { name: 'pending', decl: 'INTEGER NOT NULL', note: 'bit mask of the sinks that still have to deliver (or dead-letter) this message' },
+  { name: 'crc', decl: 'INTEGER', note: "checksum.ts: CRC-32C of the message's columns at commit; NULL: none (format 1 rows, dlq replays)" },
+]);
+
+export const DEAD_LETTERS = table('dead_letters', [
+  { name: 'id', decl: 'INTEGER PRIMARY KEY AUTOINCREMENT' },
+  { name: 'sink', decl: 'TEXT NOT NULL' },
+  { name: 'reason', decl: 'TEXT NOT NULL' },
+  { name: 'detail', decl: 'TEXT NOT NULL' },
+  ...MESSAGE_COLUMNS,
+  { name: 'dead_at', decl: 'INTEGER NOT NULL' },
+]);
+
+/** Names padded to the longest plus one, types likewise, so the schema reads as a table. */
+function table(name: string, columns: readonly Column[]): Table {
+  const typeOf = (c: Column) => c.decl.split(' ', 1)[0]!;
+  const nameWidth = Math.max(...columns.map((c) => c.name.length)) + 1;
+  const typeWidth = Math.max(...columns.map((c) => typeOf(c).length)) + 1;
+  const lines = columns.map((c, i) => {
+    const type = typeOf(c);
+    const rest = c.decl.slice(type.length + 1);
+    const note = c.note ? `  -- ${c.note}\n` : '';
+    return `${note}  ${c.name.padEnd(nameWidth)}${rest ? type.padEnd(typeWidth) + rest : type}${i < columns.length - 1 ? ',' : ''}`;
+  });
+  return { name, columns, createSql: `CREATE TABLE IF NOT EXISTS ${name} (\n${lines.join('\n')}\n);` };
+}
+
+const names = (columns: readonly Column[]) => columns.map((c) => c.name).join(', ');
+const params = (columns: readonly Column[]) => `(${columns.map(() => '?').join(', ')})`;
+/** The columns an INSERT writes: all but the key, which SQLite assigns (AUTOINCREMENT). */
+const written = (t: Table) => t.columns.slice(1);
+
+/** `INSERT INTO messages (…) VALUES (?, …)`, `rows` rows at once; its values from pushMessageRow or insertMessageRow. */
+export function insertMessagesSql(rows = 1): string {
+  return `INSERT INTO messages (${names(written(MESSAGES))}) VALUES ${Array(rows).fill(params(written(MESSAGES))).join(', ')}`;
+}
+
+/** What a lease reads of a row (with `.raw()`): seq, the message's columns and the checksum, not the pending bits. */
+export const LEASED_COLUMNS = `seq, ${names(MESSAGE_COLUMNS)}, crc`;
+
+/** A row as LEASED_COLUMNS reads it, positional: one array per message instead of an object too. */
+export type LeasedRow = [seq: number, messageId: string, topic: string, payload: Buffer, qos: number, retain: number, receivedAt: number, crc: number | null];
+
+/** Every column of `dead_letters`, in table order (a row to read with `.raw()`: deadLetterOfRow). */
+export const DEAD_LETTER_COLUMNS = names(DEAD_LETTERS.columns);
+
+export type DeadLetterRow = [
+  id: number,
+  sink: SinkName,
+  reason: string,
+  detail: string,
+  messageId: string,
+  topic: string,
+  payload: Buffer,
+  qos: number,
+  retain: number,
+  receivedAt: number,
+  deadAt: number,
+];
+
+export const INSERT_DEAD_LETTER_SQL = `INSERT INTO dead_letters (${names(written(DEAD_LETTERS))}) VALUES ${params(written(DEAD_LETTERS))}`;
+
+/** What a row needs of a message besides its identity: a SpooledMessage, an InboundMessage or a DeadLetter. */
+export interface MessageFields {
+  topic: string;
+  payload: Buffer;
+  qos: number;
+  retain: boolean;
+  receivedAt: number;
+}
+
+// The codec below writes and reads positions by hand (no loop over the column list per message: the group
+// commit and the lease are the hot paths). The lists above must name the columns in the order it uses.
+expectOrder(MESSAGES, ['seq', 'message_id', 'topic', 'payload', 'qos', 'retain', 'received_at', 'pending', 'crc']);
+expectOrder(DEAD_LETTERS, ['id', 'sink', 'reason', 'detail', 'message_id', 'topic', 'payload', 'qos', 'retain', 'received_at', 'dead_at']);
+
+function expectOrder(t: Table, codec: readonly string[]): void {
+  if (names(t.columns) !== codec.join(', ')) throw new Error(`${t.name} columns (${names(t.columns)}) out of step with their codec (${codec.join(', ')})`);
+}
+
+/** Appends the values of one `messages` row (insertMessagesSql's order) to a multi-row INSERT's parameters. */
+export function pushMessageRow(out: unknown[], messageId: string, m: MessageFields, pending: number, crc: number | null): void {
+  out.push(messageId, m.topic, m.payload, m.qos, m.retain ? 1 : 0, m.receivedAt, pending, crc);
+}
+
+/** The same row, bound to a one-row INSERT as arguments: spreading an array into run() costs about a quarter more per row. */
+export function insertMessageRow(insert: Database.Statement, messageId: string, m: MessageFields, pending: number, crc: number | null): Database.RunResult {
+  return insert.run(messageId, m.topic, m.payload, m.qos, m.retain ? 1 : 0, m.receivedAt, pending, crc);
+}
+
+export function leasedMessage(r: LeasedRow): SpooledMessage {
+  return { seq: r[0], messageId: r[1], topic: r[2], payload: r[3], qos: r[4] as 0 | 1 | 2, retain: r[5] === 1, receivedAt: r[6] };
+}
+
+/** The checksum written at commit (checksum.ts); null for a row without one. */
+export function leasedChecksum(r: LeasedRow): number | null {
+  return r[7];
+}
+
+export function insertDeadLetterRow(insert: Database.Statement, sink: SinkName, reason: string, detail: string, m: SpooledMessage, deadAt: number): void {
+  insert.run(sink, reason, detail, m.messageId, m.topic, m.payload, m.qos, m.retain ? 1 : 0, m.receivedAt, deadAt);
+}
+
+export function deadLetterOfRow(r: DeadLetterRow): DeadLetter {
+  return { id: r[0], sink: r[1], reason: r[2], detail: r[3], messageId: r[4], topic: r[5], payload: r[6], qos: r[7], retain: r[8] === 1, receivedAt: r[9], deadAt: r[10] };
+}
