@@ -12,18 +12,12 @@ import type { Sink } from './sinks/sink.js';
 import { FileSink } from './sinks/file/file-sink.js';
 import { PubSubSink } from './sinks/pubsub/pubsub-sink.js';
 import { BigQuerySink } from './sinks/bigquery/bigquery-sink.js';
-import type { Broker } from './intake/intake.js';
-import { EmbeddedBroker } from './intake/embedded/embedded-broker.js';
-import { ExternalBroker } from './intake/external/external-intake.js';
-import { MosquittoBroker, findOnPath } from './intake/mosquitto/mosquitto.js';
-import { brokerSecurity, insecureFindings, mosquittoWebSocketProblem } from './intake/security/policy.js';
-import { BrokerError, IngestError } from './core/errors.js';
-import { MqttSource } from './intake/subscriber/mqtt-source.js';
-import { redactUrl } from './core/redact.js';
+import type { Intake, IntakeMode } from './intake/intake.js';
+import { createIntake, resolveBrokerMode } from './intake/create-intake.js';
+import { insecureFindings } from './intake/security/policy.js';
+import { IngestError } from './core/errors.js';
 import { nodeVersion } from './core/version.js';
 import { monotonicMs } from './core/clock.js';
-
-export type BrokerMode = 'mosquitto' | 'embedded' | 'external';
 
 /** start() gave up because stop() was called (SIGTERM during start-up): not a failure. */
 export class StartAbortedError extends Error {
@@ -33,28 +27,20 @@ export class StartAbortedError extends Error {
   }
 }
 
-/** auto: external when MQTT_BROKER is set, else Mosquitto when it is on PATH, else the embedded broker. */
-export function resolveBrokerMode(config: Config, onPath: (bin: string) => string | undefined = findOnPath): BrokerMode {
-  if (config.MQTT_BROKER_MODE !== 'auto') return config.MQTT_BROKER_MODE;
-  if (config.MQTT_BROKER) return 'external';
-  return onPath(config.MOSQUITTO_BIN) ? 'mosquitto' : 'embedded';
-}
-
 /**
- * Starts and stops the node's components in data-path order (ARCHITECTURE §1):
- * spool → sinks and dispatcher → http → broker → subscriber; SIGTERM undoes it: stop taking messages,
- * flush in-flight batches, close the spool, stop the broker.
- * HTTP starts before the broker so that /readyz answers 503 with the reason while the broker starts.
+ * Starts and stops the node's components in data-path order (ARCHITECTURE §1): spool → sinks and dispatcher →
+ * http → intake (the broker mode's way of taking messages in, src/intake/); SIGTERM undoes it: the intake stops
+ * taking messages, in-flight batches are flushed, the spool is closed, then the intake stops the rest (the
+ * Mosquitto child). HTTP starts before the intake so that /readyz answers 503 with the reason while the broker starts.
  */
 export class IngestNode {
   readonly metrics = new Metrics();
-  readonly mode: BrokerMode;
+  readonly mode: IntakeMode;
   private spool!: Spool;
   private writer!: SpoolWriter;
   private dispatcher!: Dispatcher;
   private sinks: Sink[] = [];
-  private broker!: Broker;
-  private source: MqttSource | undefined;
+  private intake: Intake | undefined;
   private http!: HttpServer;
   private gaugeTimer: NodeJS.Timeout | undefined;
   private stopping = false;
@@ -63,7 +49,6 @@ export class IngestNode {
   private readonly fatalReason = new Promise<string>((resolve) => (this.onFatal = resolve));
   /** pprd/prd weaknesses allowed by MQTT_ALLOW_INSECURE, shown in the readiness JSON. */
   private readonly insecure: string[];
-  private subscriberIdIsSecret = false;
   httpPort = 0;
   private starting: Promise<void> | undefined;
 
@@ -143,50 +128,19 @@ export class IngestNode {
     }, 30_000);
     this.gaugeTimer.unref();
 
-    const onCommitted = () => this.dispatcher.notify();
-    this.broker = this.buildBroker(dataDir, onCommitted);
-    await this.broker.start();
+    this.intake = createIntake(this.mode, {
+      config: c,
+      dataDir,
+      writer: this.writer,
+      meta: this.spool,
+      logger: this.logger,
+      metrics: this.metrics,
+      onCommitted: () => this.dispatcher.notify(),
+      // A crash loop of the node's own broker: no longer live, and `run` exits non-zero so that the platform restarts it.
+      onFatal: (reason) => this.markFatal(reason),
+    });
+    await this.intake.start();
     this.checkNotStopping();
-    if (this.mode !== 'embedded') {
-      // With its own Mosquitto the subscriber uses the internal credential and a client id with a secret suffix
-      // (broker/security/internal-credential.ts), which stays out of the log.
-      const auth = this.broker.subscriberAuth?.();
-      this.subscriberIdIsSecret = auth?.clientId !== undefined;
-      this.source = new MqttSource({
-        url: this.broker.subscriberUrl(),
-        clientId: auth?.clientId ?? c.MQTT_CLIENT_ID,
-        username: auth ? auth.username : c.MQTT_USERNAME,
-        password: auth ? auth.password : c.MQTT_PASSWORD,
-        topics: c.MQTT_TOPICS,
-        protocolVersion: c.MQTT_PROTOCOL_VERSION,
-        sessionExpirySeconds: c.MQTT_SESSION_EXPIRY_SECONDS,
-        keepaliveSeconds: c.MQTT_KEEPALIVE_SECONDS,
-        writer: this.writer,
-        subscriptions: {
-          // Keyed by broker URL: a session lives on one broker.
-          load: () => {
-            const v = this.spool.getMeta(`subscriptions ${redactUrl(this.broker.subscriberUrl())}`);
-            return v === undefined ? undefined : (JSON.parse(v) as string[]);
-          },
-          save: (topics) => this.spool.setMeta(`subscriptions ${redactUrl(this.broker.subscriberUrl())}`, JSON.stringify(topics)),
-        },
-        logger: this.subscriberIdIsSecret
-          ? this.logger.child(
-              { component: 'source' },
-              { redact: { paths: ['clientId', 'password', '*.password'], censor: (v: unknown) => (typeof v === 'string' && v.startsWith(c.MQTT_CLIENT_ID) ? `${c.MQTT_CLIENT_ID}-[redacted]` : '[redacted]') } },
-            )
-          : this.logger.child({ component: 'source' }),
-        metrics: this.metrics,
-        onCommitted,
-        reconnectBaseMs: Math.min(c.RETRY_INITIAL_DELAY_MS, 1000),
-        reconnectCapMs: c.RETRY_MAX_DELAY_MS,
-      });
-      if (this.broker instanceof ExternalBroker) {
-        const source = this.source;
-        this.broker.observe(() => source.status().state === 'subscribed');
-      }
-      this.source.start();
-    }
     this.logger.info(
       { version: nodeVersion(), mode: this.mode, sinks: sinkNames, dataDir, mqttPort: c.MQTT_PORT, httpPort: this.httpPort, appEnv: c.APP_ENV },
       'mqtt-ingest started',
@@ -242,41 +196,6 @@ export class IngestNode {
     return sinks;
   }
 
-  private buildBroker(dataDir: string, onCommitted: () => void): Broker {
-    const c = this.config;
-    if (this.mode === 'external') return new ExternalBroker(c.MQTT_BROKER as string);
-    // Both modes build their listeners, users, ACL and limits from the same settings (docs/security.md).
-    const security = brokerSecurity(c);
-    if (this.mode === 'embedded') {
-      return new EmbeddedBroker({
-        host: c.MQTT_HOST,
-        port: c.MQTT_PORT,
-        security,
-        reservedClientId: c.MQTT_CLIENT_ID,
-        writer: this.writer,
-        logger: this.logger,
-        metrics: this.metrics,
-        onCommitted,
-      });
-    }
-    // check-config knows the mode only when it is set explicitly; with `auto` this is the first place it is known.
-    const wsProblem = mosquittoWebSocketProblem(c);
-    if (wsProblem) throw new BrokerError('BROKER_START_FAILED', wsProblem);
-    const mosquitto = new MosquittoBroker({
-      bin: c.MOSQUITTO_BIN,
-      host: c.MQTT_HOST,
-      port: c.MQTT_PORT,
-      dataDir,
-      logger: this.logger,
-      metrics: this.metrics,
-      security,
-      clientId: c.MQTT_CLIENT_ID,
-    });
-    // A crash loop: no longer live, and `run` exits non-zero so that the platform restarts the container.
-    mosquitto.on('fatal', (err: Error) => this.markFatal(err.message));
-    return mosquitto;
-  }
-
   isLive(): boolean {
     return this.fatal === undefined;
   }
@@ -285,17 +204,16 @@ export class IngestNode {
     const spoolOk = !!this.spool && !this.spool.isClosed;
     const stats = spoolOk ? this.spool.stats() : undefined;
     const writable = spoolOk && this.spool.isWritable();
-    const brokerUp = !!this.broker && this.broker.isUp();
-    const sourceReady = this.mode === 'embedded' ? brokerUp : (this.source?.isReady() ?? false);
-    const ready = !this.stopping && brokerUp && sourceReady && writable && !!stats && !stats.full;
+    const intake = this.intake?.status();
+    const ready = !this.stopping && (this.intake?.readiness().ready ?? false) && writable && !!stats && !stats.full;
     return {
       ready,
       components: {
         version: nodeVersion(),
         mode: this.mode,
         stopping: this.stopping || undefined,
-        broker: this.broker?.status() ?? { state: 'starting' },
-        source: this.mode === 'embedded' ? { state: brokerUp ? 'in-process' : 'down' } : this.sourceStatus(),
+        broker: intake?.broker ?? { state: 'starting' },
+        source: intake?.source ?? { state: 'starting' },
         security: this.insecure.length > 0 ? { insecure: this.insecure } : undefined,
         spool: stats ? { ...stats, writable, oldestAgeSeconds: ageSeconds(stats.oldestReceivedAt) } : { state: 'closed' },
         sinks: this.dispatcher?.status() ?? {},
@@ -316,13 +234,6 @@ export class IngestNode {
     for (const [sink, n] of Object.entries(s.pending)) m.spoolPending.set({ sink }, n);
   }
 
-  /** The subscriber's status, without the secret part of its client id. */
-  private sourceStatus(): Record<string, unknown> {
-    const status = this.source?.status();
-    if (!status) return { state: 'starting' };
-    return this.subscriberIdIsSecret ? { ...status, clientId: `${this.config.MQTT_CLIENT_ID}-[redacted]` } : status;
-  }
-
   /** Marks the node not live (the platform restarts it) when a component cannot recover. */
   markFatal(reason: string): void {
     this.fatal = reason;
@@ -337,16 +248,12 @@ export class IngestNode {
 
   /** SIGHUP: the broker re-reads its password file, ACL file and certificates; connected clients stay. */
   async reload(): Promise<void> {
-    if (!this.broker?.reload) {
-      this.logger.info({ mode: this.mode }, 'SIGHUP: nothing to reload in this broker mode');
-      return;
-    }
-    await this.broker.reload();
+    await this.intake?.reload();
   }
 
   /**
    * SIGTERM: stop taking messages (messages not yet committed stay unacknowledged at the broker), flush
-   * in-flight batches for up to SHUTDOWN_TIMEOUT_MS, close the spool, stop the broker.
+   * in-flight batches for up to SHUTDOWN_TIMEOUT_MS, close the spool, stop the intake (the Mosquitto child).
    */
   async stop(): Promise<void> {
     if (this.stopping) return;
@@ -356,14 +263,13 @@ export class IngestNode {
     const started = monotonicMs();
     this.logger.info('stopping: no new messages are taken');
     if (this.gaugeTimer) clearInterval(this.gaugeTimer);
-    await this.source?.stop();
-    if (this.mode === 'embedded') await this.broker?.stop();
+    await this.intake?.stopTaking();
     this.writer?.close();
     const flushed = (await this.dispatcher?.stop(this.config.SHUTDOWN_TIMEOUT_MS)) ?? true;
     if (!flushed) this.logger.warn('in-flight batches did not finish in time; they stay in the spool and are sent after restart');
     for (const s of this.sinks) await s.close().catch((err: Error) => this.logger.warn({ sink: s.name, err: err.message }, 'sink close failed'));
     this.spool?.close();
-    if (this.mode !== 'embedded') await this.broker?.stop();
+    await this.intake?.stop();
     await this.http?.stop();
     this.logger.info({ ms: Math.round(monotonicMs() - started) }, 'stopped');
   }

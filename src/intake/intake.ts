@@ -1,12 +1,23 @@
+import type { Config } from '../config/load.js';
+import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
+import type { SpoolWriter } from '../spool/group-commit.js';
+import type { MetaStore } from './subscriber/subscription-memory.js';
+
 /**
- * The common interface of every broker mode (ARCHITECTURE §1): a supervised Mosquitto child, the embedded
- * Aedes broker, or an external broker the node only connects to. The supervisor starts the broker first and
- * stops it last; readiness asks `isUp()`.
+ * How messages come in (ARCHITECTURE §1), one implementation per broker mode: the embedded Aedes broker, which
+ * commits each publish itself before its PUBACK (embedded/embedded-intake.ts); a supervised Mosquitto child and
+ * the node's subscriber to it (mosquitto/mosquitto-intake.ts); the subscriber alone, to an external broker
+ * (external/external-intake.ts). create-intake.ts picks one from the resolved mode; node.ts starts it after the
+ * spool, the sinks and HTTP, and stops it in two steps around the flush of the sinks.
  */
+export type IntakeMode = 'mosquitto' | 'embedded' | 'external';
+
 export type BrokerState = 'starting' | 'up' | 'down' | 'stopped';
 
+/** The broker's part of the readiness JSON (`components.broker`). */
 export interface BrokerStatus {
-  mode: 'mosquitto' | 'embedded' | 'external';
+  mode: IntakeMode;
   state: BrokerState;
   /** Restarts after an unexpected death since this broker object was created. */
   restarts: number;
@@ -16,18 +27,54 @@ export interface BrokerStatus {
   detail?: string;
 }
 
-export interface Broker {
-  readonly mode: 'mosquitto' | 'embedded' | 'external';
-  /** Resolves once the broker accepts connections; rejects with BrokerError when it cannot start. */
+/** What the readiness endpoint shows of the intake, under `components.broker` and `components.source`. */
+export interface IntakeStatus {
+  mode: IntakeMode;
+  broker: BrokerStatus;
+  source: Record<string, unknown>;
+}
+
+export interface IntakeReadiness {
+  /** True while messages are taken: the broker accepts connections and, with a subscriber, it is subscribed. */
+  ready: boolean;
+  /** Why not, when not ready. */
+  reason?: string;
+}
+
+export interface Intake {
+  readonly mode: IntakeMode;
+  /**
+   * Resolves once the broker accepts connections and the subscriber (if any) is connecting; the subscriber
+   * reconnects on its own, so readiness says when messages flow. Rejects with BrokerError when the broker
+   * cannot start.
+   */
   start(): Promise<void>;
-  /** Stops the broker (SIGTERM, then SIGKILL after a grace period for a child). Idempotent. */
+  /**
+   * SIGTERM, first step: takes no more messages. Messages not yet committed are not acknowledged and stay at
+   * the broker (a publisher of the embedded broker resends them). Idempotent.
+   */
+  stopTaking(): Promise<void>;
+  /** Last step, once the spool is closed: also stops what the intake runs (the Mosquitto child). Idempotent. */
   stop(): Promise<void>;
-  isUp(): boolean;
-  status(): BrokerStatus;
-  /** mqtt:// URL the node's own subscriber connects to (loopback for a local broker). */
-  subscriberUrl(): string;
-  /** The internal credential (and secret client id) of the node's subscriber, for a broker that makes one. */
-  subscriberAuth?(): { username: string; password: string; clientId?: string };
-  /** SIGHUP: re-reads the password file, ACL file and certificates without dropping connected clients. */
-  reload?(): Promise<void>;
+  readiness(): IntakeReadiness;
+  status(): IntakeStatus;
+  /** SIGHUP: the broker re-reads its password file, ACL file and certificates; a mode with none says so. */
+  reload(): Promise<void>;
+}
+
+/** What every intake is built from. */
+export interface IntakeDeps {
+  config: Config;
+  /** DATA_DIR, absolute. */
+  dataDir: string;
+  /** The group commit every message goes through before it is acknowledged. */
+  writer: SpoolWriter;
+  /** Where the subscriber remembers its session's filters (the spool's meta table). */
+  meta: MetaStore;
+  logger: Logger;
+  metrics: Metrics;
+  /** Called after each commit, so the dispatcher leases new rows at once. */
+  onCommitted: () => void;
+  /** The intake cannot recover (Mosquitto's crash loop): the node is no longer live. */
+  onFatal: (reason: string) => void;
 }

@@ -3,7 +3,8 @@
  * WebSockets): garbage, a CONNECT with a bad protocol name, an over-limit packet, connections that never send
  * CONNECT, and 1,000 idle connections. The node must stay ready, keep ingesting from good clients, and count
  * each refusal in mqtt_ingest_broker_connections_refused_total{reason}. Shared by one test file per broker
- * mode, so the two modes' timeouts (30 s embedded, 90 s Mosquitto) run in parallel.
+ * mode, so the two modes' timeouts (30 s embedded, 90 s Mosquitto) run in parallel. The raw-socket pieces
+ * serve the intake contract too (test/contract/intake-contract.ts).
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -24,9 +25,12 @@ export type ListenerName = 'mqtt' | 'mqtts' | 'wss';
 const LISTENERS: ListenerName[] = ['mqtt', 'mqtts', 'wss'];
 const MAX_PACKET = 64 * 1024;
 
+/** Bytes no MQTT broker takes: an HTTP request. */
+export const GARBAGE = 'GET / HTTP/1.1\r\nHost: mqtt-ingest\r\n\r\n';
+
 const connectPacket = (clientId: string) =>
   mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: true, keepalive: 30 });
-const badProtocolPacket = () => {
+export const badProtocolPacket = () => {
   // mqtt-packet only writes "MQTT" or "MQIsdp": write a good CONNECT and change the protocol name's bytes.
   const packet = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'bad-proto', clean: true, keepalive: 30 });
   packet.write('MQXX', packet.indexOf('MQTT'));
@@ -47,8 +51,7 @@ export async function open(ctx: BadInputContext, listener: ListenerName): Promis
   const ca = fs.readFileSync(ctx.pki.caCert);
   const stream = await new Promise<Duplex>((resolve, reject) => {
     if (listener === 'mqtt') {
-      const s = net.connect({ host: '127.0.0.1', port }, () => resolve(s));
-      s.once('error', reject);
+      openTcp(port).then(resolve, reject);
     } else if (listener === 'mqtts') {
       const s = tls.connect({ host: '127.0.0.1', port, ca }, () => resolve(s));
       s.once('error', reject);
@@ -62,6 +65,18 @@ export async function open(ctx: BadInputContext, listener: ListenerName): Promis
   ctx.sockets.add(stream);
   stream.once('close', () => ctx.sockets.delete(stream));
   return stream;
+}
+
+/** A plain TCP connection to 127.0.0.1:port; a refused connection may end with a reset, which is ignored. */
+export function openTcp(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port }, () => {
+      s.off('error', reject);
+      s.on('error', () => undefined);
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
 }
 
 /**
@@ -150,7 +165,7 @@ export function badInputSuite(mode: 'embedded' | 'mosquitto', connectTimeoutMs: 
     it(`${listener}: closes a connection that sends garbage, and counts it`, async () => {
       const before = await refusals(ctx.node, 'malformed');
       const s = await open(ctx, listener);
-      s.write('GET / HTTP/1.1\r\nHost: mqtt-ingest\r\n\r\n');
+      s.write(GARBAGE);
       expect(await closedByBroker(s, 10_000)).toBe(true);
       await waitFor(async () => (await refusals(ctx.node, 'malformed')) === before + 1, 10_000, 'malformed counted once');
     });

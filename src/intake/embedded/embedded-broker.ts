@@ -1,7 +1,7 @@
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import type { Broker, BrokerStatus } from '../intake.js';
+import type { BrokerStatus } from '../intake.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
 import type { SpoolWriter } from '../../spool/group-commit.js';
@@ -19,7 +19,7 @@ export interface EmbeddedBrokerOptions {
   port: number;
   /** Listeners, users, ACL and limits. Omitted: one plaintext listener on host:port for anonymous clients. */
   security?: BrokerSecurity;
-  /** MQTT_CLIENT_ID: no client may use the subscriber's id here (see security/embedded-auth.ts). */
+  /** MQTT_CLIENT_ID: no client may use the subscriber's id here (see embedded-auth.ts). */
   reservedClientId?: string;
   /** How long a connection may stay without CONNECT (Aedes's default, 30 s). */
   connectTimeoutMs?: number;
@@ -50,13 +50,13 @@ interface RetainedStore {
  * queue would die with the process. Aedes dispatches all packets of a socket read chunk concurrently,
  * so the group commit takes many messages per transaction.
  *
- * Security (same files and meaning as the Mosquitto mode; see security/embedded-auth.ts): a plaintext, a TLS
+ * Security (same files and meaning as the Mosquitto mode; see embedded-auth.ts): a plaintext, a TLS
  * and a WebSocket listener as configured, passwords, ACL, mTLS, a connection limit per listener, and SIGHUP
  * reloads. Limits that Aedes lacks, on what any client can make the node hold (docs/security.md): packet size, a
  * smaller size for the CONNECT, a budget and a stall timeout for incomplete packets, and the UTF-8 check of topics
- * on the raw bytes (security/packet-guard.ts); the count and bytes of retained messages (retained-limits.ts).
+ * on the raw bytes (packet-guard.ts); the count and bytes of retained messages (retained-limits.ts).
  */
-export class EmbeddedBroker implements Broker {
+export class EmbeddedBroker {
   readonly mode = 'embedded' as const;
   private aedes: Aedes | undefined;
   private listeners: Array<{ kind: ListenerKind; listener: Listener }> = [];
@@ -362,9 +362,5 @@ export class EmbeddedBroker implements Broker {
   status(): BrokerStatus {
     const where = this.listeners.map(({ kind, listener }) => `${kind} ${this.security.host}:${listener.port}`).join(', ');
     return { mode: 'embedded', state: this.state, restarts: 0, detail: `listening on ${where}` };
-  }
-
-  subscriberUrl(): string {
-    return `mqtt://127.0.0.1:${this.port}`;
   }
 }

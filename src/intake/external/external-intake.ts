@@ -1,33 +1,57 @@
-import type { Broker, BrokerStatus } from '../intake.js';
+import type { Intake, IntakeDeps, IntakeReadiness, IntakeStatus } from '../intake.js';
+import { Subscriber } from '../subscriber/subscriber.js';
+import { externalBrokerIdentity, legacySubscriptionsKey } from '../subscriber/subscription-memory.js';
 
 /**
- * An existing broker or cluster (MQTT_BROKER): the node starts nothing and only subscribes. Whether it
- * "accepts connections" is what the subscriber sees, so `isUp` asks the subscriber's connection state.
+ * An existing broker or cluster (MQTT_BROKER): the node starts nothing and only subscribes. Whether the broker
+ * "accepts connections" is what the subscriber sees, so the broker counts as up while the subscriber is subscribed.
  */
-export class ExternalBroker implements Broker {
+export class ExternalIntake implements Intake {
   readonly mode = 'external' as const;
-  private connected: () => boolean = () => false;
+  private readonly subscriber: Subscriber;
+  private readonly url: string;
 
-  constructor(private readonly url: string) {}
-
-  /** Wires the subscriber's connection state in, once the subscriber exists. */
-  observe(connected: () => boolean): void {
-    this.connected = connected;
+  constructor(private readonly deps: IntakeDeps) {
+    this.url = deps.config.MQTT_BROKER as string;
+    this.subscriber = new Subscriber(deps);
   }
 
-  async start(): Promise<void> {}
-
-  async stop(): Promise<void> {}
-
-  isUp(): boolean {
-    return this.connected();
+  async start(): Promise<void> {
+    const c = this.deps.config;
+    this.subscriber.start({
+      url: this.url,
+      username: c.MQTT_USERNAME,
+      password: c.MQTT_PASSWORD,
+      clientId: c.MQTT_CLIENT_ID,
+      secretClientId: false,
+      broker: externalBrokerIdentity(this.url),
+      legacyKey: legacySubscriptionsKey(this.url),
+    });
   }
 
-  status(): BrokerStatus {
-    return { mode: 'external', state: this.connected() ? 'up' : 'down', restarts: 0, detail: 'external broker; the node starts none' };
+  stopTaking(): Promise<void> {
+    return this.subscriber.stop();
   }
 
-  subscriberUrl(): string {
-    return this.url;
+  stop(): Promise<void> {
+    return this.subscriber.stop();
+  }
+
+  readiness(): IntakeReadiness {
+    const reason = this.subscriber.notReadyReason();
+    return reason === undefined ? { ready: true } : { ready: false, reason };
+  }
+
+  status(): IntakeStatus {
+    const up = this.subscriber.isSubscribed();
+    return {
+      mode: this.mode,
+      broker: { mode: this.mode, state: up ? 'up' : 'down', restarts: 0, detail: 'external broker; the node starts none' },
+      source: this.subscriber.status(),
+    };
+  }
+
+  async reload(): Promise<void> {
+    this.deps.logger.info({ mode: this.mode }, 'SIGHUP: nothing to reload in this broker mode');
   }
 }

@@ -1,6 +1,6 @@
 /**
  * Tells a broker that keeps failing from one that failed once: `record()` each unexpected death or failed
- * restart; after `maxFailures` within `windowMs` the supervisor stops restarting and the node gives up
+ * restart; after `maxFailures` within `windowMs` mosquitto.ts stops restarting and the node gives up
  * (liveness fails, `run` exits non-zero), so the platform restarts the container instead of leaving a node
  * up without a broker. A broker that stays up longer than the window starts with a clean slate.
  */

@@ -3,7 +3,7 @@ import type { RefusalReason } from '../broker-metrics.js';
 /**
  * Reads refused connections out of Mosquitto 2.0.11's log (log_type error/warning/notice/information,
  * connection_messages on, log_timestamp off). Mosquitto has no counters for these, and its log is the only place
- * it tells them. The lines, as the real broker writes them (src/broker/mosquitto-log.test.ts keeps them):
+ * it tells them. The lines, as the real broker writes them (mosquitto-log.test.ts keeps them):
  *
  *   Client <unknown> disconnected, not authorised.                  bad password, unknown user, anonymous
  *   Invalid protocol "MQXX" in CONNECT from 127.0.0.1.              then: ... disconnected due to protocol error.

@@ -16,7 +16,7 @@ import { pickLoopbackPort } from './process-utils.js';
 export interface SubscriberAuth {
   username: string;
   password: string;
-  /** MQTT_CLIENT_ID with the secret suffix (security/internal-credential.ts). */
+  /** MQTT_CLIENT_ID with the secret suffix (internal-credential.ts). */
   clientId?: string;
 }
 

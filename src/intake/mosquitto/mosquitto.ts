@@ -1,17 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
 import { Backoff } from '../../core/backoff.js';
-import { sleep } from '../../core/clock.js';
 import { BrokerError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { Metrics } from '../../core/metrics.js';
-import type { Broker, BrokerState, BrokerStatus } from '../intake.js';
+import type { BrokerState, BrokerStatus } from '../intake.js';
 import { brokerMetrics, type BrokerMetrics } from '../broker-metrics.js';
 import { mosquittoPaths, renderMosquittoConf, type MosquittoConfOptions } from './mosquitto-conf.js';
-import { MosquittoLogClassifier, relayLevel } from './mosquitto-log.js';
+import { MosquittoLogClassifier } from './mosquitto-log.js';
+import { MosquittoChild } from './mosquitto-child.js';
 import { MosquittoSecurity, type SubscriberAuth } from './mosquitto-security.js';
 import { openPlaintext, type BrokerSecurity } from '../security/policy.js';
 import { CrashLoop } from './crash-loop.js';
@@ -42,7 +40,7 @@ export interface MosquittoBrokerOptions {
   conf?: Pick<MosquittoConfOptions, 'maxInflightMessages' | 'maxQueuedMessages' | 'persistentClientExpiration' | 'autosaveIntervalS' | 'sysIntervalS'>;
   /** Listeners, users, ACL and limits. Omitted: one plaintext listener on host:port for anonymous clients. */
   security?: BrokerSecurity;
-  /** MQTT_CLIENT_ID: the subscriber's client id, which gets a secret suffix (security/internal-credential.ts). */
+  /** MQTT_CLIENT_ID: the subscriber's client id, which gets a secret suffix (internal-credential.ts). */
   clientId?: string;
   /**
    * Unexpected deaths and failed restarts within crashLoopWindowMs after which the broker stops restarting and
@@ -54,15 +52,13 @@ export interface MosquittoBrokerOptions {
   probe?: Pick<BrokerProbeOptions, 'intervalMs' | 'timeoutMs' | 'failures'>;
 }
 
-/** Lines of Mosquitto's own output kept for error messages ("Error: Address already in use"). */
-const TAIL_LINES = 20;
-
 /**
- * Supervises Mosquitto as a child process (the production broker mode). Emits 'up' when the broker accepts
- * connections and 'down' (with a reason) when it dies; a crashed broker is restarted with backoff. After
- * crashLoopFailures failures within crashLoopWindowMs it gives up and emits 'fatal' (a BROKER_CRASH_LOOP error).
+ * Supervises Mosquitto as a child process (the production broker mode; the node's subscriber to it is
+ * mosquitto-intake.ts). Emits 'up' when the broker accepts connections and 'down' (with a reason) when it dies; a
+ * crashed broker is restarted with backoff. After crashLoopFailures failures within crashLoopWindowMs it gives up
+ * and emits 'fatal' (a BROKER_CRASH_LOOP error).
  */
-export class MosquittoBroker extends EventEmitter implements Broker {
+export class MosquittoBroker extends EventEmitter {
   readonly mode = 'mosquitto' as const;
   readonly confPath: string;
   readonly pidFile: string;
@@ -73,9 +69,8 @@ export class MosquittoBroker extends EventEmitter implements Broker {
   private state: BrokerState = 'down';
   private detail: string | undefined = 'not started';
   private restarts = 0;
-  private child: ChildProcess | undefined;
-  /** Settles once the current child has exited and its output is drained. */
-  private childClosed: Promise<ExitInfo> = Promise.resolve({ code: 0, signal: null });
+  private child: MosquittoChild | undefined;
+  /** The last output lines of the current or last child. */
   private tail: string[] = [];
   private restartTimer: NodeJS.Timeout | undefined;
   private stableTimer: NodeJS.Timeout | undefined;
@@ -86,11 +81,9 @@ export class MosquittoBroker extends EventEmitter implements Broker {
   private readonly sec: MosquittoSecurity;
   private readonly bm: BrokerMetrics;
   private readonly classifier = new MosquittoLogClassifier();
-  /** Set when the current child wrote "mosquitto version … running": every listener is open. */
-  private running = false;
   private readonly crashLoop: CrashLoop;
   private probe: BrokerProbe | undefined;
-  /** Why the supervisor killed the current child itself (a hang), for the 'died' line that follows. */
+  /** Why the current child was killed here (a hang), for the 'died' line that follows. */
   private killedFor: string | undefined;
 
   constructor(private readonly opts: MosquittoBrokerOptions) {
@@ -162,7 +155,7 @@ export class MosquittoBroker extends EventEmitter implements Broker {
       this.log.error({ err: (err as Error).message }, 'reload refused; the previous users, ACL and certificates stay in force');
       throw err;
     }
-    child.kill('SIGHUP');
+    child.signal('SIGHUP');
     this.bm.reloads.inc({ result: 'ok' });
     this.log.info('mosquitto reloads the password file, ACL file and certificates (SIGHUP)');
   }
@@ -198,7 +191,7 @@ export class MosquittoBroker extends EventEmitter implements Broker {
   /** Stops a mosquitto left running by a SIGKILLed node on this DATA_DIR (process-utils.ts). */
   private async stopLeftover(): Promise<void> {
     const { pidFile, confPath } = this;
-    if (!(await stopLeftoverBroker({ pidFile, confPath, graceMs: this.opts.stopGraceMs ?? 5_000, log: this.log }))) return;
+    if (!(await stopLeftoverBroker({ pidFile, confPath, graceMs: this.graceMs, log: this.log }))) return;
     // Its listening sockets close with the process; poll anyway so launch() does not race the kernel.
     const ports = this.sec.ports();
     await pollUntil(async () => (await Promise.all(ports.map((p) => portIsFree(p.host, p.port)))).every(Boolean), 5_000, {
@@ -223,20 +216,20 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     this.checkNotStopped();
     const child = this.spawnChild();
     let exited: ExitInfo | undefined;
-    void this.childClosed.then((info) => (exited = info));
+    void child.closed.then((info) => (exited = info));
 
     const timeoutMs = this.opts.startTimeoutMs ?? 30_000;
     // "running" is written once every listener is open; the internal listener then takes connections.
     const ready = await pollUntil(
-      async () => exited !== undefined || (this.running && child.exitCode === null && (await canConnect('127.0.0.1', internalPort, 500))),
+      async () => exited !== undefined || (child.running && !child.exited && (await canConnect('127.0.0.1', internalPort, 500))),
       timeoutMs,
       { signal: this.abort.signal },
     );
     if (ready && exited === undefined) return;
     // Not ready and still running: timed out, or stop() aborted the poll. Do not leave the child behind.
     const timedOut = exited === undefined && !this.stopping;
-    if (exited === undefined) await this.killChild(child);
-    const info = await this.childClosed;
+    if (exited === undefined) await child.stop(this.graceMs);
+    const info = await child.closed;
     const why = this.stopping
       ? 'the broker was stopped during start-up'
       : timedOut
@@ -248,59 +241,36 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     });
   }
 
-  private spawnChild(): ChildProcess {
-    this.tail = [];
-    this.running = false;
-    // Not detached: a signal to the node's process group (Ctrl-C, a container stop) reaches the broker too.
-    const child = spawn(this.opts.bin, ['-c', this.confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    // If the node exits without stop() (an uncaught exception, process.exit), do not orphan the broker.
-    // Only a SIGKILL of the node escapes this; stopLeftover() handles that case at the next start.
-    const killOnExit = () => child.kill('SIGTERM');
-    process.once('exit', killOnExit);
-    child.once('close', () => process.removeListener('exit', killOnExit));
-    // A binary that cannot be run emits 'error' (then 'close'); without a listener it would crash the node.
-    let spawnError: Error | undefined;
-    child.on('error', (err) => (spawnError ??= err));
-    // 'close' (not 'exit') fires after stdout/stderr are drained, so the last lines are in the tail.
-    this.childClosed = new Promise((resolve) =>
-      child.once('close', (code: number | null, signal: NodeJS.Signals | null) =>
-        resolve({ code, signal, ...(spawnError ? { error: spawnError } : {}) }),
-      ),
-    );
-    // Nothing may escape this chain as an unhandled rejection (run.ts exits on one): a broken supervision step is logged.
-    this.childClosed
-      .then((info) => this.onChildClosed(child, info))
-      .catch((err: Error) => this.log.error({ err: err.message }, 'mosquitto supervision failed after the broker exited'));
-    const mlog = this.opts.logger.child({ component: 'mosquitto' });
-    for (const stream of [child.stdout, child.stderr]) {
-      if (!stream) continue;
-      readline.createInterface({ input: stream, crlfDelay: Infinity }).on('line', (raw) => {
-        // The subscriber's client id is a secret (it guards its session): never relayed.
-        const line = this.sec.redact(raw);
-        this.tail.push(line);
-        if (this.tail.length > TAIL_LINES) this.tail.shift();
-        if (/^mosquitto version \S+ running$/.test(line)) this.running = true;
+  private spawnChild(): MosquittoChild {
+    const child = new MosquittoChild({
+      bin: this.opts.bin,
+      confPath: this.confPath,
+      pidFile: this.pidFile,
+      relay: this.opts.logger.child({ component: 'mosquitto' }),
+      log: this.log,
+      // The subscriber's client id is a secret (it guards its session): never relayed.
+      redact: (line) => this.sec.redact(line),
+      onLine: (line) => {
         const refused = this.classifier.classify(line);
         if (refused) this.bm.refused(refused);
-        mlog[relayLevel(line)](line);
-      });
-    }
-    if (child.pid !== undefined) {
-      // Mosquitto writes its pid_file only when daemonised (-d), which would take it out of supervision.
-      fs.writeFileSync(this.pidFile, `${child.pid}\n`);
-      this.log.info({ pid: child.pid, conf: this.confPath }, 'mosquitto started');
-    }
+      },
+    });
+    this.child = child;
+    this.tail = child.tail;
+    // Nothing may escape this chain as an unhandled rejection (cli/run.ts exits on one): a broken supervision step is logged.
+    child.closed
+      .then((info) => this.onChildClosed(child, info))
+      .catch((err: Error) => this.log.error({ err: err.message }, 'mosquitto supervision failed after the broker exited'));
     return child;
   }
 
-  private onChildClosed(child: ChildProcess, info: ExitInfo): void {
+  private onChildClosed(child: MosquittoChild, info: ExitInfo): void {
     if (this.child !== child) return;
     this.child = undefined;
     this.probe?.stop();
     const killedFor = this.killedFor;
     this.killedFor = undefined;
-    removePidFile(this.pidFile, this.log);
+    child.removePidFile();
     clearTimeout(this.stableTimer);
     // During start-up launch() reports the exit; during stop() it is expected.
     if (this.state !== 'up' || this.stopping) return;
@@ -386,7 +356,7 @@ export class MosquittoBroker extends EventEmitter implements Broker {
         if (this.child !== child || !child || this.stopping) return;
         this.killedFor = `hung: ${why}`;
         this.log.error({ pid: child.pid }, `mosquitto does not answer: ${why}; killing it (SIGKILL) so that it is restarted`);
-        child.kill('SIGKILL');
+        child.signal('SIGKILL');
       },
     });
     this.probe.start();
@@ -398,8 +368,7 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     clearTimeout(this.restartTimer);
     clearTimeout(this.stableTimer);
     await this.sec.stopServices();
-    const child = this.child;
-    if (child) await this.killChild(child);
+    await this.child?.stop(this.graceMs);
     // A start() in flight finishes (rejecting) before the state settles on 'stopped'.
     await this.starting?.catch(() => undefined);
     fs.rmSync(this.pidFile, { force: true });
@@ -407,24 +376,9 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     this.log.info('mosquitto stopped');
   }
 
-  /** SIGTERM (Mosquitto saves its database), SIGKILL after the grace period; resolves once it is gone. */
-  private async killChild(child: ChildProcess): Promise<void> {
-    const closed = this.childClosed;
-    if (child.exitCode !== null || child.signalCode !== null) {
-      await closed;
-      return;
-    }
-    child.kill('SIGTERM');
-    const graceMs = this.opts.stopGraceMs ?? 5_000;
-    // The grace timer is cleared as soon as the child exits: a pending one would keep the process alive.
-    const grace = new AbortController();
-    const timedOut = await Promise.race([closed.then(() => false), sleep(graceMs, grace.signal).then(() => !grace.signal.aborted)]);
-    grace.abort();
-    if (timedOut) {
-      this.log.warn({ pid: child.pid, graceMs }, 'mosquitto ignored SIGTERM; sending SIGKILL');
-      child.kill('SIGKILL');
-      await closed;
-    }
+  /** Time between SIGTERM and SIGKILL when the child is stopped. */
+  private get graceMs(): number {
+    return this.opts.stopGraceMs ?? 5_000;
   }
 
   private checkNotStopped(): void {
@@ -437,17 +391,5 @@ export class MosquittoBroker extends EventEmitter implements Broker {
     this.state = state;
     this.detail = detail;
     this.opts.metrics?.brokerUp.set(state === 'up' ? 1 : 0);
-  }
-}
-
-/**
- * Removes the pid file of a child that exited. A file that cannot be removed is only a warning: the next start
- * checks the pid in it against /proc before it acts on it (process-utils.ts stopLeftoverBroker).
- */
-function removePidFile(pidFile: string, log: Logger): void {
-  try {
-    fs.rmSync(pidFile, { force: true });
-  } catch (err) {
-    log.warn({ err: (err as Error).message, pidFile }, 'cannot remove the mosquitto pid file');
   }
 }

@@ -279,7 +279,7 @@ export class Connection {
 
   /**
    * The position up to which PUBACKs were handed to the socket. Once the connection has closed, the messages
-   * after it never had theirs written (inbound-window.ts relies on that: SpoolWriter.endConnection).
+   * after it never had theirs written (spool/inbound-window.ts relies on that: SpoolWriter.endConnection).
    */
   get acksWrittenUpTo(): number {
     return this.written;

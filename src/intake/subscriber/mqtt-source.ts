@@ -82,7 +82,7 @@ export class MqttSource {
     const timeout = o.connectTimeoutMs ?? 10_000;
     const receiveMaximum = o.receiveMaximum ?? 10_000;
     // Receive Maximum bounds what the broker holds in flight towards us (MQTT 5); the same bound is assumed
-    // of an MQTT 3.1.1 broker (inbound-window.ts, DEFAULT_INFLIGHT_WINDOW).
+    // of an MQTT 3.1.1 broker (spool/inbound-window.ts, DEFAULT_INFLIGHT_WINDOW).
     const epoch = o.writer.beginConnection(receiveMaximum);
     const transport = openTransport(url, timeout);
     const conn = new Connection(transport.stream, {

@@ -1,0 +1,99 @@
+import type { IntakeDeps } from '../intake.js';
+import { MqttSource } from './mqtt-source.js';
+import { subscriptionMemory, subscriptionsKey } from './subscription-memory.js';
+
+/** The broker session the subscriber joins. */
+export interface SubscriberSession {
+  url: string;
+  username: string | undefined;
+  password: string | undefined;
+  clientId: string;
+  /**
+   * `clientId` is MQTT_CLIENT_ID plus a secret suffix (mosquitto/internal-credential.ts): the suffix stays out
+   * of the log, the readiness JSON and the meta table.
+   */
+  secretClientId: boolean;
+  /** Who the broker is, stable across restarts and without credentials (subscription-memory.ts). */
+  broker: string;
+  /** Where an older node kept the session's filters, read once when the session key holds none. */
+  legacyKey?: string;
+}
+
+/**
+ * The node's subscriber in the mosquitto and external modes, built from the configuration: MQTT_TOPICS on a
+ * persistent session, each PUBACK after the spool commit (mqtt-source.ts), the session's filters remembered
+ * in the spool's meta table under the broker's identity and the client id.
+ */
+export class Subscriber {
+  private source: MqttSource | undefined;
+  private secret = false;
+  private stopped = false;
+
+  constructor(private readonly deps: IntakeDeps) {}
+
+  /** Connects (and keeps reconnecting) once the broker accepts connections. Does nothing after stop(). */
+  start(session: SubscriberSession): void {
+    if (this.stopped || this.source) return;
+    const { config: c, logger, metrics, writer, meta, onCommitted } = this.deps;
+    const memory = subscriptionMemory(meta, subscriptionsKey(session.broker, c.MQTT_CLIENT_ID), session.legacyKey);
+    this.source = new MqttSource({
+      url: session.url,
+      clientId: session.clientId,
+      username: session.username,
+      password: session.password,
+      topics: c.MQTT_TOPICS,
+      protocolVersion: c.MQTT_PROTOCOL_VERSION,
+      sessionExpirySeconds: c.MQTT_SESSION_EXPIRY_SECONDS,
+      keepaliveSeconds: c.MQTT_KEEPALIVE_SECONDS,
+      writer,
+      subscriptions: memory,
+      logger: session.secretClientId
+        ? logger.child(
+            { component: 'source' },
+            { redact: { paths: ['clientId', 'password', '*.password'], censor: (v: unknown) => (typeof v === 'string' && v.startsWith(c.MQTT_CLIENT_ID) ? this.shownClientId() : '[redacted]') } },
+          )
+        : logger.child({ component: 'source' }),
+      metrics,
+      onCommitted,
+      reconnectBaseMs: Math.min(c.RETRY_INITIAL_DELAY_MS, 1000),
+      reconnectCapMs: c.RETRY_MAX_DELAY_MS,
+    });
+    this.secret = session.secretClientId;
+    this.source.start();
+  }
+
+  private shownClientId(): string {
+    return `${this.deps.config.MQTT_CLIENT_ID}-[redacted]`;
+  }
+
+  /** Subscribed on a live connection. */
+  isReady(): boolean {
+    return this.source?.isReady() ?? false;
+  }
+
+  /** Connected and subscribed, whatever the socket does this instant: the external broker's 'up'. */
+  isSubscribed(): boolean {
+    return this.source?.status().state === 'subscribed';
+  }
+
+  /** Why it takes no messages, when it takes none. */
+  notReadyReason(): string | undefined {
+    if (this.isReady()) return undefined;
+    const s = this.source?.status();
+    if (!s) return 'the subscriber has not started';
+    return `the subscriber is ${s.state}${s.lastError ? `: ${s.lastError}` : ''}`;
+  }
+
+  /** `components.source` of the readiness JSON, without the secret part of the client id. */
+  status(): Record<string, unknown> {
+    const status = this.source?.status();
+    if (!status) return { state: 'starting' };
+    return this.secret ? { ...status, clientId: this.shownClientId() } : status;
+  }
+
+  /** Disconnects; messages not yet committed stay unacknowledged at the broker. Idempotent. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.source?.stop();
+  }
+}

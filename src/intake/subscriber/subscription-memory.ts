@@ -1,0 +1,76 @@
+/**
+ * The filters the broker's session was last subscribed to, remembered in the spool's meta table so that a node
+ * restarted with another MQTT_TOPICS unsubscribes the filters it dropped (connection.ts). They belong to the
+ * session, which a broker keeps per client id: the key names the broker and the client id, and nothing that
+ * changes from one start to the next (the loopback port of the node's own Mosquitto is picked at each start).
+ */
+
+/** The part of the spool the memory uses. */
+export interface MetaStore {
+  getMeta(key: string): string | undefined;
+  setMeta(key: string, value: string): void;
+}
+
+/** The node's own Mosquitto: one per DATA_DIR, whose persistence (and so the session) lives there too. */
+export const OWN_MOSQUITTO = 'own-mosquitto';
+
+const DEFAULT_PORTS: Record<string, number> = { 'mqtt:': 1883, 'mqtts:': 8883, 'ws:': 80, 'wss:': 443 };
+const SCHEME_ALIASES: Record<string, string> = { 'tcp:': 'mqtt:', 'ssl:': 'mqtts:' };
+
+/**
+ * An external broker as the key names it: scheme (tcp and ssl as their mqtt names), host in lower case and
+ * port (the scheme's default when none is given), and the path for a WebSocket URL. No user name, password,
+ * query or fragment.
+ */
+export function externalBrokerIdentity(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return '[unparseable url]';
+  }
+  const scheme = SCHEME_ALIASES[u.protocol] ?? u.protocol;
+  const port = u.port === '' ? DEFAULT_PORTS[scheme] : Number(u.port);
+  const ws = scheme === 'ws:' || scheme === 'wss:';
+  return `${scheme}//${u.hostname.toLowerCase()}${port === undefined ? '' : `:${port}`}${ws ? u.pathname || '/' : ''}`;
+}
+
+/**
+ * The key of a session's filters. `clientId` is the part of the subscriber's client id that is not secret
+ * (MQTT_CLIENT_ID, without the suffix the node adds on its own Mosquitto).
+ */
+export function subscriptionsKey(broker: string, clientId: string): string {
+  return `subscriptions ${broker} ${clientId}`;
+}
+
+/**
+ * The key nodes wrote before: the subscriber URL through `new URL()`, its password replaced by "redacted".
+ * Only an external broker's can still be found; the own Mosquitto's held a port picked at random.
+ */
+export function legacySubscriptionsKey(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = 'redacted';
+    return `subscriptions ${u.toString()}`;
+  } catch {
+    return 'subscriptions [unparseable url]';
+  }
+}
+
+/**
+ * Loads and saves one session's filters. A session found under `legacyKey` only is copied to `key` when read,
+ * so the old key is read at most once.
+ */
+export function subscriptionMemory(meta: MetaStore, key: string, legacyKey?: string): { load(): string[] | undefined; save(topics: string[]): void } {
+  return {
+    load: () => {
+      let value = meta.getMeta(key);
+      if (value === undefined && legacyKey !== undefined) {
+        value = meta.getMeta(legacyKey);
+        if (value !== undefined) meta.setMeta(key, value);
+      }
+      return value === undefined ? undefined : (JSON.parse(value) as string[]);
+    },
+    save: (topics) => meta.setMeta(key, JSON.stringify(topics)),
+  };
+}
