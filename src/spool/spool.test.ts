@@ -21,6 +21,22 @@ function msg(i: number, extra: Partial<SourcedMessage> = {}): SourcedMessage {
 }
 
 describe('spool', () => {
+  it('keeps meta settings across reopening, lists them by prefix (% and _ taken literally) and deletes them', () => {
+    const dir = tempDir();
+    let spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] });
+    spool.setMeta('subscriptions a_b%', '1');
+    spool.setMeta('subscriptions axbz', '2');
+    spool.setMeta('other', '3');
+    spool.close();
+    spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] });
+    expect(spool.metaKeys('subscriptions ').sort()).toEqual(['subscriptions a_b%', 'subscriptions axbz']);
+    expect(spool.metaKeys('subscriptions a_b%')).toEqual(['subscriptions a_b%']);
+    spool.deleteMeta('subscriptions axbz');
+    expect(spool.getMeta('subscriptions axbz')).toBeUndefined();
+    expect(spool.getMeta('other')).toBe('3');
+    spool.close();
+  });
+
   it('assigns a unique, time-sortable message_id at commit and keeps the bytes', () => {
     const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['file'] });
     const binary = Buffer.from([0xff, 0x00, 0xfe, 0x80]);

@@ -339,6 +339,17 @@ export class Spool {
     this.db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(key, value);
   }
 
+  deleteMeta(key: string): void {
+    if (this.closed) return;
+    this.db.prepare('DELETE FROM meta WHERE key = ?').run(key);
+  }
+
+  /** The meta keys that start with `prefix`. */
+  metaKeys(prefix: string): string[] {
+    if (this.closed) return [];
+    return this.db.prepare('SELECT key FROM meta WHERE substr(key, 1, ?) = ?').pluck().all(prefix.length, prefix) as string[];
+  }
+
   /** The spool answers a trivial write (readiness: "the spool is writable"). */
   isWritable(): boolean {
     if (this.closed) return false;

@@ -6,6 +6,8 @@ function memoryMeta(entries: Record<string, string> = {}): MetaStore & { entries
     entries,
     getMeta: (key) => entries[key],
     setMeta: (key, value) => void (entries[key] = value),
+    deleteMeta: (key) => void delete entries[key],
+    metaKeys: (prefix) => Object.keys(entries).filter((k) => k.startsWith(prefix)),
   };
 }
 
@@ -54,5 +56,18 @@ describe('subscriptionMemory', () => {
     expect(meta.entries[key]).toBe('["a/#","b/#"]');
     meta.entries[legacy] = '["stale"]';
     expect(m.load()).toEqual(['a/#', 'b/#']);
+  });
+
+  it('deletes the keys of the older form once the filters are saved, and only those', () => {
+    const other = subscriptionsKey('mqtt://b.example:1883', 'ingest');
+    const meta = memoryMeta({
+      'subscriptions mqtt://127.0.0.1:40001/': '["a/#"]',
+      'subscriptions mqtt://127.0.0.1:40002/': '["a/#"]',
+      [other]: '["x/#"]',
+      spool_id: 'kept',
+    });
+    const key = subscriptionsKey('own-mosquitto', 'ingest');
+    subscriptionMemory(meta, key).save(['a/#']);
+    expect(Object.keys(meta.entries).sort()).toEqual([key, other, 'spool_id'].sort());
   });
 });

@@ -9,6 +9,18 @@
 export interface MetaStore {
   getMeta(key: string): string | undefined;
   setMeta(key: string, value: string): void;
+  deleteMeta(key: string): void;
+  metaKeys(prefix: string): string[];
+}
+
+const PREFIX = 'subscriptions ';
+
+/**
+ * A key of the form older nodes wrote (`subscriptions <url>`: one space, where a session key has two). Those of
+ * the own Mosquitto named a port picked at random, one more at each start; none can be read again.
+ */
+function isLegacyKey(key: string): boolean {
+  return key.startsWith(PREFIX) && !key.slice(PREFIX.length).includes(' ');
 }
 
 /** The node's own Mosquitto: one per DATA_DIR, whose persistence (and so the session) lives there too. */
@@ -40,7 +52,7 @@ export function externalBrokerIdentity(url: string): string {
  * (MQTT_CLIENT_ID, without the suffix the node adds on its own Mosquitto).
  */
 export function subscriptionsKey(broker: string, clientId: string): string {
-  return `subscriptions ${broker} ${clientId}`;
+  return `${PREFIX}${broker} ${clientId}`;
 }
 
 /**
@@ -59,7 +71,8 @@ export function legacySubscriptionsKey(url: string): string {
 
 /**
  * Loads and saves one session's filters. A session found under `legacyKey` only is copied to `key` when read,
- * so the old key is read at most once.
+ * so the old key is read at most once; once the broker granted the filters, the keys of the older form are
+ * deleted (the legacy one has been read, the others can never be).
  */
 export function subscriptionMemory(meta: MetaStore, key: string, legacyKey?: string): { load(): string[] | undefined; save(topics: string[]): void } {
   return {
@@ -71,6 +84,9 @@ export function subscriptionMemory(meta: MetaStore, key: string, legacyKey?: str
       }
       return value === undefined ? undefined : (JSON.parse(value) as string[]);
     },
-    save: (topics) => meta.setMeta(key, JSON.stringify(topics)),
+    save: (topics) => {
+      meta.setMeta(key, JSON.stringify(topics));
+      for (const old of meta.metaKeys(PREFIX)) if (isLegacyKey(old)) meta.deleteMeta(old);
+    },
   };
 }
