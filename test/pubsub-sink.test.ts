@@ -7,6 +7,7 @@ import type { DeliveryOutcome } from '../src/core/outcome.js';
 import { serviceAvailable } from './helpers/skip.js';
 import { waitFor } from './helpers/ports.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';
+import { observed } from './contract/sink-contract.js';
 import {
   createTopicAndSubscription,
   hasPubSubEmulator,
@@ -88,6 +89,7 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
   it('delivers 2,000 messages with unchanged bytes and exactly the contract attributes', async () => {
     await createTopicAndSubscription(emu.host, emu.projectId, 'bulk-topic', 'bulk-sub');
     const s = await sink('bulk-topic');
+    const view = observed(s);
     const batch: SpooledMessage[] = [
       message(Buffer.from([0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, 0xa0, 0xa1]), 'bin/ary'), // not UTF-8
       message(Buffer.alloc(0), 'empty/payload', { retain: true, qos: 0 }), // MQTT allows empty payloads
@@ -95,11 +97,11 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
     ];
     while (batch.length < 2000) batch.push(message(Buffer.from(`reading ${batch.length}`), `sensors/${batch.length % 7}`));
 
-    const outcomes = await s.write(batch);
+    const outcomes = await view.write(batch);
     expect(outcomes).toHaveLength(2000);
     expect(outcomes.every((o) => o.kind === 'delivered')).toBe(true);
-    expect(s.status().state).toBe('ok');
-    expect(s.status().lastDeliveryAt).toBeDefined();
+    expect(view.status().state).toBe('ok');
+    expect(view.status().lastDeliveryAt).toBeDefined();
 
     const got = await pullAll(emu.host, emu.projectId, 'bulk-sub', 2000, 20_000);
     expect(got).toHaveLength(2000);
@@ -122,6 +124,7 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
   it('rejects a message over 10 MB and a topic over 1,024 bytes, and delivers the rest of the batch', async () => {
     await createTopicAndSubscription(emu.host, emu.projectId, 'limits-topic', 'limits-sub');
     const s = await sink('limits-topic');
+    const view = observed(s);
     const nearLimit = Buffer.alloc(9_500_000, 0x5a); // legal, larger than the library's 9 MiB batch: sent alone
     const batch = [
       message(Buffer.from('first')),
@@ -130,7 +133,7 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
       message(nearLimit),
       message(Buffer.from('last')),
     ];
-    const outcomes = await s.write(batch);
+    const outcomes = await view.write(batch);
     expect(kinds(outcomes)).toEqual([
       'delivered',
       'rejected:too_large',
@@ -140,7 +143,7 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
     ]);
     expect((outcomes[1] as { detail: string }).detail).toMatch(/10000000/);
     expect((outcomes[2] as { detail: string }).detail).toMatch(/mqtt_topic is 1026 bytes/);
-    expect(s.status().state).toBe('ok');
+    expect(view.status().state).toBe('ok');
 
     const got = await pullAll(emu.host, emu.projectId, 'limits-sub', 3, 15_000);
     expect(got.map((r) => r.attributes.message_id).sort()).toEqual(
@@ -153,6 +156,7 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
     const reading = { type: 'record', name: 'Reading', fields: [{ name: 't', type: 'double' }] };
     await createTopicAndSubscription(emu.host, emu.projectId, 'schema-topic', 'schema-sub', { avroSchema: reading });
     const s = await sink('schema-topic');
+    const view = observed(s);
     const batch = [
       message(Buffer.from('{"t":1.5}')),
       message(Buffer.from('not json')),
@@ -160,7 +164,7 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
       message(Buffer.from('{"t":"warm"}')),
       message(Buffer.from('{"t":3.5}')),
     ];
-    const outcomes = await s.write(batch);
+    const outcomes = await view.write(batch);
     expect(kinds(outcomes)).toEqual([
       'delivered',
       'rejected:invalid_argument',
@@ -169,7 +173,7 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
       'delivered',
     ]);
     expect((outcomes[1] as { detail: string }).detail).toMatch(/^INVALID_ARGUMENT: /);
-    expect(s.status().state).toBe('ok'); // the messages' problem, not the sink's
+    expect(view.status().state).toBe('ok'); // the messages' problem, not the sink's
 
     const got = await pullAll(emu.host, emu.projectId, 'schema-sub', 3, 15_000);
     expect(got.map((r) => r.data.toString()).sort()).toEqual(['{"t":1.5}', '{"t":2.5}', '{"t":3.5}']);
@@ -207,17 +211,19 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
   it('a missing topic is retryable topic_not_found, status failing, logged loudly once', async () => {
     const logs = captureLogs();
     const s = await sink('no-such-topic', { logs: logs.stream });
+    const view = observed(s, createLogger('info', logs.stream));
     for (let i = 0; i < 2; i++) {
-      const outcomes = await s.write([message(Buffer.from('x')), message(Buffer.from('y'))]);
+      const outcomes = await view.write([message(Buffer.from('x')), message(Buffer.from('y'))]);
       expect(kinds(outcomes)).toEqual(['retryable:topic_not_found', 'retryable:topic_not_found']);
     }
-    const status = s.status();
+    const status = view.status();
     expect(status.state).toBe('failing');
     expect(status.detail).toMatch(/projects\/mqtt-ingest-test\/topics\/no-such-topic does not exist/);
     expect(status.lastError).toMatch(/^topic_not_found: /);
     const errors = logs.lines().filter((l) => l.severity === 'ERROR');
     expect(errors).toHaveLength(1); // throttled: the second write's identical failure is not logged again
-    expect(errors[0]).toMatchObject({ reason: 'topic_not_found', sink: 'pubsub' });
+    expect(errors[0]).toMatchObject({ reason: 'topic_not_found', sink: 'pubsub', topic: 'projects/mqtt-ingest-test/topics/no-such-topic', failed: 2 });
+    expect(errors[0]!.message).toBe(`Pub/Sub publishing is failing: ${status.detail}`);
   });
 
   it('an outage is retryable within publishTimeoutMs, and delivery resumes when it ends', async () => {
@@ -226,25 +232,26 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
     const proxy = await startTcpProxy('127.0.0.1', Number(port));
     try {
       const s = await sink('outage-topic', { emulatorHost: `127.0.0.1:${proxy.port}`, publishTimeoutMs: 2_000 });
+      const view = observed(s);
       const before = message(Buffer.from('before'));
-      expect(kinds(await s.write([before]))).toEqual(['delivered']);
+      expect(kinds(await view.write([before]))).toEqual(['delivered']);
 
       proxy.cut();
       const during = [message(Buffer.from('during 1')), message(Buffer.from('during 2'))];
       const t0 = Date.now();
-      const outcomes = await s.write(during);
+      const outcomes = await view.write(during);
       const elapsed = Date.now() - t0;
       for (const o of outcomes) {
         expect(o.kind).toBe('retryable');
         expect((o as { reason: string }).reason).toMatch(/^(unavailable|deadline_exceeded)$/);
       }
       expect(elapsed).toBeLessThan(2_000 + 2_500); // the client's retries stop at the deadline, plus jitter
-      expect(s.status().state).toBe('degraded');
+      expect(view.status().state).toBe('degraded');
 
       await proxy.restore();
       // As the dispatcher would: retry the same messages until they go through (grpc-js reconnects with backoff).
-      await waitFor(async () => (await s.write(during)).every((o) => o.kind === 'delivered'), 20_000, 'delivery after restore');
-      expect(s.status().state).toBe('ok');
+      await waitFor(async () => (await view.write(during)).every((o) => o.kind === 'delivered'), 20_000, 'delivery after restore');
+      expect(view.status().state).toBe('ok');
 
       const got = await pullAll(emu.host, emu.projectId, 'outage-sub', 3, 15_000);
       const ids = new Set(got.map((r) => r.attributes.message_id));

@@ -1,66 +1,111 @@
-import type { Clock } from '../core/clock.js';
+import type { SinkName } from '../core/message.js';
+import type { DeliveryOutcome } from '../core/outcome.js';
 import type { Logger } from '../core/logger.js';
-import type { SinkStatus } from '../sinks/sink.js';
+import type { SinkCondition, SinkDescription } from '../sinks/sink.js';
+import type { RunnerClock } from './sink-runner.js';
 
 /** A failure is logged again at most this often unless its kind or reason changes. */
 export const LOUD_LOG_INTERVAL_MS = 60_000;
 
-/** What went wrong with a write, as the sink's classifier says it (reasons come from a fixed vocabulary). */
-export interface SinkProblem {
-  /** `failing`: a person must fix something; `degraded`: transient, the dispatcher retries. */
-  kind: 'failing' | 'degraded';
-  reason: string;
-  detail: string;
+/** What readiness (`components.sinks.<name>`) and the status page show of a sink's destination. */
+export interface SinkStatus {
+  /** ok: last write succeeded (or none yet); degraded: retrying after errors; failing: a condition an operator must fix (missing topic, permission). */
+  state: 'ok' | 'degraded' | 'failing';
+  detail?: string;
+  lastError?: string;
+  lastErrorAt?: string;
+  lastDeliveryAt?: string;
 }
 
 export interface SinkHealthOptions {
+  sink: SinkName;
+  describe: SinkDescription;
   logger: Logger;
-  clock: Clock;
-  /** Fields of every log line (the sink's name and destination). */
-  context: Record<string, unknown>;
-  /** Logged once when writes succeed again after a failure. */
-  recovered: string;
-  /** The error logged while failing, from the problem's detail. */
-  failing: (detail: string) => string;
-  /** The warning logged while degraded. */
-  degraded: string;
-  /** The status detail while degraded, from the problem's reason. */
-  degradedDetail: (reason: string) => string;
+  /** Wall clock for the times shown, monotonic clock for the interval between loud log lines. */
+  clock: RunnerClock;
 }
 
 /**
- * A sink's status() and its loud logging: failing is logged as an error and degraded as a warning, each at
- * most once per LOUD_LOG_INTERVAL_MS for the same kind and reason; a recovery is logged once.
+ * The destination's side of a sink's status, kept by its runner from what the sink reports: the outcomes of each
+ * write and the sink's standing condition (`Sink.watchCondition`). The latest report wins, as they arrive in time
+ * order: a write that went through clears a problem a table check found, and a table found usable again clears
+ * the failure of the writes before it. Failing is logged as an error and degraded as a warning, each at most once
+ * per LOUD_LOG_INTERVAL_MS for the same kind and reason, in the sink's words; a recovery is logged once.
  */
 export class SinkHealth {
-  private current: SinkStatus = { state: 'ok' };
-  private lastLoud?: { key: string; at: number };
+  private problem: SinkCondition | undefined;
+  private lastError: { text: string; at: number } | undefined;
+  private lastDeliveryAt: number | undefined;
+  /** The last loud line's kind and reason, and when (monotonic). */
+  private lastLoud: { key: string; at: number } | undefined;
 
   constructor(private readonly o: SinkHealthOptions) {}
 
-  status(): SinkStatus {
-    return { ...this.current };
+  /** A write's outcomes: its worst destination problem (failing before degraded), else none; and whether it delivered. */
+  wrote(outcomes: readonly DeliveryOutcome[]): void {
+    let worst: SinkCondition | undefined;
+    let firstRetry: Extract<DeliveryOutcome, { kind: 'retryable' }> | undefined;
+    let failed = 0;
+    for (const o of outcomes) {
+      if (o.kind === 'delivered') continue;
+      failed += 1;
+      if (o.kind !== 'retryable') continue;
+      firstRetry ??= o;
+      if (o.health && (!worst || (o.health === 'failing' && worst.health !== 'failing'))) {
+        worst = { health: o.health, reason: o.reason, detail: o.detail ?? o.reason };
+      }
+    }
+    if (failed < outcomes.length) this.lastDeliveryAt = this.o.clock.now();
+    if (!worst && firstRetry && outcomes.every((o) => o.kind === 'retryable')) {
+      // Nothing went through, with nothing said against the destination: the runner backs off all the same.
+      this.lastError = { text: errorLine(firstRetry.reason, firstRetry.detail), at: this.o.clock.now() };
+    }
+    this.report(worst, { failed });
   }
 
-  /** Takes the worst problem of a write (undefined: none) and whether it delivered anything. */
-  record(worst: SinkProblem | undefined, anyDelivered: boolean, extra: Record<string, unknown> = {}): void {
-    const o = this.o;
-    const now = o.clock.now();
-    if (anyDelivered) this.current.lastDeliveryAt = new Date(now).toISOString();
-    if (!worst) {
-      if (this.current.state !== 'ok') o.logger.info(o.context, o.recovered);
-      this.current = { ...this.current, state: 'ok', detail: undefined };
+  /** The sink's standing condition (undefined: none). */
+  condition(condition: SinkCondition | undefined): void {
+    this.report(condition, {});
+  }
+
+  status(): SinkStatus {
+    const { problem, lastError, lastDeliveryAt } = this;
+    const words = this.o.describe.words;
+    let detail = this.o.describe.detail;
+    if (problem?.health === 'failing') detail = problem.detail;
+    else if (problem && words) detail = `${words.action} failed (${problem.reason}); the dispatcher retries with backoff`;
+    return {
+      state: problem?.health ?? 'ok',
+      detail,
+      lastError: lastError?.text,
+      lastErrorAt: lastError ? new Date(lastError.at).toISOString() : undefined,
+      lastDeliveryAt: lastDeliveryAt !== undefined ? new Date(lastDeliveryAt).toISOString() : undefined,
+    };
+  }
+
+  private report(problem: SinkCondition | undefined, extra: Record<string, unknown>): void {
+    const { logger, describe, sink, clock } = this.o;
+    const words = describe.words;
+    const context = { sink, ...describe.context };
+    if (!problem) {
+      if (this.problem && words) logger.info(context, words.recovered);
+      this.problem = undefined;
       this.lastLoud = undefined;
       return;
     }
-    const state = worst.kind;
-    const detail = state === 'failing' ? worst.detail : o.degradedDetail(worst.reason);
-    this.current = { ...this.current, state, detail, lastError: `${worst.reason}: ${worst.detail}`, lastErrorAt: new Date(now).toISOString() };
-    const key = `${worst.kind}:${worst.reason}`;
+    this.problem = problem;
+    this.lastError = { text: errorLine(problem.reason, problem.detail), at: clock.now() };
+    if (!words) return;
+    const key = `${problem.health}:${problem.reason}`;
+    const now = clock.monotonic();
     if (this.lastLoud && this.lastLoud.key === key && now - this.lastLoud.at < LOUD_LOG_INTERVAL_MS) return;
     this.lastLoud = { key, at: now };
-    const context = { ...o.context, reason: worst.reason, detail: worst.detail, ...extra };
-    if (state === 'failing') o.logger.error(context, o.failing(worst.detail));
-    else o.logger.warn(context, o.degraded);
+    const fields = { ...context, reason: problem.reason, detail: problem.detail, ...extra };
+    if (problem.health === 'failing') logger.error(fields, `${words.failing}: ${problem.detail}`);
+    else logger.warn(fields, words.degraded);
   }
+}
+
+function errorLine(reason: string, detail: string | undefined): string {
+  return detail ? `${reason}: ${detail}` : reason;
 }

@@ -1,14 +1,16 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import os from 'node:os';
 import path from 'node:path';
 import { Spool } from '../spool/spool.js';
 import { Metrics } from '../core/metrics.js';
-import { createLogger } from '../core/logger.js';
+import { createLogger, type Logger } from '../core/logger.js';
 import { delivered, rejected, retryable, type DeliveryOutcome } from '../core/outcome.js';
 import type { SpooledMessage } from '../core/message.js';
-import type { Sink, SinkStatus } from '../sinks/sink.js';
+import type { ConditionReport, Sink, SinkDescription } from '../sinks/sink.js';
 import { Dispatcher } from './dispatcher.js';
+import type { RunnerClock, RunnerOptions } from './sink-runner.js';
 
 /** A sink whose answer per message is decided by the test (the dispatcher's logic is what is tested). */
 class ScriptedSink implements Sink {
@@ -16,7 +18,10 @@ class ScriptedSink implements Sink {
   readonly maxBatchMessages = 10;
   readonly maxBatchBytes = 1e6;
   readonly maxInFlight = 2;
+  describe: SinkDescription = {};
   writes: number[][] = [];
+  report: ConditionReport | undefined;
+  watchCondition?: (report: ConditionReport) => void;
   constructor(public answer: (m: SpooledMessage, attempt: number) => DeliveryOutcome) {}
   private attempts = new Map<string, number>();
   async start() {}
@@ -28,22 +33,41 @@ class ScriptedSink implements Sink {
       return this.answer(m, n);
     });
   }
-  status(): SinkStatus {
-    return { state: 'ok' };
-  }
   async close() {}
 }
 
+/**
+ * Every wait of the runner is a timer and every time it reads comes from its clock: with vitest's fake timers
+ * (Date and performance included) the tests move time themselves and sleep on none of it.
+ */
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'], now: Date.UTC(2026, 0, 1) });
+});
+
 const dirs: string[] = [];
 afterEach(() => {
+  vi.useRealTimers();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
+/** The runner's clock on the fake timers: the wall clock from Date, the monotonic one from performance. */
+const fakeClock: RunnerClock = { now: () => Date.now(), monotonic: () => performance.now() };
+
+const OPTS: RunnerOptions = { retryBaseMs: 5, retryCapMs: 20, idlePollMs: 5, clock: fakeClock };
+
+function dispatcher(spool: Spool, sink: ScriptedSink, opts: Partial<RunnerOptions> = {}, metrics = new Metrics({ defaultMetrics: false }), logger: Logger = createLogger('silent')) {
+  return new Dispatcher([sink], spool, logger, metrics, { ...OPTS, ...opts });
+}
+
+/** Moves fake time on in steps of 5 ms until `done` or `limitMs` of fake time has passed. */
+async function until(done: () => boolean, limitMs = 5000): Promise<void> {
+  for (let t = 0; !done() && t < limitMs; t += 5) await vi.advanceTimersByTimeAsync(5);
+}
+
 async function runUntil(spool: Spool, sink: ScriptedSink, done: () => boolean, metrics = new Metrics({ defaultMetrics: false })) {
-  const d = new Dispatcher([sink], spool, createLogger('silent'), metrics, { retryBaseMs: 5, retryCapMs: 20, idlePollMs: 5 });
+  const d = dispatcher(spool, sink, {}, metrics);
   d.start();
-  const deadline = Date.now() + 5000;
-  while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  await until(done);
   await d.stop(1000);
   return { d, metrics };
 }
@@ -51,17 +75,22 @@ async function runUntil(spool: Spool, sink: ScriptedSink, done: () => boolean, m
 function openSpool(): Spool {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'dispatch-'));
   dirs.push(dir);
-  return Spool.open({ dir, maxBytes: 1e9, sinks: ['pubsub'] });
-}
-
-/** Waits on a monotonic clock: the tests below set Date.now back. */
-async function until(done: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!done() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  return Spool.open({ dir, maxBytes: 1e9, sinks: ['pubsub'], sync: 'normal' });
 }
 
 function fill(spool: Spool, n: number) {
   spool.append(Array.from({ length: n }, (_, i) => ({ topic: `t/${i}`, payload: Buffer.from(String(i)), qos: 1 as const, retain: false, receivedAt: Date.now() })));
+}
+
+function captureLogs(): { logger: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const out = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: createLogger('info', out), lines };
 }
 
 describe('dispatcher', () => {
@@ -102,19 +131,106 @@ describe('dispatcher', () => {
     const spool = openSpool();
     fill(spool, 25);
     let down = true;
-    const sink = new ScriptedSink(() => (down ? retryable('unavailable', 'connection refused') : delivered));
-    const d = new Dispatcher([sink], spool, createLogger('silent'), new Metrics({ defaultMetrics: false }), { retryBaseMs: 5, retryCapMs: 20, idlePollMs: 5 });
+    const sink = new ScriptedSink(() => (down ? retryable('unavailable', 'connection refused', 'degraded') : delivered));
+    const d = dispatcher(spool, sink);
     d.start();
-    await new Promise((r) => setTimeout(r, 150));
+    await vi.advanceTimersByTimeAsync(150);
     expect(spool.stats().messages).toBe(25);
-    expect(d.status().pubsub.state).toBe('degraded');
+    const during = d.status().pubsub;
+    expect(during).toMatchObject({ state: 'degraded', lastError: 'unavailable: connection refused' });
+    // Stamped by the runner's clock at the latest failure, which came at most one capped backoff (20 ms) ago.
+    expect(Date.parse(during.lastErrorAt!)).toBeGreaterThanOrEqual(Date.UTC(2026, 0, 1) + 150 - 20);
+    expect(Date.parse(during.lastErrorAt!)).toBeLessThanOrEqual(Date.UTC(2026, 0, 1) + 150);
+    // The backoff (2.5-20 ms after each failure of a slot) spaces the attempts: 2 slots over 150 ms.
+    expect(sink.writes.length).toBeGreaterThanOrEqual(2 * (150 / 20));
+    expect(sink.writes.length).toBeLessThanOrEqual(2 * (1 + 150 / 2.5));
     // While backing off, only the failed batches are retried: nothing new is leased.
     expect(new Set(sink.writes.flat()).size).toBeLessThanOrEqual(sink.maxBatchMessages * sink.maxInFlight);
     down = false;
-    const deadline = Date.now() + 5000;
-    while (spool.stats().messages > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await until(() => spool.stats().messages === 0);
     expect(spool.stats().messages).toBe(0);
+    expect(d.status().pubsub).toMatchObject({ state: 'ok', consecutiveFailures: 0, lastDeliveryAt: expect.stringMatching(/^2026-01-01T00:00:00\.\d{3}Z$/) });
+    await d.stop(1000);
+    spool.close();
+  });
+
+  it('shows what the outcomes say about the destination, logs it in the sink\'s words, and the condition the sink reports', async () => {
+    const spool = openSpool();
+    fill(spool, 3);
+    let answer: DeliveryOutcome = retryable('topic_not_found', 'create the topic', 'failing');
+    const sink = new ScriptedSink(() => answer);
+    sink.describe = { context: { topic: 'projects/p/topics/t' }, words: { failing: 'X is failing', degraded: 'X failed', recovered: 'X recovered', action: 'publishing to t' } };
+    sink.watchCondition = (report) => {
+      sink.report = report;
+      report({ health: 'degraded', reason: 'unavailable', detail: 'found at start' });
+    };
+    const { logger, lines } = captureLogs();
+    const d = dispatcher(spool, sink, {}, undefined, logger);
+    // The condition the sink knew before the runner took it is shown at once.
+    expect(d.status().pubsub).toMatchObject({ state: 'degraded', detail: 'publishing to t failed (unavailable); the dispatcher retries with backoff', lastError: 'unavailable: found at start' });
+    d.start();
+    await vi.advanceTimersByTimeAsync(100);
+    expect(d.status().pubsub).toMatchObject({ state: 'failing', detail: 'create the topic', lastError: 'topic_not_found: create the topic' });
+    expect(d.status().pubsub.consecutiveFailures).toBeGreaterThan(2);
+    answer = delivered;
+    await until(() => spool.stats().messages === 0);
+    expect(d.status().pubsub).toMatchObject({ state: 'ok', detail: undefined });
+    sink.report!({ health: 'failing', reason: 'schema_mismatch', detail: 'change the table' });
+    expect(d.status().pubsub).toMatchObject({ state: 'failing', detail: 'change the table' });
+    sink.report!(undefined);
     expect(d.status().pubsub.state).toBe('ok');
+    await d.stop(1000);
+    const health = lines.filter((l) => String(l.message).startsWith('X '));
+    expect(health.map((l) => [l.severity, l.message, l.reason])).toEqual([
+      ['WARNING', 'X failed', 'unavailable'],
+      ['ERROR', 'X is failing: create the topic', 'topic_not_found'], // once, however often the writes failed
+      ['INFO', 'X recovered', undefined],
+      ['ERROR', 'X is failing: change the table', 'schema_mismatch'],
+      ['INFO', 'X recovered', undefined],
+    ]);
+    expect(health[1]).toMatchObject({ sink: 'pubsub', topic: 'projects/p/topics/t', component: 'sink.pubsub', failed: 3 });
+    spool.close();
+  });
+
+  it('a write that throws is retryable for its whole batch and shown with its error', async () => {
+    const spool = openSpool();
+    fill(spool, 2);
+    let broken = true;
+    const sink = new ScriptedSink(() => delivered);
+    const write = sink.write.bind(sink);
+    sink.write = async (batch) => {
+      if (broken) throw new Error('EACCES: permission denied');
+      return write(batch);
+    };
+    sink.describe = { detail: 'writing under /out' };
+    const d = dispatcher(spool, sink);
+    d.start();
+    await vi.advanceTimersByTimeAsync(50);
+    expect(d.status().pubsub).toMatchObject({ state: 'degraded', detail: 'writing under /out', lastError: 'error: EACCES: permission denied' });
+    expect(spool.stats().messages).toBe(2);
+    broken = false;
+    await until(() => spool.stats().messages === 0);
+    expect(d.status().pubsub).toMatchObject({ state: 'ok', detail: 'writing under /out' });
+    await d.stop(1000);
+    spool.close();
+  });
+
+  it('shows a sink as degraded while a write has been pending for longer than slowWriteMs', async () => {
+    const spool = openSpool();
+    fill(spool, 1);
+    let release: () => void = () => undefined;
+    const sink = new ScriptedSink(() => delivered);
+    const write = sink.write.bind(sink);
+    sink.write = (batch) => new Promise((resolve) => (release = () => resolve(write(batch))));
+    const d = dispatcher(spool, sink, { slowWriteMs: 10_000, idlePollMs: 1000 });
+    d.start();
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(d.status().pubsub).toMatchObject({ state: 'ok', inFlight: 1 });
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(d.status().pubsub).toMatchObject({ state: 'degraded', detail: 'a write has been waiting for 12 s', inFlight: 1 });
+    release();
+    await until(() => spool.stats().messages === 0);
+    expect(d.status().pubsub).toMatchObject({ state: 'ok', inFlight: 0 });
     await d.stop(1000);
     spool.close();
   });
@@ -132,16 +248,16 @@ describe('dispatcher', () => {
       ack(name, messages);
     };
     const metrics = new Metrics({ defaultMetrics: false });
-    const d = new Dispatcher([sink], spool, createLogger('silent'), metrics, { retryBaseMs: 5, retryCapMs: 20, idlePollMs: 5 });
+    const d = dispatcher(spool, sink, {}, metrics);
     d.start();
-    await new Promise((r) => setTimeout(r, 300));
+    await vi.advanceTimersByTimeAsync(300);
     // The first batches (one per write slot) were written once each; none again, nothing new leased.
     expect(sink.writes.length).toBeLessThanOrEqual(sink.maxInFlight);
     const written = sink.writes.flat();
     expect(new Set(written).size).toBe(written.length);
     // The recording was retried, with backoff (at least 2.5 ms apart, up to 20 ms), not on every turn of the event loop.
-    expect(attempts).toBeGreaterThan(3);
-    expect(attempts).toBeLessThanOrEqual(300 / 2.5);
+    expect(attempts).toBeGreaterThanOrEqual(300 / 20);
+    expect(attempts).toBeLessThanOrEqual(1 + 300 / 2.5);
     expect(d.status().pubsub).toMatchObject({ state: 'degraded', unrecorded: written.length });
     expect(d.status().pubsub.detail).toContain('database or disk is full');
     expect(spool.stats().messages).toBe(35);
@@ -160,37 +276,25 @@ describe('dispatcher', () => {
   it('a wall clock stepped back one hour neither holds a sink in backoff nor stops leasing new rows (monotonic deadlines)', async () => {
     const spool = openSpool();
     fill(spool, 5);
-    const wall = Date.now.bind(Date);
-    let behind = 0;
-    // The runner's own clock and Date.now both step back; the monotonic clock goes on.
-    const dateNow = vi.spyOn(Date, 'now').mockImplementation(() => wall() - behind);
-    try {
-      let down = true;
-      const sink = new ScriptedSink(() => (down ? retryable('unavailable', 'connection refused') : delivered));
-      const clock = { now: () => wall() - behind, monotonic: () => performance.now() };
-      const d = new Dispatcher([sink], spool, createLogger('silent'), new Metrics({ defaultMetrics: false }), {
-        retryBaseMs: 50,
-        retryCapMs: 50,
-        idlePollMs: 20,
-        clock,
-      });
-      d.start();
-      await until(() => sink.writes.length >= 1);
-      // The first write failed and set its backoff (25-50 ms); now the wall clock is set back one hour.
-      behind = 3_600_000;
-      down = false;
-      await until(() => spool.stats().messages === 0, 2000);
-      expect(sink.writes.length).toBeGreaterThanOrEqual(2);
-      expect(spool.stats().messages).toBe(0);
-      // Rows committed after the step are leased and delivered too.
-      fill(spool, 3);
-      d.notify();
-      await until(() => spool.stats().messages === 0, 2000);
-      expect(spool.stats().messages).toBe(0);
-      await d.stop(1000);
-    } finally {
-      dateNow.mockRestore();
-      spool.close();
-    }
+    let down = true;
+    const sink = new ScriptedSink(() => (down ? retryable('unavailable', 'connection refused', 'degraded') : delivered));
+    const d = dispatcher(spool, sink, { retryBaseMs: 50, retryCapMs: 50, idlePollMs: 20 });
+    d.start();
+    await until(() => sink.writes.length >= 1);
+    // The first write failed and set its backoff (25-50 ms); now the wall clock (Date, and the runner's `now`) is
+    // set back one hour while the monotonic clock goes on.
+    vi.setSystemTime(Date.now() - 3_600_000);
+    down = false;
+    await until(() => spool.stats().messages === 0, 2000);
+    expect(sink.writes.length).toBeGreaterThanOrEqual(2);
+    expect(spool.stats().messages).toBe(0);
+    expect(Date.parse(d.status().pubsub.lastDeliveryAt!)).toBeLessThan(Date.UTC(2026, 0, 1) - 3_500_000);
+    // Rows committed after the step are leased and delivered too.
+    fill(spool, 3);
+    d.notify();
+    await until(() => spool.stats().messages === 0, 2000);
+    expect(spool.stats().messages).toBe(0);
+    await d.stop(1000);
+    spool.close();
   });
 });

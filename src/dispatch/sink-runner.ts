@@ -1,17 +1,19 @@
 import type { SpooledMessage } from '../core/message.js';
-import type { DeliveryOutcome } from '../core/outcome.js';
+import { retryable, type DeliveryOutcome } from '../core/outcome.js';
 import { Backoff } from '../core/backoff.js';
 import type { Logger } from '../core/logger.js';
 import { monotonicMs } from '../core/clock.js';
 import type { Metrics } from '../core/metrics.js';
-import type { Sink, SinkStatus } from '../sinks/sink.js';
+import type { Sink } from '../sinks/sink.js';
 import type { Spool } from '../spool/spool.js';
 import type { DeadLetterInput } from '../spool/dead-letters.js';
+import { SinkHealth, type SinkStatus } from './sink-health.js';
 
 /**
- * The runner's time (ARCHITECTURE §5: passed in so tests control it). `now`: wall-clock milliseconds, for
- * timestamps only (last error, last delivery); `monotonic`: for every backoff deadline and age, which must not
- * move when the wall clock is set (a clock stepped back one hour held a sink in backoff for that hour).
+ * The runner's time (ARCHITECTURE §5: passed in so tests control it); the runner reads time nowhere else.
+ * `now`: wall-clock milliseconds, for timestamps only (last error, last delivery); `monotonic`: for every backoff
+ * deadline, age and duration, which must not move when the wall clock is set (a clock stepped back one hour held
+ * a sink in backoff for that hour). Its waits are plain timers, which tests replace with vitest's fake timers.
  */
 export interface RunnerClock {
   now(): number;
@@ -27,6 +29,14 @@ const RECORD_RETRY_CAP_MS = 5000;
 interface Unrecorded {
   delivered: SpooledMessage[];
   dead: DeadLetterInput[];
+}
+
+/** A sink's whole status in readiness (`components.sinks.<name>`): its destination's health and the runner's progress. */
+export interface SinkRunnerStatus extends SinkStatus {
+  inFlight: number;
+  retrying: number;
+  consecutiveFailures: number;
+  unrecorded?: number;
 }
 
 export interface RunnerOptions {
@@ -45,6 +55,9 @@ export interface RunnerOptions {
  * next batch, and no new rows are leased while a whole-batch failure is backing off, so memory holds at
  * most `maxInFlight` batches whatever the backlog. Retryable failures are retried forever (with the
  * capped backoff): a sink outage of hours fills the spool and loses nothing (ARCHITECTURE §2.2).
+ *
+ * The runner alone keeps the sink's status (SinkHealth), from the outcomes of its writes and the condition the
+ * sink reports (`Sink.watchCondition`), and logs the destination's failures and recovery in the sink's words.
  *
  * When the spool cannot record what a write achieved (a full disk: SQLITE_FULL), the outcome is kept in memory and
  * only its recording is retried, with backoff; nothing new is leased or written meanwhile. Sending the batch again
@@ -67,8 +80,7 @@ export class SinkRunner {
   private recordPausedUntil = Number.NEGATIVE_INFINITY;
   private recordError: string | undefined;
   private idleWaiters: (() => void)[] = [];
-  private lastError: { reason: string; detail?: string; at: number } | undefined;
-  private lastDeliveryAt: number | undefined;
+  private readonly health: SinkHealth;
   /** Start times (monotonic) of the writes in flight, to show a destination that hangs rather than fails. */
   private readonly writeStarts = new Map<object, number>();
 
@@ -82,6 +94,8 @@ export class SinkRunner {
     this.backoff = new Backoff({ baseMs: opts.retryBaseMs, capMs: opts.retryCapMs });
     this.recordBackoff = new Backoff({ baseMs: opts.retryBaseMs, capMs: Math.min(opts.retryCapMs, RECORD_RETRY_CAP_MS) });
     this.clock = opts.clock ?? systemRunnerClock;
+    this.health = new SinkHealth({ sink: sink.name, describe: sink.describe, logger, clock: this.clock });
+    sink.watchCondition?.((condition) => this.health.condition(condition));
     this.metrics.sinkUp.set({ sink: sink.name }, 1);
   }
 
@@ -120,8 +134,8 @@ export class SinkRunner {
     return finished;
   }
 
-  status(): SinkStatus & { inFlight: number; retrying: number; consecutiveFailures: number; unrecorded?: number } {
-    const own = this.sink.status();
+  status(): SinkRunnerStatus {
+    const own = this.health.status();
     const failing = this.backoff.failures > 0;
     const oldestWrite = Math.min(...this.writeStarts.values());
     const slowMs = Number.isFinite(oldestWrite) ? this.clock.monotonic() - oldestWrite : 0;
@@ -137,9 +151,6 @@ export class SinkRunner {
       ...own,
       state: own.state !== 'ok' ? own.state : failing || slow || unrecorded > 0 ? 'degraded' : 'ok',
       detail,
-      lastError: own.lastError ?? this.lastError?.detail ?? this.lastError?.reason,
-      lastErrorAt: own.lastErrorAt ?? (this.lastError ? new Date(this.lastError.at).toISOString() : undefined),
-      lastDeliveryAt: own.lastDeliveryAt ?? (this.lastDeliveryAt ? new Date(this.lastDeliveryAt).toISOString() : undefined),
       inFlight: this.inFlight,
       retrying: this.retryQueue.length,
       consecutiveFailures: this.backoff.failures,
@@ -212,10 +223,9 @@ export class SinkRunner {
   }
 
   private async writeBatch(batch: SpooledMessage[]): Promise<void> {
-    const sinkLabel = { sink: this.sink.name };
-    const end = this.metrics.sinkWriteSeconds.startTimer(sinkLabel);
     const token = {};
-    this.writeStarts.set(token, this.clock.monotonic());
+    const started = this.clock.monotonic();
+    this.writeStarts.set(token, started);
     let outcomes: DeliveryOutcome[];
     try {
       outcomes = await this.sink.write(batch);
@@ -223,12 +233,13 @@ export class SinkRunner {
         throw new Error(`sink ${this.sink.name} answered ${outcomes.length} outcomes for ${batch.length} messages`);
       }
     } catch (err) {
-      const detail = err instanceof Error ? err.message : String(err);
-      outcomes = batch.map(() => ({ kind: 'retryable', reason: 'error', detail }));
+      const failure = retryable('error', err instanceof Error ? err.message : String(err), 'degraded');
+      outcomes = batch.map(() => failure);
     } finally {
-      end();
+      this.metrics.sinkWriteSeconds.observe({ sink: this.sink.name }, (this.clock.monotonic() - started) / 1000);
       this.writeStarts.delete(token);
     }
+    this.health.wrote(outcomes);
     if (this.spool.isClosed) return;
     this.apply(batch, outcomes);
   }
@@ -262,7 +273,6 @@ export class SinkRunner {
       // Nothing went through: the destination (not one message) is the problem. Back off before retrying.
       const delay = this.backoff.next();
       this.pausedUntil = this.clock.monotonic() + delay;
-      this.lastError = { reason: firstRetry.reason, detail: firstRetry.detail, at: this.clock.now() };
       this.metrics.sinkUp.set({ sink: this.sink.name }, 0);
       const log = this.backoff.failures === 1 || this.backoff.failures % 10 === 0 ? 'warn' : 'debug';
       this.logger[log](
@@ -314,7 +324,6 @@ export class SinkRunner {
         return false;
       }
       this.unrecorded.shift();
-      this.lastDeliveryAt = this.clock.now();
     }
     if (this.recordBackoff.failures > 0) {
       this.logger.info({ sink, after: this.recordBackoff.failures }, 'spool records deliveries again');

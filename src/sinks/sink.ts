@@ -1,20 +1,42 @@
-import type { DeliveryOutcome } from '../core/outcome.js';
+import type { DeliveryOutcome, DestinationHealth } from '../core/outcome.js';
 import type { SinkName, SpooledMessage } from '../core/message.js';
 
-/** What a sink reports about itself for the readiness JSON and the status page. */
-export interface SinkStatus {
-  /** ok: last write succeeded (or none yet); degraded: retrying after errors; failing: a condition an operator must fix (missing topic, permission). */
-  state: 'ok' | 'degraded' | 'failing';
+/**
+ * A problem of the destination that a sink found outside a write (BigQuery's table check at start and its
+ * recheck), in the classifiers' words: reasons come from a fixed vocabulary, `detail` says what to do.
+ */
+export interface SinkCondition {
+  health: DestinationHealth;
+  reason: string;
+  detail: string;
+}
+
+/** Receives a sink's standing condition: a problem, or undefined once there is none. */
+export type ConditionReport = (condition: SinkCondition | undefined) => void;
+
+/**
+ * How a sink's health is told to operators. Static data: the sink runner owns the status and the log lines, the
+ * sink only lends its words.
+ */
+export interface SinkDescription {
+  /** The status detail while nothing is wrong (the file sink: where it writes). */
   detail?: string;
-  lastError?: string;
-  lastErrorAt?: string;
-  lastDeliveryAt?: string;
+  /** Fields of every health log line besides the sink's name: the destination (topic, table). */
+  context?: Record<string, unknown>;
+  /**
+   * Words of the health log lines: a failing destination is logged as an error (`<failing>: <detail>`), a
+   * degraded one as the `degraded` warning, each at most once a minute for the same reason, and a recovery once
+   * (`recovered`). While degraded the status detail reads `<action> failed (<reason>); the dispatcher retries
+   * with backoff`. A sink without them is logged by the runner's own retry lines only.
+   */
+  words?: { failing: string; degraded: string; recovered: string; action: string };
 }
 
 /**
  * A destination. Each hides its SDK behind this small interface (ARCHITECTURE §4).
  * `write` answers one outcome per message, in the batch's order. A thrown error means the whole batch
- * is retryable (the dispatcher classifies it as `retryable` with reason `error`).
+ * is retryable (the dispatcher classifies it as `retryable` with reason `error`, health `degraded`).
+ * A sink keeps no status of its own: its runner derives it from the outcomes (and from `watchCondition`).
  */
 export interface Sink {
   readonly name: SinkName;
@@ -24,10 +46,17 @@ export interface Sink {
   readonly maxBatchBytes: number;
   /** How many `write` calls may run at once. */
   readonly maxInFlight: number;
+  readonly describe: SinkDescription;
   /** Checks that need no network and prepares clients. Must not block on an unreachable destination. */
   start(): Promise<void>;
+  /** Refused (rejects) before `start` and after `close`. */
   write(batch: SpooledMessage[]): Promise<DeliveryOutcome[]>;
-  status(): SinkStatus;
-  /** Flushes what was delivered (files) and releases clients. */
+  /**
+   * Only for a sink that learns about its destination outside a write. The runner calls it once, when it takes
+   * the sink (which may already be started); the sink calls `report` at once with the condition it knows, and
+   * again whenever that changes.
+   */
+  watchCondition?(report: ConditionReport): void;
+  /** Flushes what was delivered (files) and releases clients. Idempotent. */
   close(): Promise<void>;
 }

@@ -3,8 +3,10 @@ import { BigQuerySink, type BigQuerySinkOptions } from './bigquery-sink.js';
 import { RAW_TABLE_FIELDS } from './schema.js';
 import { createLogger } from '../../core/logger.js';
 import type { SpooledMessage } from '../../core/message.js';
+import type { SinkCondition } from '../sink.js';
 import { startBigQueryServer, type BigQueryServer } from '../../../test/helpers/bigquery-server.js';
-import { freePort } from '../../../test/helpers/ports.js';
+import { freePort, waitFor } from '../../../test/helpers/ports.js';
+import { observed } from '../../../test/contract/sink-contract.js';
 
 let seq = 0;
 const msg = (over: Partial<SpooledMessage> = {}): SpooledMessage => {
@@ -86,15 +88,37 @@ describe('BigQuerySink start', () => {
     const port = await freePort();
     const b = sink({ url: `http://127.0.0.1:${port}`, projectId: 'test-project' });
     await b.start();
-    expect(b.status()).toMatchObject({ state: 'degraded' });
-    expect(b.status().lastError).toMatch(/unavailable/);
-    expect((await b.write([msg()]))[0]).toMatchObject({ kind: 'retryable', reason: 'unavailable' });
+    const view = observed(b);
+    expect(view.status()).toMatchObject({ state: 'degraded' });
+    expect(view.status().lastError).toMatch(/unavailable/);
+    expect((await view.write([msg()]))[0]).toMatchObject({ kind: 'retryable', reason: 'unavailable' });
 
     const s = await startBigQueryServer({ port });
     servers.push(s);
-    expect(await b.write([msg(), msg()])).toEqual([{ kind: 'delivered' }, { kind: 'delivered' }]);
+    expect(await view.write([msg(), msg()])).toEqual([{ kind: 'delivered' }, { kind: 'delivered' }]);
     expect(s.rows('telemetry', 'raw')).toHaveLength(2);
-    expect(b.status().state).toBe('ok');
+    expect(view.status().state).toBe('ok');
+  });
+
+  it('checks the table again while nothing is written, and reports when it is usable; close stops the checks', async () => {
+    const port = await freePort();
+    const b = sink({ url: `http://127.0.0.1:${port}`, projectId: 'test-project' }, { recheckIntervalMs: 100 });
+    const conditions: (SinkCondition | undefined)[] = [];
+    b.watchCondition((c) => conditions.push(c));
+    expect(conditions).toEqual([undefined]);
+    await b.start();
+    expect(conditions[1]).toMatchObject({ health: 'degraded', reason: 'unavailable' });
+    const s = await startBigQueryServer({ port });
+    servers.push(s);
+    await waitFor(() => conditions.length > 2 && conditions.at(-1) === undefined, 5_000, 'the recheck to find the table usable');
+    expect(s.tables.has('telemetry.raw')).toBe(true);
+
+    const closed = sink({ url: `http://127.0.0.1:${await freePort()}`, projectId: 'test-project' }, { recheckIntervalMs: 50 });
+    await closed.start();
+    const before = s.requests.length;
+    await closed.close();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(s.requests.length).toBe(before);
   });
 
   it('honours an emulator base URL given in full, as BIGQUERY_EMULATOR_HOST is read', async () => {
@@ -111,17 +135,18 @@ describe('BigQuerySink write', () => {
     const s = await server();
     const b = sink(s);
     await b.start();
+    const view = observed(b);
     s.rejectWhen((row) => (String(row.topic).startsWith('bad/') ? 'refused by a test rule' : undefined));
     const batch = [msg(), msg({ topic: 'bad/1' }), msg(), msg({ topic: 'bad/2' }), msg()];
     const before = s.requests.length;
-    const outcomes = await b.write(batch);
+    const outcomes = await view.write(batch);
     expect(outcomes.map((o) => o.kind)).toEqual(['delivered', 'rejected', 'delivered', 'rejected', 'delivered']);
     expect(outcomes[1]).toEqual({ kind: 'rejected', reason: 'invalid', detail: 'refused by a test rule (invalid)' });
     expect(s.requests.length - before).toBe(2); // the batch, then its three stopped rows alone
     const stored = s.rows('telemetry', 'raw');
     expect(stored.map((r) => r.insertId)).toEqual([batch[0]!.messageId, batch[2]!.messageId, batch[4]!.messageId]);
     expect(stored.every((r) => r.json.message_id === r.insertId)).toBe(true);
-    expect(b.status().state).toBe('ok');
+    expect(view.status().state).toBe('ok');
   });
 
   it('rejects a row BigQuery itself finds invalid (JSON nested deeper than 500)', async () => {
@@ -138,15 +163,16 @@ describe('BigQuerySink write', () => {
     const s = await server();
     const b = sink(s);
     await b.start();
+    const view = observed(b);
     s.failNext(503, 1);
-    expect((await b.write([msg(), msg()])).map((o) => o.kind === 'retryable' && o.reason)).toEqual(['backend_error', 'backend_error']);
-    expect(b.status().state).toBe('degraded');
+    expect((await view.write([msg(), msg()])).map((o) => o.kind === 'retryable' && o.reason)).toEqual(['backend_error', 'backend_error']);
+    expect(view.status().state).toBe('degraded');
     s.failNext(403, 1, { reason: 'rateLimitExceeded' });
-    expect((await b.write([msg()]))[0]).toMatchObject({ kind: 'retryable', reason: 'rate_limited' });
+    expect((await view.write([msg()]))[0]).toMatchObject({ kind: 'retryable', reason: 'rate_limited' });
     s.failNext(403, 1, { reason: 'quotaExceeded' });
-    expect((await b.write([msg()]))[0]).toMatchObject({ kind: 'retryable', reason: 'quota_exceeded' });
-    expect(await b.write([msg()])).toEqual([{ kind: 'delivered' }]);
-    expect(b.status().state).toBe('ok');
+    expect((await view.write([msg()]))[0]).toMatchObject({ kind: 'retryable', reason: 'quota_exceeded' });
+    expect(await view.write([msg()])).toEqual([{ kind: 'delivered' }]);
+    expect(view.status().state).toBe('ok');
   });
 
   it('makes one attempt per write: the client retries nothing itself', async () => {
@@ -163,9 +189,10 @@ describe('BigQuerySink write', () => {
     const s = await server();
     const b = sink(s);
     await b.start();
+    const view = observed(b);
     s.failNext(403, 1, { reason: 'accessDenied' });
-    expect((await b.write([msg()]))[0]).toMatchObject({ kind: 'retryable', reason: 'access_denied' });
-    expect(b.status()).toMatchObject({ state: 'failing', detail: expect.stringContaining('roles/bigquery.dataEditor') });
+    expect((await view.write([msg()]))[0]).toMatchObject({ kind: 'retryable', reason: 'access_denied' });
+    expect(view.status()).toMatchObject({ state: 'failing', detail: expect.stringContaining('roles/bigquery.dataEditor') });
   });
 
   it('gives up on a request that hangs after requestTimeoutMs, as retryable', async () => {
@@ -182,11 +209,28 @@ describe('BigQuerySink write', () => {
     const s = await server();
     const b = sink(s);
     await b.start();
+    const view = observed(b);
     s.tables.delete('telemetry.raw');
-    expect((await b.write([msg()]))[0]).toMatchObject({ kind: 'retryable', reason: 'not_found' });
-    expect(b.status().state).toBe('failing');
-    expect(await b.write([msg()])).toEqual([{ kind: 'delivered' }]);
+    expect((await view.write([msg()]))[0]).toMatchObject({ kind: 'retryable', reason: 'not_found' });
+    expect(view.status().state).toBe('failing');
+    expect(await view.write([msg()])).toEqual([{ kind: 'delivered' }]);
     expect(s.tables.has('telemetry.raw')).toBe(true);
+  });
+
+  it('a table deleted and re-created so that it cannot take raw rows is failing, with the differences, until it is fixed', async () => {
+    const s = await server();
+    const b = sink(s);
+    await b.start();
+    const view = observed(b);
+    s.tables.delete('telemetry.raw');
+    expect((await view.write([msg()]))[0]).toMatchObject({ kind: 'retryable', reason: 'not_found', health: 'failing' });
+    s.createTable('telemetry', 'raw', { schema: { fields: RAW_TABLE_FIELDS.filter((f) => f.name !== 'data') } });
+    const [outcome] = await view.write([msg()]);
+    expect(outcome).toMatchObject({ kind: 'retryable', reason: 'schema_mismatch', health: 'failing', detail: expect.stringContaining('column data is missing') });
+    expect(view.status()).toMatchObject({ state: 'failing', detail: expect.stringMatching(/^the table cannot take raw rows: .*column data is missing/) });
+    s.tables.delete('telemetry.raw');
+    expect(await view.write([msg()])).toEqual([{ kind: 'delivered' }]);
+    expect(view.status().state).toBe('ok');
   });
 
   it('splits a batch into requests under the byte limit, and rejects a row too large for any request', async () => {
@@ -238,11 +282,12 @@ describe('BigQuerySink with a partial failure it cannot read', () => {
     const s = await server();
     const b = sink(s);
     await b.start();
+    const view = observed(b);
     failPartially(b, insertErrors);
-    const outcomes = await b.write([msg(), msg(), msg()]);
+    const outcomes = await view.write([msg(), msg(), msg()]);
     expect(outcomes).toHaveLength(3);
     for (const o of outcomes) expect(o).toMatchObject({ kind: 'retryable', reason: 'unreadable_response' });
-    expect(b.status()).toMatchObject({ state: 'degraded', lastError: expect.stringMatching(/^unreadable_response: /) });
+    expect(view.status()).toMatchObject({ state: 'degraded', lastError: expect.stringMatching(/^unreadable_response: /) });
   });
 
   it('still reads a well-formed list row by row', async () => {

@@ -10,12 +10,10 @@
  */
 import { BigQuery, type BigQueryOptions, type Table } from '@google-cloud/bigquery';
 import type { SpooledMessage } from '../../core/message.js';
-import { delivered, rejected, retryable, type DeliveryOutcome } from '../../core/outcome.js';
-import { systemClock, type Clock } from '../../core/clock.js';
+import { delivered, rejected, retryable, type DeliveryOutcome, type DestinationHealth } from '../../core/outcome.js';
 import { IngestError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { Sink, SinkStatus } from '../sink.js';
-import { SinkHealth } from '../../dispatch/sink-health.js';
+import type { ConditionReport, Sink, SinkCondition, SinkDescription } from '../sink.js';
 import { classifyRequestError, readInsertErrors, rowOutcomes, type InsertError, type RequestErrorClass } from './classify.js';
 import { toRawRow } from './schema.js';
 import { checkRawTable, tableName, withTimeout, type TableCheck } from './table-check.js';
@@ -44,7 +42,6 @@ export interface BigQuerySinkOptions {
   recheckIntervalMs?: number;
   /** Tests only: the credentials the client uses (e.g. one that never authorises). */
   authClient?: BigQueryOptions['authClient'];
-  clock?: Clock;
 }
 
 export const DEFAULT_API_ENDPOINT = 'https://bigquery.googleapis.com';
@@ -68,10 +65,10 @@ export class BigQuerySink implements Sink {
   readonly maxBatchMessages: number;
   readonly maxBatchBytes: number;
   readonly maxInFlight: number;
+  readonly describe: SinkDescription;
 
   private readonly opts: BigQuerySinkOptions;
   private readonly logger: Logger;
-  private readonly health: SinkHealth;
   private readonly requestTimeoutMs: number;
   private readonly table: string;
   private client?: BigQuery;
@@ -80,6 +77,9 @@ export class BigQuerySink implements Sink {
   private needsCheck = false;
   private checking?: Promise<TableCheck>;
   private recheckTimer?: NodeJS.Timeout;
+  /** What the last table check found wrong (undefined: nothing), for the runner (watchCondition). */
+  private condition?: SinkCondition;
+  private report?: ConditionReport;
 
   constructor(opts: BigQuerySinkOptions) {
     this.opts = opts;
@@ -91,22 +91,28 @@ export class BigQuerySink implements Sink {
     this.maxBatchBytes = opts.maxRequestBytes;
     this.maxInFlight = opts.maxInFlight;
     this.table = tableName(opts);
-    this.health = new SinkHealth({
-      logger: opts.logger,
-      clock: opts.clock ?? systemClock,
-      context: { sink: this.name, table: this.table },
-      recovered: 'BigQuery writes recovered',
-      failing: (detail) => `BigQuery writes are failing: ${detail}`,
-      degraded: 'BigQuery is unavailable or throttling; the spool keeps the rows and the dispatcher retries',
-      degradedDetail: (reason) => `writing to ${this.table} failed (${reason}); the dispatcher retries with backoff`,
-    });
+    this.describe = {
+      context: { table: this.table },
+      words: {
+        failing: 'BigQuery writes are failing',
+        degraded: 'BigQuery is unavailable or throttling; the spool keeps the rows and the dispatcher retries',
+        recovered: 'BigQuery writes recovered',
+        action: `writing to ${this.table}`,
+      },
+    };
+  }
+
+  /** The table check's findings: at start (before the runner exists), before a write, and on the recheck. */
+  watchCondition(report: ConditionReport): void {
+    this.report = report;
+    report(this.condition);
   }
 
   /**
    * Creates the client and checks the table (creating it and its dataset when auto-create is on). A table
    * that definitely cannot take raw rows stops the start with every difference listed; an unreachable
-   * BigQuery or a refused permission does not (the node keeps spooling): it is logged, shown in the
-   * status, and checked again before the first write.
+   * BigQuery or a refused permission does not (the node keeps spooling): it is reported as the sink's
+   * condition (logged and shown in the status by its runner), and checked again before the first write.
    */
   async start(): Promise<void> {
     if (this.client) return;
@@ -160,11 +166,8 @@ export class BigQuerySink implements Sink {
     if (this.needsCheck) {
       const check = await this.checkTable(this.requestTimeoutMs);
       if (check.state !== 'ready') {
-        const cls: RequestErrorClass =
-          check.state === 'mismatch'
-            ? { kind: 'failing', reason: 'schema_mismatch', detail: check.problems.join('; ') }
-            : check.cls;
-        return batch.map(() => retryable(cls.reason, cls.detail));
+        const cls = check.state === 'mismatch' ? mismatch(check.problems) : check.cls;
+        return batch.map(() => retryable(cls.reason, cls.detail, healthOf(cls)));
       }
     }
     const outcomes: DeliveryOutcome[] = new Array(batch.length);
@@ -178,67 +181,62 @@ export class BigQuerySink implements Sink {
         );
       } else sendable.push(i);
     });
-    let worst: RequestErrorClass | undefined;
     // One request at a time, so that BIGQUERY_MAX_IN_FLIGHT (writes at once) bounds the requests at once.
     for (const indexes of planRequests(sendable, rows, this.maxBatchMessages, this.opts.maxRequestBytes)) {
-      const result = await this.insert(indexes.map((i) => rows[i]!));
-      result.outcomes.forEach((o, k) => (outcomes[indexes[k]!] = o));
-      if (result.error && (!worst || (result.error.kind === 'failing' && worst.kind !== 'failing'))) worst = result.error;
+      const answered = await this.insert(indexes.map((i) => rows[i]!));
+      answered.forEach((o, k) => (outcomes[indexes[k]!] = o));
     }
-    this.record(worst, outcomes.some((o) => o.kind === 'delivered'));
     return outcomes;
   }
 
   /**
    * One insertAll request (split further when BigQuery refuses it as a whole). Rows left `stopped` by an
-   * invalid neighbour are valid: they are sent once more at once, without the rows BigQuery refused.
+   * invalid neighbour are valid: they are sent once more at once, without the rows BigQuery refused. Rows a
+   * failed request leaves retryable carry the destination's health; rows stopped by a neighbour carry none.
    */
-  private async insert(rows: EncodedRow[], resend = true): Promise<{ outcomes: DeliveryOutcome[]; error?: RequestErrorClass }> {
+  private async insert(rows: EncodedRow[], resend = true): Promise<DeliveryOutcome[]> {
     try {
       await withTimeout(
         this.tableRef!.insert(rows.map((r) => r.raw), { raw: true, partialRetries: 0 }),
         this.requestTimeoutMs,
         `insertAll into ${this.table}`,
       );
-      return { outcomes: rows.map(() => delivered) };
+      return rows.map(() => delivered);
     } catch (err) {
       const partial = partialFailure(err, rows.length);
       if (partial === 'unreadable') {
         // BigQuery refused some rows and we cannot tell which: none is known to be stored, so all are sent again
         // (insertId makes BigQuery drop the copies of rows it did store).
         const detail = 'BigQuery reported failed rows in a form that cannot be read (insertErrors); the whole request is retried';
-        return { outcomes: rows.map(() => retryable('unreadable_response', detail)), error: { kind: 'degraded', reason: 'unreadable_response', detail } };
+        return rows.map(() => retryable('unreadable_response', detail, 'degraded'));
       }
       if (partial) {
         const outcomes = rowOutcomes(rows.length, partial);
         const stopped = outcomes.flatMap((o, i) => (o.kind === 'retryable' && o.reason === 'stopped' ? [i] : []));
         if (resend && stopped.length > 0 && stopped.length < rows.length) {
           const again = await this.insert(stopped.map((i) => rows[i]!), false);
-          again.outcomes.forEach((o, k) => (outcomes[stopped[k]!] = o));
-          return { outcomes, error: again.error };
+          again.forEach((o, k) => (outcomes[stopped[k]!] = o));
         }
-        return { outcomes };
+        return outcomes;
       }
       const cls = classifyRequestError(err, this.table);
       if (cls.kind === 'invalid') {
-        if (rows.length === 1) return { outcomes: [rejected(cls.reason, cls.detail)] };
+        if (rows.length === 1) return [rejected(cls.reason, cls.detail)];
         // A request refused whole (e.g. over BigQuery's size limit): halve it until the culprit stands alone.
         const half = Math.ceil(rows.length / 2);
-        const a = await this.insert(rows.slice(0, half));
-        const b = await this.insert(rows.slice(half));
-        return { outcomes: [...a.outcomes, ...b.outcomes], error: a.error ?? b.error };
+        return [...(await this.insert(rows.slice(0, half))), ...(await this.insert(rows.slice(half)))];
       }
       if (cls.reason === 'not_found') this.needsCheck = true; // deleted meanwhile: check (and re-create) before the next write
       this.onCredentialsFailure(cls);
-      return { outcomes: rows.map(() => retryable(cls.reason, cls.detail)), error: cls };
+      return rows.map(() => retryable(cls.reason, cls.detail, cls.kind));
     }
   }
 
-  /** Runs one table check at a time (writes in flight share it) and records what it found. */
+  /** Runs one table check at a time (writes in flight share it) and reports what it found. */
   private checkTable(timeoutMs: number, atStart = false): Promise<TableCheck> {
     this.checking ??= checkRawTable(this.client!, this.opts, timeoutMs)
       .then((check) => {
-        // A mismatch at start stops the node with its own message; nothing to record or log twice.
+        // A mismatch at start stops the node with its own message; nothing to report or log twice.
         if (!(atStart && check.state === 'mismatch')) this.onCheck(check);
         return check;
       })
@@ -253,17 +251,21 @@ export class BigQuerySink implements Sink {
       this.stopRecheck();
       for (const what of check.created) this.logger.info({ ...context, created: what }, `created the BigQuery ${what} for ${this.table}`);
       for (const w of check.warnings) this.logger.warn(context, w);
-      this.record(undefined, false);
+      this.setCondition(undefined);
       return;
     }
     this.needsCheck = true;
-    if (check.state === 'mismatch') {
-      this.record({ kind: 'failing', reason: 'schema_mismatch', detail: `the table cannot take raw rows: ${check.problems.join('; ')}` }, false);
-    } else {
-      this.record(check.cls, false);
-      this.onCredentialsFailure(check.cls);
-    }
+    const cls = check.state === 'mismatch' ? mismatch(check.problems) : check.cls;
+    // A check refused as invalid says nothing against the destination (as a write refused as invalid).
+    const health = healthOf(cls);
+    this.setCondition(health ? { health, reason: cls.reason, detail: cls.detail } : undefined);
+    if (check.state !== 'mismatch') this.onCredentialsFailure(check.cls);
     this.scheduleRecheck();
+  }
+
+  private setCondition(condition: SinkCondition | undefined): void {
+    this.condition = condition;
+    this.report?.(condition);
   }
 
   /** While nothing is written, the table is still checked now and then, so the status recovers on its own. */
@@ -280,19 +282,20 @@ export class BigQuerySink implements Sink {
     this.recheckTimer = undefined;
   }
 
-  status(): SinkStatus {
-    return this.health.status();
-  }
-
   async close(): Promise<void> {
     this.stopRecheck();
     this.client = this.tableRef = undefined;
   }
+}
 
-  /** Updates status() and logs (shared/sink-health.ts); a request refused as invalid is no sink problem. */
-  private record(worst: RequestErrorClass | undefined, anyDelivered: boolean): void {
-    this.health.record(worst && worst.kind !== 'invalid' ? worst : undefined, anyDelivered);
-  }
+/** A table whose columns cannot take raw rows: a person must change the table (or the configuration). */
+function mismatch(problems: string[]): RequestErrorClass {
+  return { kind: 'failing', reason: 'schema_mismatch', detail: `the table cannot take raw rows: ${problems.join('; ')}` };
+}
+
+/** What a classified failure says about the destination: a request refused as invalid says nothing. */
+function healthOf(cls: RequestErrorClass): DestinationHealth | undefined {
+  return cls.kind === 'invalid' ? undefined : cls.kind;
 }
 
 /**

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { FileSink } from './file-sink.js';
 import { createLogger } from '../../core/logger.js';
 import type { SpooledMessage } from '../../core/message.js';
+import { observed } from '../../../test/contract/sink-contract.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -70,6 +71,19 @@ describe('file sink', () => {
     }
     expect(readdirSync(dir)).toEqual(['messages-20261129T05-0000.ndjson']);
     expect(readFileSync(path.join(dir, 'messages-20261129T05-0000.ndjson'), 'utf8').trim().split('\n').length).toBe(2);
+  });
+});
+
+describe('file sink status', () => {
+  it('shows where it writes, through its runner', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'file-sink-'));
+    dirs.push(dir);
+    const sink = new FileSink({ dir, rotateBytes: 1e6, logger: createLogger('silent') });
+    await sink.start();
+    const view = observed(sink);
+    await view.write([message(1)]);
+    expect(view.status()).toMatchObject({ state: 'ok', detail: `writing NDJSON under ${dir}`, lastDeliveryAt: expect.any(String) });
+    await sink.close();
   });
 });
 

@@ -6,7 +6,7 @@ import { delivered, type DeliveryOutcome } from '../../core/outcome.js';
 import type { Clock } from '../../core/clock.js';
 import { systemClock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
-import type { Sink, SinkStatus } from '../sink.js';
+import type { Sink, SinkDescription } from '../sink.js';
 
 export interface FileSinkOptions {
   dir: string;
@@ -37,30 +37,34 @@ function hourKey(ms: number): string {
  * Writes messages as NDJSON files under `dir`: `messages-<UTC yyyymmddThh>-<nnnn>.ndjson`, a new file
  * each UTC hour and whenever the current one would pass `rotateBytes`. Each batch is written and
  * fdatasync'ed before it is answered `delivered`, so a message leaves the spool only once it is on disk
- * (stronger than the "flushed within 2 s" users were promised). Writes are serial (maxInFlight 1).
+ * (stronger than the "flushed within 2 s" users were promised). Writes are serial (maxInFlight 1). A failed
+ * write throws: its runner shows the error and retries the batch.
  */
 export class FileSink implements Sink {
   readonly name = 'file' as const;
   readonly maxBatchMessages = 2000;
   readonly maxBatchBytes = 8 * 1024 * 1024;
   readonly maxInFlight = 1;
+  readonly describe: SinkDescription;
   private handle: FileHandle | undefined;
   private currentHour = '';
   private currentIndex = 0;
   private currentBytes = 0;
   private readonly clock: Clock;
-  private lastError: { message: string; at: number } | undefined;
-  private lastDeliveryAt: number | undefined;
+  private started = false;
 
   constructor(private readonly opts: FileSinkOptions) {
     this.clock = opts.clock ?? systemClock;
+    this.describe = { detail: `writing NDJSON under ${opts.dir}` };
   }
 
   async start(): Promise<void> {
     await mkdir(this.opts.dir, { recursive: true });
+    this.started = true;
   }
 
   async write(batch: SpooledMessage[]): Promise<DeliveryOutcome[]> {
+    if (!this.started) throw new Error('the file sink is not started (or already closed)');
     try {
       const text = batch.map(toFileRecord).join('\n') + '\n';
       const bytes = Buffer.byteLength(text);
@@ -68,14 +72,11 @@ export class FileSink implements Sink {
       await handle.write(text);
       await handle.datasync();
       this.currentBytes += bytes;
-      this.lastError = undefined;
-      this.lastDeliveryAt = this.clock.now();
       return batch.map(() => delivered);
     } catch (err) {
       // A failed write may have left part of the batch in the file; start a new file so no line is torn
       // across a retry (the retry writes the whole batch again: readers de-duplicate by message_id).
       await this.closeHandle();
-      this.lastError = { message: (err as Error).message, at: this.clock.now() };
       throw err;
     }
   }
@@ -136,17 +137,8 @@ export class FileSink implements Sink {
     await h?.close().catch(() => undefined);
   }
 
-  status(): SinkStatus {
-    return {
-      state: this.lastError ? 'degraded' : 'ok',
-      detail: `writing NDJSON under ${this.opts.dir}`,
-      lastError: this.lastError?.message,
-      lastErrorAt: this.lastError ? new Date(this.lastError.at).toISOString() : undefined,
-      lastDeliveryAt: this.lastDeliveryAt ? new Date(this.lastDeliveryAt).toISOString() : undefined,
-    };
-  }
-
   async close(): Promise<void> {
+    this.started = false;
     await this.closeHandle();
   }
 }

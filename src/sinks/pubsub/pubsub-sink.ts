@@ -1,13 +1,11 @@
 import { PubSub, v1, type CallOptions, type ClientConfig } from '@google-cloud/pubsub';
 import { rfc3339, type SpooledMessage } from '../../core/message.js';
 import { delivered, rejected, retryable, type DeliveryOutcome } from '../../core/outcome.js';
-import { systemClock, type Clock } from '../../core/clock.js';
 import { IngestError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { Sink, SinkStatus } from '../sink.js';
+import type { Sink, SinkDescription } from '../sink.js';
 import { PUBSUB_TOPIC_NAME } from '../../config/schema.js';
-import { SinkHealth } from '../../dispatch/sink-health.js';
-import { classifyPublishError, type PublishErrorClass } from './classify.js';
+import { classifyPublishError } from './classify.js';
 import { HELD_BACK, Publication, type PublishRequestMessage } from './publication.js';
 
 /**
@@ -31,7 +29,6 @@ export interface PubSubSinkOptions {
   logger: Logger;
   /** Upper bound for one Publish RPC, the client's own retries included. Default 60 s. */
   publishTimeoutMs?: number;
-  clock?: Clock;
 }
 
 /** Pub/Sub's limits (cloud.google.com/pubsub/quotas#resource_limits): 10 MB per message, 1,024 bytes per attribute value. */
@@ -97,10 +94,10 @@ export class PubSubSink implements Sink {
   readonly maxBatchMessages: number;
   readonly maxBatchBytes: number;
   readonly maxInFlight: number;
+  readonly describe: SinkDescription;
 
   private readonly opts: PubSubSinkOptions;
   private readonly logger: Logger;
-  private readonly health: SinkHealth;
   private readonly publishTimeoutMs: number;
   private readonly ordered: boolean;
   private client?: PubSub;
@@ -127,15 +124,15 @@ export class PubSubSink implements Sink {
     this.ordered = opts.orderingKey === 'mqtt_topic';
     // With ordering keys, a second publish in flight could land before an earlier one that fails.
     this.maxInFlight = this.ordered ? 1 : opts.maxInFlight;
-    this.health = new SinkHealth({
-      logger: opts.logger,
-      clock: opts.clock ?? systemClock,
-      context: { sink: this.name, topic: this.topicName },
-      recovered: 'Pub/Sub publishing recovered',
-      failing: (detail) => `Pub/Sub publishing is failing: ${detail}`,
-      degraded: 'Pub/Sub publishing failed; the spool keeps the messages and the dispatcher retries',
-      degradedDetail: (reason) => `publishing to ${this.topicName} failed (${reason}); the dispatcher retries with backoff`,
-    });
+    this.describe = {
+      context: { topic: this.topicName },
+      words: {
+        failing: 'Pub/Sub publishing is failing',
+        degraded: 'Pub/Sub publishing failed; the spool keeps the messages and the dispatcher retries',
+        recovered: 'Pub/Sub publishing recovered',
+        action: `publishing to ${this.topicName}`,
+      },
+    };
   }
 
   /** The topic as Pub/Sub names it. */
@@ -262,29 +259,21 @@ export class PubSubSink implements Sink {
     }
 
     const results = await new Publication(this, messages, sizes).run();
-    let worst: Exclude<PublishErrorClass, { kind: 'invalid' }> | undefined;
-    let failed = 0;
     results.forEach((result, j) => {
       const index = sendable[j]!;
       if (result === undefined) {
         outcomes[index] = delivered;
         return;
       }
-      failed += 1;
       if (result === HELD_BACK) {
         outcomes[index] = retryable('held_back', 'not sent: an earlier message of the same write failed, and ordering keys keep the order');
         return;
       }
       const cls = classifyPublishError(result, this.topicName);
-      // A refused (invalid) message is the message's problem, not the sink's: it never becomes `worst`.
-      if (cls.kind === 'invalid') outcomes[index] = rejected(cls.reason, cls.detail);
-      else {
-        outcomes[index] = retryable(cls.reason, cls.detail);
-        if (!worst || (cls.kind === 'failing' && worst.kind !== 'failing')) worst = cls;
-      }
+      // A refused (invalid) message is the message's problem, not the destination's: it carries no health.
+      outcomes[index] = cls.kind === 'invalid' ? rejected(cls.reason, cls.detail) : retryable(cls.reason, cls.detail, cls.kind);
     });
     this.logRejections(batch, outcomes);
-    this.health.record(worst, outcomes.some((o) => o.kind === 'delivered'), { failed });
     return outcomes;
   }
 
@@ -321,10 +310,6 @@ export class PubSubSink implements Sink {
 
   get isOrdered(): boolean {
     return this.ordered;
-  }
-
-  status(): SinkStatus {
-    return this.health.status();
   }
 
   async close(): Promise<void> {
