@@ -137,10 +137,7 @@ const SPOOL = {
     meaning: 'received messages could not be committed to the spool (a disk error, not a full spool): they are not acknowledged and the connection is closed, so that the publisher or broker sends them again',
     action: 'read `err`; if it repeats, check the disk of `DATA_DIR`',
   },
-  SPOOL_READ_FAILED: {
-    meaning: 'a sink could not read its next batch from the spool; it tries again',
-    action: 'read `err`; if it repeats, check the disk of `DATA_DIR`',
-  },
+  SPOOL_READ_FAILED: { meaning: 'a sink could not read its next batch from the spool; it tries again', action: 'read `err`; if it repeats, check the disk of `DATA_DIR`' },
   SPOOL_ACK_FAILED: {
     meaning: 'delivered messages could not be recorded in the spool: the recording is retried with backoff, nothing new is sent to that sink meanwhile, and after a restart the unrecorded ones are sent again (same `message_id`)',
     action: 'read `err` (a disk error, or the file held by a `dlq` command); it clears by itself (`SPOOL_ACK_RECOVERED`)',
@@ -202,6 +199,11 @@ const BROKER = {
     meaning: 'the broker did not start (port taken, bad certificate, no Mosquitto, `MQTT_WS_PORT` in mosquitto mode where the user name comes from the client certificate)',
     action: 'fix what the message names; docs/security.md for the listeners and certificates',
   },
+  BROKER_LISTENING: { meaning: 'the broker takes connections, after a start or a restart; the line gives its listeners or address', action: 'nothing' },
+  BROKER_RELOADED: {
+    meaning: 'SIGHUP: the broker reloaded its password file, ACL file and certificates; clients whose credentials no longer pass are disconnected',
+    action: 'nothing',
+  },
   BROKER_RELOAD_FAILED: {
     meaning: 'SIGHUP reloaded nothing: a password file, ACL file or certificate did not pass its check (or the supervised Mosquitto was not running); the previous users, ACL and certificates stay in force',
     action: 'fix the file the line names and send SIGHUP again (`mqtt_ingest_broker_reloads_total{result="failed"}` counts these)',
@@ -222,18 +224,12 @@ const BROKER = {
     meaning: 'the supervised Mosquitto answered none of its probes: it is killed (SIGKILL) and restarted',
     action: 'nothing unless it repeats; then look for a full or failing disk (docs/operations.md, "Broker hangs")',
   },
-  BROKER_PROBE_FAILED: {
-    meaning: 'one probe of the supervised Mosquitto went unanswered or was refused; several in a row make `BROKER_UNRESPONSIVE`',
-    action: 'nothing',
-  },
+  BROKER_PROBE_FAILED: { meaning: 'one probe of the supervised Mosquitto went unanswered or was refused; several in a row make `BROKER_UNRESPONSIVE`', action: 'nothing' },
   BROKER_SUPERVISION_FAILED: {
     meaning: 'a step of the Mosquitto supervision failed after the broker exited (a bug)',
     action: 'report it with the line; restart the node if the broker stays down',
   },
-  BROKER_LEFTOVER: {
-    meaning: 'a Mosquitto left running by a previous node on the same `DATA_DIR` (after a SIGKILL) is stopped before the new one starts',
-    action: 'nothing',
-  },
+  BROKER_LEFTOVER: { meaning: 'a Mosquitto left running by a previous node on the same `DATA_DIR` (after a SIGKILL) is stopped before the new one starts', action: 'nothing' },
   BROKER_FORCE_KILLED: {
     meaning: 'the supervised Mosquitto ignored SIGTERM (at the stop, or when it did not start in time) and was killed (SIGKILL) after its grace period',
     action: 'nothing; the spool holds every acknowledged message',
@@ -290,10 +286,7 @@ const SUBSCRIBER = {
     meaning: 'the broker refused some of the subscriber\'s subscriptions; their messages are not received',
     action: 'check the broker\'s ACL for the subscriber and `MQTT_TOPICS`',
   },
-  SUBSCRIPTION_QOS0: {
-    meaning: 'the broker granted QoS 0 only: those messages are not redelivered after a crash',
-    action: 'allow QoS 1 for the subscriber at the broker',
-  },
+  SUBSCRIPTION_QOS0: { meaning: 'the broker granted QoS 0 only: those messages are not redelivered after a crash', action: 'allow QoS 1 for the subscriber at the broker' },
   SUBSCRIBER_SESSION_LOST: {
     meaning: 'the broker had no session for the subscriber\'s client id: messages published while the node was away may not have been queued',
     action: 'check that the broker keeps sessions (persistence, `MQTT_SESSION_EXPIRY_SECONDS`) and that `MQTT_CLIENT_ID` is stable',
