@@ -314,7 +314,7 @@ describe.runIf(haveOpenssl)('prd with MQTT_ALLOW_INSECURE', () => {
         expect.stringMatching(/^MQTT_TLS_CERT: /),
         expect.stringMatching(/^MQTT_ALLOW_ANONYMOUS: /),
       ]);
-      const warnings = node.logObjects().filter((o) => o.severity === 'WARNING' && /allowed by MQTT_ALLOW_INSECURE/.test(String(o.message)));
+      const warnings = node.logObjects().filter((o) => o.code === 'CONFIG_WARNING' && /allowed by MQTT_ALLOW_INSECURE/.test(String(o.message)));
       expect(warnings).toHaveLength(3);
     } finally {
       await node.stop();

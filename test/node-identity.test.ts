@@ -76,7 +76,7 @@ describe('start-up errors name the variable', () => {
       node = await startNode({ MQTT_BROKER_MODE: 'embedded' }, { httpPort: port });
       const exit = await node.exited;
       expect(exit.code).toBe(1);
-      const failed = node.logObjects().find((l) => l.message === 'start failed') as { err?: { message?: string; code?: string } } | undefined;
+      const failed = node.logObjects().find((l) => l.code === 'START_FAILED') as { err?: { message?: string; code?: string } } | undefined;
       expect(failed?.err?.code).toBe('HTTP_START_FAILED');
       expect(failed?.err?.message).toContain(`port ${port} on 0.0.0.0 is already in use by another process; set PORT to a free port`);
     } finally {
@@ -102,7 +102,7 @@ describe('start-up errors name the variable', () => {
     writeFileSync(path.join(dataDir, 'spool'), ''); // where the spool's folder should be
     node = await startNode({ MQTT_BROKER_MODE: 'embedded' }, { dataDir });
     expect((await node.exited).code).toBe(1);
-    const failed = node.logObjects().find((l) => l.message === 'start failed') as { err?: { message?: string; code?: string } } | undefined;
+    const failed = node.logObjects().find((l) => l.code === 'START_FAILED') as { err?: { message?: string; code?: string } } | undefined;
     expect(failed?.err?.code).toBe('SPOOL_OPEN_FAILED');
     expect(failed?.err?.message).toContain(`cannot open the spool in ${JSON.stringify(path.join(dataDir, 'spool'))} (DATA_DIR=${JSON.stringify(dataDir)})`);
   });
@@ -110,7 +110,7 @@ describe('start-up errors name the variable', () => {
   it("run logs a warning for a mistyped variable and for the old deployment's MQTT_TOPIC", async () => {
     node = await startNode({ MQTT_BROKER_MODE: 'embedded', PUBSUB_TOPICS: 'sensors', MQTT_TOPIC: 'plant/#' });
     await node.waitReady();
-    const warnings = node.logObjects().filter((l) => l.severity === 'WARNING').map((l) => String(l.message));
+    const warnings = node.logObjects().filter((l) => l.code === 'CONFIG_WARNING').map((l) => String(l.message));
     expect(warnings).toContain('PUBSUB_TOPICS: unknown environment variable, not read; did you mean PUBSUB_TOPIC?');
     expect(warnings.some((w) => w.startsWith("MQTT_TOPIC: is the old deployment's name"))).toBe(true);
   });

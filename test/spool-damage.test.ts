@@ -76,7 +76,7 @@ async function expectRefusal(dataDir: string, file: string): Promise<string> {
   );
   expect(outcome).toBe('exited');
   expect(node.proc.exitCode).toBe(1);
-  const failed = node.logObjects().find((l) => l.message === 'start failed') as { err: { code: string; message: string } } | undefined;
+  const failed = node.logObjects().find((l) => l.code === 'START_FAILED') as { err: { code: string; message: string } } | undefined;
   expect(failed?.err.code).toBe('SPOOL_DAMAGED');
   expect(failed?.err.message).toContain(file);
   return failed!.err.message;

@@ -16,7 +16,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { bigquerySinkEnabled, fileSinkEnabled, loadConfig, pubsubTopicPath, type Config, type ConfigSource } from '../config/load.js';
-import { ConfigError, SpoolDamagedError } from '../core/errors.js';
+import { ConfigError, IngestError, SpoolDamagedError } from '../core/errors.js';
 import { systemClock } from '../core/clock.js';
 import { encodePayload, rfc3339, SINK_NAMES, type SinkName } from '../core/message.js';
 import { DeadLetterStore, type DeadLetter } from '../spool/dead-letters.js';
@@ -29,8 +29,8 @@ export interface DlqIo {
   stderr: Pick<NodeJS.WritableStream, 'write'>;
 }
 
-/** A failure the command reports in words and exits 1 for. */
-class DlqError extends Error {}
+/** A failure the command reports in words and exits 1 for; its code is one of the catalogue's DLQ_ codes. */
+class DlqError extends IngestError {}
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
@@ -80,6 +80,7 @@ function openStore(config: Config, origin: string): Omit<Opened, 'config'> {
   const file = path.resolve(config.DATA_DIR, 'spool', 'spool.db');
   if (!existsSync(file)) {
     throw new DlqError(
+      'DLQ_SPOOL_MISSING',
       `there is no spool file at ${file} (${origin}); nothing was read or created. ` +
         "Run dlq with the environment or --config of the node's `run`, so that DATA_DIR is the node's",
     );
@@ -91,12 +92,12 @@ function openStore(config: Config, origin: string): Omit<Opened, 'config'> {
     // The node holds the write lock for each commit; wait for it rather than fail (the node sets the same).
     db.pragma('busy_timeout = 5000');
     if (!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dead_letters'").get()) {
-      throw new DlqError(`${file} is not an mqtt-ingest spool: it has no dead_letters table`);
+      throw new DlqError('DLQ_NOT_A_SPOOL', `${file} is not an mqtt-ingest spool: it has no dead_letters table`);
     }
     return { db, store: new DeadLetterStore(db, systemClock), file };
   } catch (err) {
     db?.close();
-    if (err instanceof Database.SqliteError) throw new DlqError(`cannot read ${file} as a spool: ${err.message} (${err.code})`);
+    if (err instanceof Database.SqliteError) throw new DlqError('DLQ_NOT_A_SPOOL', `cannot read ${file} as a spool: ${err.message} (${err.code})`);
     throw err;
   }
 }
@@ -118,7 +119,7 @@ function checkBeforeOpening(file: string): void {
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
         continue;
       }
-      throw new DlqError(`${err.message}. dlq does not open a damaged spool, so that nothing more of it is lost`);
+      throw new DlqError('SPOOL_DAMAGED', `${err.message}. dlq does not open a damaged spool, so that nothing more of it is lost`);
     }
   }
 }
@@ -172,7 +173,7 @@ function checkIds(store: DeadLetterStore, ids: number[], outcome: string, accept
     const problem = accept(d);
     if (problem) problems.push(`dead letter ${d.id} ${problem}`);
   }
-  if (problems.length > 0) throw new DlqError(`${problems.join('; ')}; ${outcome} (ids from \`dlq list\`)`);
+  if (problems.length > 0) throw new DlqError('DLQ_NO_MATCH', `${problems.join('; ')}; ${outcome} (ids from \`dlq list\`)`);
 }
 
 function plural(n: number, word: string): string {
@@ -238,6 +239,7 @@ export function replayDeadLetters(opts: Common & { id?: number[] }, io: DlqIo): 
     const enabled = enabledSinks(config);
     if (opts.sink && !enabled.includes(opts.sink)) {
       throw new DlqError(
+        'DLQ_SINK_DISABLED',
         `the ${opts.sink} sink is not enabled in this configuration, so its dead letters could not be delivered; enable it first (it is enabled by ${ENABLED_BY[opts.sink]})`,
       );
     }
@@ -265,7 +267,7 @@ export function replayDeadLetters(opts: Common & { id?: number[] }, io: DlqIo): 
         const skipped = SINK_NAMES.filter((s) => !targets.includes(s))
           .map((s) => [s, store.count({ sink: s, ids })] as const)
           .filter(([, n]) => n > 0);
-        if (total === 0) throw new DlqError(`nothing replayed: ${nothingToReplay(opts.sink, skipped)}`);
+        if (total === 0) throw new DlqError('DLQ_NOTHING_REPLAYED', `nothing replayed: ${nothingToReplay(opts.sink, skipped)}`);
         return { total, replayed, skipped };
       })
       .immediate();

@@ -1,10 +1,14 @@
 import type { Command } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { renderConfigDocs } from '../config/docs.js';
+import { renderErrorDocs } from '../core/errors-docs.js';
 import { renderSchemaTable } from '../sinks/bigquery/schema.js';
 import { replaceGenerated } from '../sinks/bigquery/schema-docs.js';
 
-/** `mqtt-ingest docs config`: the configuration reference, generated from the schema (`npm run docs`). */
+/**
+ * `mqtt-ingest docs config`: the configuration reference, generated from the schema (`npm run docs`);
+ * `mqtt-ingest docs errors`: the error codes, generated from the catalogue in src/core/errors.ts.
+ */
 export function registerDocs(program: Command): void {
   const docs = program.command('docs').description('print generated documentation');
   docs
@@ -12,6 +16,12 @@ export function registerDocs(program: Command): void {
     .description('print the configuration reference (docs/configuration.md) as Markdown')
     .action(() => {
       process.stdout.write(renderConfigDocs());
+    });
+  docs
+    .command('errors')
+    .description('print the error codes (docs/errors.md) as Markdown')
+    .action(() => {
+      process.stdout.write(renderErrorDocs());
     });
   docs
     .command('bigquery-schema')

@@ -9,6 +9,7 @@
  */
 import fs from 'node:fs';
 import type { Command } from 'commander';
+import { IngestError } from '../core/errors.js';
 import { hashPassword, parsePasswordFile, updatePasswordText, userNameProblem, writeFileAtomic } from '../intake/security/passwd-file.js';
 
 export interface PasswdIo {
@@ -61,7 +62,7 @@ export async function passwd(file: string, user: string, opts: { delete?: boolea
 async function askTwice(io: PasswdIo): Promise<string> {
   const first = await askHidden(io, 'Password: ');
   const second = await askHidden(io, 'Reenter password: ');
-  if (first !== second) throw new Error('the passwords do not match');
+  if (first !== second) throw new IngestError('PASSWD_FAILED', 'the passwords do not match');
   return first;
 }
 
@@ -84,7 +85,7 @@ function askHidden(io: PasswdIo, prompt: string): Promise<string> {
     const onData = (chunk: Buffer) => {
       for (const ch of chunk.toString('utf8')) {
         if (ch === '\r' || ch === '\n') return done();
-        if (ch === '\u0003' || ch === '\u0004') return done(new Error('aborted'));
+        if (ch === '\u0003' || ch === '\u0004') return done(new IngestError('PASSWD_FAILED', 'aborted'));
         if (ch === '\u007f' || ch === '\b') typed = typed.slice(0, -1);
         else typed += ch;
       }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
-import { ConfigError, IngestError } from '../core/errors.js';
+import { ConfigError, IngestError, withCode } from '../core/errors.js';
 import { resolveConfigSecrets } from '../config/secrets.js';
 import { createLogger, type Logger } from '../core/logger.js';
 import { IngestNode, StartAbortedError } from '../node.js';
@@ -29,7 +29,7 @@ async function run(file?: string): Promise<number> {
   }
   const logger = createLogger(loaded.config.LOG_LEVEL);
   routeLibraryWarnings(logger);
-  for (const w of loaded.warnings) logger.warn(w);
+  for (const w of loaded.warnings) logger.warn(withCode('CONFIG_WARNING'), w);
   // sm:// references (App Engine flex cannot mount secret files) are fetched now, before any port opens.
   try {
     const resolved = await resolveConfigSecrets(loaded, { env: process.env, file, logger });
@@ -56,7 +56,7 @@ async function run(file?: string): Promise<number> {
       .stop()
       .catch((err: Error) => {
         stopFailed = true;
-        logger.error({ err: { message: err.message, stack: err.stack } }, 'stop failed');
+        logger.error(withCode('STOP_FAILED', { err: { message: err.message, stack: err.stack } }), 'stop failed');
       })
       .finally(stopped);
   };
@@ -64,13 +64,16 @@ async function run(file?: string): Promise<number> {
   // A bug that escapes every handler must not leave a half-working node: log it and exit for a restart.
   // Nothing acknowledged is lost (the spool is on disk; PUBACKs follow commits).
   process.on('unhandledRejection', (reason) => {
-    logger.fatal({ err: reason instanceof Error ? { message: reason.message, stack: reason.stack } : String(reason) }, 'unhandled rejection; exiting');
+    logger.fatal(
+      withCode('UNHANDLED_REJECTION', { err: reason instanceof Error ? { message: reason.message, stack: reason.stack } : String(reason) }),
+      'unhandled rejection; exiting',
+    );
     logger.flush();
     process.exit(70);
   });
   // The same for an error thrown out of a callback or timer: in the JSON log rather than a bare stack on stderr.
   process.on('uncaughtException', (err) => {
-    logger.fatal({ err: { message: err.message, stack: err.stack } }, 'uncaught exception; exiting');
+    logger.fatal(withCode('UNCAUGHT_EXCEPTION', { err: { message: err.message, stack: err.stack } }), 'uncaught exception; exiting');
     logger.flush();
     process.exit(70);
   });
@@ -96,8 +99,9 @@ async function run(file?: string): Promise<number> {
       logger.flush();
       return 0;
     }
+    // The line's code is the event; err.code is the failure's own (a catalogued code, or SQLite's for a bad spool file).
     const e = err as Error & { code?: string };
-    logger.fatal({ err: { message: e.message, code: e.code, cause: (e.cause as Error | undefined)?.message } }, 'start failed');
+    logger.fatal(withCode('START_FAILED', { err: { message: e.message, code: e.code, cause: (e.cause as Error | undefined)?.message } }), 'start failed');
     await node.stop().catch(() => undefined);
     logger.flush();
     return 1;
@@ -127,7 +131,7 @@ function routeLibraryWarnings(logger: Logger): void {
       for (const listener of previous) listener.call(process, warning);
       return;
     }
-    const fields = { warning: warning.name, detail: warning.message };
+    const fields = withCode('GCE_METADATA_UNREACHABLE', { warning: warning.name, detail: warning.message });
     if (told) return logger.debug(fields, 'Google client library: GCE metadata server lookup failed');
     told = true;
     logger.warn(

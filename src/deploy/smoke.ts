@@ -17,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import type { protos, v1 } from '@google-cloud/pubsub';
+import { IngestError } from '../core/errors.js';
 import { redactUrl } from '../core/redact.js';
 import { ServiceTimeoutError, type Service, type ServiceCalls } from './waiting.js';
 
@@ -128,16 +129,17 @@ export async function runSmoke(opts: SmokeOptions, services: SmokeServices, log:
   } catch (err) {
     const words = ((err as Error).message ?? String(err)).split('\n')[0];
     if (codeOf(err) === 5) {
-      throw new Error(
+      throw new IngestError(
+        'SMOKE_FAILED',
         `the subscription ${opts.subscription} does not exist (${words}); nothing was published. ` +
           `Make it with \`mqtt-ingest provision --verification-subscription ${shortName(opts.subscription)}\`, or name an existing one`,
       );
     }
     if (codeOf(err) === 7) {
-      throw new Error(`the caller may not read ${opts.subscription} (${words}); nothing was published. Grant it roles/pubsub.subscriber on that subscription`);
+      throw new IngestError('SMOKE_FAILED', `the caller may not read ${opts.subscription} (${words}); nothing was published. Grant it roles/pubsub.subscriber on that subscription`);
     }
-    if (err instanceof ServiceTimeoutError) throw new Error(`${err.message}; nothing was published`);
-    throw new Error(`could not pull from ${opts.subscription} at ${services.pubsub.name} ${services.pubsub.at} (${words}); nothing was published`);
+    if (err instanceof ServiceTimeoutError) throw new IngestError('SERVICE_TIMEOUT', `${err.message}; nothing was published`, { cause: err });
+    throw new IngestError('SMOKE_FAILED', `could not pull from ${opts.subscription} at ${services.pubsub.name} ${services.pubsub.at} (${words}); nothing was published`);
   }
 
   const payload = Buffer.from(JSON.stringify({ smoke: marker, sent_at: new Date().toISOString() }));

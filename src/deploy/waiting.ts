@@ -8,6 +8,8 @@
  * service that did not answer once is not asked again by the same command: the later calls fail at once.
  */
 
+import { IngestError } from '../core/errors.js';
+
 /**
  * How often a waiting command says so: 15 s. MQTTINGEST_WAIT_NOTICE_MS sets it in milliseconds, for the tests
  * only (so that they see several notices within a short --timeout); it is no configuration key.
@@ -34,14 +36,13 @@ function seconds(ms: number): string {
 }
 
 /** A service that did not answer a call in time (or did not answer an earlier call of this command). */
-export class ServiceTimeoutError extends Error {
+export class ServiceTimeoutError extends IngestError {
   constructor(
     readonly service: Service,
     readonly what: string,
     message: string,
   ) {
-    super(message);
-    this.name = 'ServiceTimeoutError';
+    super('SERVICE_TIMEOUT', message, { context: { service, what } });
   }
 }
 

@@ -18,6 +18,7 @@
  *   success for MOSQ_ACL_SUBSCRIBE); `read` is checked on each message delivered instead.
  */
 import fs from 'node:fs';
+import { IngestError } from '../../core/errors.js';
 import { topicFilterProblem } from '../../core/mqtt-topic.js';
 
 export type Access = 'read' | 'write';
@@ -127,14 +128,12 @@ export class Acl {
   }
 }
 
-export class AclFileError extends Error {
-  readonly code = 'ACL_FILE_INVALID';
+export class AclFileError extends IngestError {
   constructor(
     readonly file: string,
     readonly problems: string[],
   ) {
-    super(`ACL file ${JSON.stringify(file)}: ${problems.join('; ')}`);
-    this.name = 'AclFileError';
+    super('ACL_FILE_INVALID', `ACL file ${JSON.stringify(file)}: ${problems.join('; ')}`, { context: { file, problems } });
   }
 }
 

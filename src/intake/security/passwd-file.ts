@@ -13,6 +13,7 @@
 import { createHash, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { IngestError } from '../../core/errors.js';
 
 /** What `mosquitto_passwd` 2.0 writes: PBKDF2-SHA512, 101 iterations, a 12-byte salt, a 64-byte hash. */
 export const PBKDF2_ITERATIONS = 101;
@@ -127,14 +128,12 @@ export class PasswordFile {
   }
 }
 
-export class PasswordFileError extends Error {
-  readonly code = 'PASSWORD_FILE_INVALID';
+export class PasswordFileError extends IngestError {
   constructor(
     readonly file: string,
     readonly problems: string[],
   ) {
-    super(`password file ${JSON.stringify(file)}: ${problems.join('; ')}`);
-    this.name = 'PasswordFileError';
+    super('PASSWORD_FILE_INVALID', `password file ${JSON.stringify(file)}: ${problems.join('; ')}`, { context: { file, problems } });
   }
 }
 

@@ -14,6 +14,7 @@
  *
  * Reasons are metric labels, so they come from the fixed vocabulary below, never from error text.
  */
+import { IngestError } from '../../core/errors.js';
 import { delivered, rejected, retryable, type DeliveryOutcome } from '../../core/outcome.js';
 import { SOCKET_ERROR_CODES } from '../../core/network-errors.js';
 import { CREDENTIAL_TEXT, MISSING_CREDENTIALS_FIX, MISSING_CREDENTIALS_TEXT, errorText as describeError, truncate } from '../shared/error-text.js';
@@ -29,11 +30,9 @@ export type RequestErrorClass =
   | { kind: 'invalid'; reason: InvalidReason; detail: string };
 
 /** Our own time limit on one request: node-fetch 3 under the client ignores the client's `timeout` option. */
-export class RequestTimeoutError extends Error {
-  readonly code = 'REQUEST_TIMEOUT';
+export class RequestTimeoutError extends IngestError {
   constructor(what: string, ms: number) {
-    super(`${what} got no answer within ${ms} ms`);
-    this.name = 'RequestTimeoutError';
+    super('REQUEST_TIMEOUT', `${what} got no answer within ${ms} ms`, { context: { what, ms } });
   }
 }
 
