@@ -1,6 +1,5 @@
 import path from 'node:path';
 import type { Config } from './config/load.js';
-import { bigquerySinkEnabled, fileSinkEnabled, pubsubTopicPath } from './config/load.js';
 import type { Logger } from './core/logger.js';
 import type { SinkName } from './core/message.js';
 import { Metrics } from './core/metrics.js';
@@ -9,9 +8,10 @@ import { Spool } from './spool/spool.js';
 import { SpoolWriter } from './spool/group-commit.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import type { Sink } from './sinks/sink.js';
-import { FileSink } from './sinks/file/file-sink.js';
-import { PubSubSink } from './sinks/pubsub/pubsub-sink.js';
-import { BigQuerySink } from './sinks/bigquery/bigquery-sink.js';
+import { buildSinks } from './sinks/registry.js';
+import { runnerOptions } from './dispatch/config.js';
+import { httpOptions } from './http/config.js';
+import { spoolOptions } from './spool/config.js';
 import type { Intake, IntakeMode } from './intake/intake.js';
 import { createIntake, resolveBrokerMode } from './intake/create-intake.js';
 import { insecureFindings } from './intake/security/policy.js';
@@ -74,18 +74,15 @@ export class IngestNode {
   private async startSteps(): Promise<void> {
     const c = this.config;
     const dataDir = path.resolve(c.DATA_DIR);
-    this.sinks = this.buildSinks(dataDir);
+    this.sinks = buildSinks(c, dataDir, this.logger);
     const sinkNames = this.sinks.map((s) => s.name) as SinkName[];
     if (sinkNames.length === 0) {
       this.logger.warn('no sink is enabled (FILE_SINK=off and no cloud sink): messages are spooled and counted only');
     }
     this.logger.info({ version: nodeVersion(), mode: this.mode, appEnv: c.APP_ENV }, 'mqtt-ingest starting');
     this.spool = openSpool(dataDir, {
-      maxBytes: c.SPOOL_MAX_BYTES,
-      minFreeDiskBytes: c.SPOOL_MIN_FREE_BYTES,
+      ...spoolOptions(c),
       sinks: sinkNames,
-      sync: c.SPOOL_SYNC,
-      acceptLoss: c.SPOOL_ACCEPT_LOSS,
       // Stored bytes that no longer match their checksum are dead-lettered at lease (reason corrupt), never delivered.
       onCorrupt: (sink, items) => {
         this.metrics.deadLetters.inc({ sink, reason: 'corrupt' }, items.length);
@@ -108,12 +105,9 @@ export class IngestNode {
       await s.start();
       this.checkNotStopping();
     }
-    this.dispatcher = new Dispatcher(this.sinks, this.spool, this.logger, this.metrics, {
-      retryBaseMs: c.RETRY_INITIAL_DELAY_MS,
-      retryCapMs: c.RETRY_MAX_DELAY_MS,
-    });
+    this.dispatcher = new Dispatcher(this.sinks, this.spool, this.logger, this.metrics, runnerOptions(c));
     this.dispatcher.start();
-    this.http = new HttpServer({ host: c.HTTP_HOST, port: c.PORT, logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this });
+    this.http = new HttpServer({ ...httpOptions(c), logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this });
     this.httpPort = await this.http.start();
     this.checkNotStopping();
     // The dlq commands change the spool file from another process: recount now and then.
@@ -145,55 +139,6 @@ export class IngestNode {
       { version: nodeVersion(), mode: this.mode, sinks: sinkNames, dataDir, mqttPort: c.MQTT_PORT, httpPort: this.httpPort, appEnv: c.APP_ENV },
       'mqtt-ingest started',
     );
-  }
-
-  private buildSinks(dataDir: string): Sink[] {
-    const c = this.config;
-    const log = this.logger;
-    const sinks: Sink[] = [];
-    const topic = pubsubTopicPath(c);
-    if (topic) {
-      sinks.push(
-        new PubSubSink({
-          projectId: c.GCP_PROJECT_ID ?? topic.split('/')[1],
-          topic,
-          emulatorHost: c.PUBSUB_EMULATOR_HOST,
-          maxBatchMessages: c.PUBSUB_BATCH_MAX_MESSAGES,
-          maxBatchBytes: c.PUBSUB_BATCH_MAX_BYTES,
-          maxInFlight: c.PUBSUB_MAX_IN_FLIGHT,
-          orderingKey: c.PUBSUB_ORDERING_KEY,
-          logger: log.child({ component: 'sink.pubsub' }),
-        }),
-      );
-    }
-    if (bigquerySinkEnabled(c)) {
-      // Its own SinkRunner: BigQuery and Pub/Sub progress independently; a spool row leaves when both are done.
-      sinks.push(
-        new BigQuerySink({
-          projectId: c.GCP_PROJECT_ID as string,
-          dataset: c.BIGQUERY_DATASET as string,
-          table: c.BIGQUERY_TABLE as string,
-          location: c.BIGQUERY_LOCATION,
-          autoCreate: c.BIGQUERY_AUTO_CREATE,
-          apiEndpoint: c.BIGQUERY_API_ENDPOINT,
-          emulatorHost: c.BIGQUERY_EMULATOR_HOST,
-          maxBatchRows: c.BIGQUERY_BATCH_MAX_ROWS,
-          maxRequestBytes: c.BIGQUERY_BATCH_MAX_BYTES,
-          maxInFlight: c.BIGQUERY_MAX_IN_FLIGHT,
-          logger: log.child({ component: 'sink.bigquery' }),
-        }),
-      );
-    }
-    if (fileSinkEnabled(c)) {
-      sinks.push(
-        new FileSink({
-          dir: c.FILE_SINK_DIR ? path.resolve(c.FILE_SINK_DIR) : path.join(dataDir, 'out'),
-          rotateBytes: c.FILE_SINK_ROTATE_BYTES,
-          logger: log.child({ component: 'sink.file' }),
-        }),
-      );
-    }
-    return sinks;
   }
 
   isLive(): boolean {

@@ -61,7 +61,7 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
   ) {
     const s = new PubSubSink({
       projectId: emu.projectId,
-      topic,
+      topic: `projects/${emu.projectId}/topics/${topic}`,
       emulatorHost: over.emulatorHost ?? emu.host,
       maxBatchMessages: 1000,
       maxBatchBytes: 8 * 1024 * 1024,

@@ -15,7 +15,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { bigquerySinkEnabled, fileSinkEnabled, loadConfig, pubsubTopicPath, type Config, type ConfigSource } from '../config/load.js';
+import { loadConfig, type Config, type ConfigSource } from '../config/load.js';
+import { enabledSinks } from '../sinks/registry.js';
 import { ConfigError, IngestError, SpoolDamagedError } from '../core/errors.js';
 import { systemClock } from '../core/clock.js';
 import { encodePayload, rfc3339, SINK_NAMES, type SinkName } from '../core/message.js';
@@ -42,15 +43,6 @@ export function parseDuration(text: string): number | undefined {
     const [, n, unit] = /^(\d+)(ms|s|m|h|d|w)$/.exec(p)!;
     return sum + Number(n) * DURATION_UNITS[unit!]!;
   }, 0);
-}
-
-/** The sinks this configuration enables, as `run` would build them. */
-export function enabledSinks(c: Config): SinkName[] {
-  const sinks: SinkName[] = [];
-  if (pubsubTopicPath(c)) sinks.push('pubsub');
-  if (bigquerySinkEnabled(c)) sinks.push('bigquery');
-  if (fileSinkEnabled(c)) sinks.push('file');
-  return sinks;
 }
 
 /** The configuration keys that turn each sink on, for a message about a sink that is off. */

@@ -12,7 +12,8 @@ import type { PubSub } from '@google-cloud/pubsub';
 import type { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import type { Command } from 'commander';
 import type { AuthClient } from 'google-auth-library';
-import { loadConfig, pubsubTopicPath, type Config } from '../config/load.js';
+import { loadConfig, type Config } from '../config/load.js';
+import { pubsubTopic } from '../sinks/pubsub/config.js';
 import { createSecretManagerClient } from '../config/secrets.js';
 import { ConfigError } from '../core/errors.js';
 import { bigqueryClient, credentialsMessage, credentialsProblem, impersonatedAuth, METADATA_SERVER, pubsubClient, type CredentialsProblem } from '../deploy/gcp-clients.js';
@@ -84,8 +85,8 @@ export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.Pr
     return 1;
   }
   const c = loaded.config;
-  const topic = pubsubTopicPath(c);
-  const projectId = c.GCP_PROJECT_ID ?? topic?.split('/')[1];
+  const topic = pubsubTopic(c);
+  const projectId = topic?.projectId ?? c.GCP_PROJECT_ID;
   if (!projectId) {
     io.stderr.write('provision: set GCP_PROJECT_ID (and PUBSUB_TOPIC and/or BIGQUERY_DATASET, BIGQUERY_TABLE): there is nothing to provision\n');
     return 2;
@@ -102,7 +103,7 @@ export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.Pr
   }
   const target: ProvisionTarget = {
     projectId,
-    topic,
+    topic: topic?.path,
     verificationSubscription: sub ? (sub.startsWith('projects/') ? sub : `projects/${projectId}/subscriptions/${sub}`) : undefined,
     smokeTopicPrefix: opts.smokeTopicPrefix,
     bigquery: c.BIGQUERY_DATASET && c.BIGQUERY_TABLE ? { dataset: c.BIGQUERY_DATASET, table: c.BIGQUERY_TABLE, location: c.BIGQUERY_LOCATION } : undefined,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../core/errors.js';
-import { bigquerySinkEnabled, fileSinkEnabled, hasCloudSink, loadConfig } from './load.js';
+import { bigquerySinkEnabled, fileSinkEnabled, hasCloudSink } from '../sinks/registry.js';
+import { loadConfig } from './load.js';
 
 const load = (env: Record<string, string>) => loadConfig({ env, hostname: 'h' });
 

@@ -1,9 +1,10 @@
 /**
- * Renders docs/configuration.md from the schema, so the reference cannot drift from the code: a unit test fails
+ * Renders docs/configuration.md from the schema (every section's keys), so the reference cannot drift from the code: a unit test fails
  * when the committed file differs from this output (regenerate with `npm run docs`). The output must be
  * deterministic: nothing from the machine it runs on (host name, date, paths).
  */
-import { BOOLEAN_PAIRS, CONFIG_KEYS, keyMeta } from './schema.js';
+import { BOOLEAN_PAIRS } from '../core/settings/fields.js';
+import { CONFIG_KEYS, keyMeta } from './schema.js';
 
 /** A YAML file using a few keys; a unit test loads it, so the example stays valid. */
 export const YAML_EXAMPLE = `# mqtt-ingest.yaml: the same flat keys as the environment variables

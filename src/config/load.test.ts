@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, expect } from 'vitest';
 import { ConfigError } from '../core/errors.js';
-import { fileSinkEnabled, isSecretKey, loadConfig, pubsubTopicPath, redactConfig, type LoadOptions } from './load.js';
+import { fileSinkEnabled, pubsubTopic } from '../sinks/registry.js';
+import { isSecretKey, loadConfig, redactConfig, type LoadOptions } from './load.js';
 
 const HOST = 'node-1.example';
 
@@ -85,7 +86,7 @@ describe('loadConfig defaults', () => {
     expect(warnings).toEqual([]);
     expect(new Set(Object.values(sources))).toEqual(new Set(['default']));
     expect(fileSinkEnabled(config)).toBe(true);
-    expect(pubsubTopicPath(config)).toBeUndefined();
+    expect(pubsubTopic(config)).toBeUndefined();
   });
 
   it('derives a stable client id from the host name and APP_ENV, never a random one', () => {
@@ -301,9 +302,22 @@ describe('rules across keys', () => {
       'PUBSUB_TOPIC: "events" is a topic id without a project, and GCP_PROJECT_ID is unset; set GCP_PROJECT_ID or give the full path projects/PROJECT/topics/events',
     ]);
     const full = load({ PUBSUB_TOPIC: 'projects/other/topics/events' }).config;
-    expect(pubsubTopicPath(full)).toBe('projects/other/topics/events');
+    expect(pubsubTopic(full)).toEqual({ path: 'projects/other/topics/events', projectId: 'other' });
     expect(fileSinkEnabled(full)).toBe(false);
-    expect(pubsubTopicPath(load({ PUBSUB_TOPIC: 'events', GCP_PROJECT_ID: 'my-proj' }).config)).toBe('projects/my-proj/topics/events');
+    expect(pubsubTopic(load({ PUBSUB_TOPIC: 'events', GCP_PROJECT_ID: 'my-proj' }).config)).toEqual({ path: 'projects/my-proj/topics/events', projectId: 'my-proj' });
+    // The client works in GCP_PROJECT_ID; the path keeps naming the topic's own project.
+    expect(pubsubTopic(load({ PUBSUB_TOPIC: 'projects/other/topics/events', GCP_PROJECT_ID: 'mine' }).config)).toEqual({
+      path: 'projects/other/topics/events',
+      projectId: 'mine',
+    });
+  });
+
+  it('refuses a topic the Pub/Sub sink could not publish to, before the sink is built', () => {
+    for (const topic of ['t1', 'projects/p/subscriptions/events', 'projects/p/topics/goog-x', 'projects//topics/events']) {
+      expect(problemsOf({ GCP_PROJECT_ID: 'p', PUBSUB_TOPIC: topic })).toEqual([
+        expect.stringMatching(new RegExp(`^PUBSUB_TOPIC: must be a Pub/Sub topic id, or a path "projects/PROJECT/topics/TOPIC", got "${topic}"$`)),
+      ]);
+    }
   });
 
   it('rejects MQTT_BROKER_MODE=external without MQTT_BROKER, and MQTT_BROKER with a local broker mode', () => {

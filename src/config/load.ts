@@ -1,5 +1,7 @@
 /**
- * Loads the configuration: schema defaults < YAML file (`--config` / `CONFIG_FILE`) < environment.
+ * Loads the configuration: schema defaults < YAML file (`--config` / `CONFIG_FILE`) < environment. Every key is
+ * parsed by its section's schema, then the sections' derived defaults are filled and their rules run, in the
+ * order of the composition (schema.ts).
  *
  * Every problem is collected and thrown at once in one ConfigError (fail loudly at start, listing everything,
  * so an operator fixes a deploy in one round). Each problem names the variable, says what is wrong and shows
@@ -12,35 +14,25 @@ import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../core/errors.js';
 import { redactUrl } from '../core/redact.js';
-import { looksLikeSecretRef, readSecretRef, type SecretRef } from './secret-ref.js';
+import { looksLikeSecretRef } from '../core/settings/key.js';
+import type { ConfigSource, HostFacts, RuleContext } from '../core/settings/section.js';
+import { fsReason, isUnset, plain, quote, show } from '../core/settings/text.js';
+import { readSecretRef, type SecretRef } from './secret-ref.js';
 import {
   CONFIG_KEYS,
-  configSchema,
+  CONFIG_SHAPE,
   ENV_PREFIXES,
   isConfigKey,
   keyMeta,
   LEGACY_ENV,
   OTHER_KNOWN_ENV,
+  SECTIONS,
+  type Config,
   type ConfigKey,
 } from './schema.js';
-import { applyBrokerSecurityDefaults } from '../intake/security/policy.js';
-import { checkRules, type RuleContext } from './rules.js';
-import { fsReason, isUnset, plain, quote, show } from './text.js';
 
-export { bigquerySinkEnabled, fileSinkEnabled, hasCloudSink, pubsubTopicPath } from './sinks.js';
-export { directoryProblem } from './rules.js';
-
-type Parsed = z.output<typeof configSchema>;
-
-/** The typed configuration. MQTT_CLIENT_ID and FILE_SINK_DIR are always set: unset, they are derived. */
-export type Config = Omit<Parsed, 'MQTT_CLIENT_ID' | 'FILE_SINK_DIR' | 'MQTT_PLAINTEXT' | 'MQTT_ALLOW_ANONYMOUS'> & {
-  MQTT_CLIENT_ID: string;
-  FILE_SINK_DIR: string;
-  /** Derived from APP_ENV when unset (broker/security/policy.ts). */
-  MQTT_PLAINTEXT: boolean;
-  MQTT_ALLOW_ANONYMOUS: boolean;
-};
-export type ConfigSource = 'default' | 'file' | 'env';
+export type { Config, ConfigKey } from './schema.js';
+export type { ConfigSource } from '../core/settings/section.js';
 
 export interface LoadOptions {
   /** The environment to read; process.env when omitted. */
@@ -113,7 +105,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadResult {
       } else invalid.add(name);
       continue;
     }
-    const result = (configSchema.shape[name] as z.ZodType).safeParse(raw);
+    const result = CONFIG_SHAPE[name].safeParse(raw);
     if (result.success) {
       values[name] = result.data;
     } else {
@@ -122,28 +114,19 @@ export function loadConfig(opts: LoadOptions = {}): LoadResult {
     }
   }
 
-  const v = values as Partial<Config>;
-  if (invalid.has('APP_ENV')) {
-    // Keys derived from APP_ENV cannot be judged without it: only the root problem is reported.
-    for (const derived of ['MQTT_CLIENT_ID', 'MQTT_PLAINTEXT', 'MQTT_ALLOW_ANONYMOUS'] as const) {
-      if (values[derived] === undefined) invalid.add(derived);
-    }
+  const host: HostFacts = { hostname: opts.hostname ?? osHostname() };
+  for (const derived of SECTIONS.flatMap((section) => section.derived ?? [])) {
+    // A key derived from an invalid one cannot be judged without it: only the root problem is reported.
+    if (derived.from.some((k) => invalid.has(k as ConfigKey))) {
+      for (const k of derived.keys as ConfigKey[]) if (values[k] === undefined) invalid.add(k);
+    } else derived.fill(values, host);
   }
-  if (v.MQTT_CLIENT_ID === undefined && v.APP_ENV !== undefined) {
-    values.MQTT_CLIENT_ID = deriveClientId(opts.hostname ?? osHostname(), v.APP_ENV);
-  }
-  if (v.FILE_SINK_DIR === undefined && v.DATA_DIR !== undefined) values.FILE_SINK_DIR = path.join(v.DATA_DIR, 'out');
-  applyBrokerSecurityDefaults(values);
 
   const context: RuleContext = { sources, env, usesSecretManager: Object.keys(secretRefs).length > 0, credentialsAtRun: opts.credentialsAtRun === true };
-  checkRules(v, context, (...keys) => keys.every((k) => !invalid.has(k)), problems, warnings);
+  const valid = (...keys: string[]) => keys.every((k) => !invalid.has(k as ConfigKey));
+  for (const section of SECTIONS) section.rules?.(values, valid, problems, warnings, context);
   if (problems.length > 0) throw new ConfigError(problems);
   return { config: values as Config, warnings, sources, secretRefs };
-}
-
-/** `mqtt-ingest-<hostname>-<app_env>`, safe as a client id everywhere. Never random: see MQTT_CLIENT_ID. */
-export function deriveClientId(hostname: string, appEnv: string): string {
-  return `mqtt-ingest-${hostname}-${appEnv}`.replace(/[^A-Za-z0-9_-]/g, '-');
 }
 
 export function isSecretKey(name: string): boolean {

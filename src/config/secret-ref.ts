@@ -5,7 +5,10 @@
  * a password file) may name a Secret Manager secret version instead of holding the value or a path. This module
  * only reads the form of a reference: `check-config` stays offline. `secrets.ts` fetches the values at `run`.
  */
+import { SECRET_REF_PREFIX } from '../core/settings/key.js';
 import { keyMeta, type ConfigKey } from './schema.js';
+
+export { looksLikeSecretRef, SECRET_REF_PREFIX } from '../core/settings/key.js';
 
 /** A parsed reference. `name` is the resource name the Secret Manager API takes. */
 export interface SecretRef {
@@ -18,7 +21,6 @@ export interface SecretRef {
   secretName: string;
 }
 
-export const SECRET_REF_PREFIX = 'sm://';
 
 /** The form, as a problem message shows it. */
 export const SECRET_REF_FORM = 'sm://projects/PROJECT/secrets/SECRET/versions/VERSION (VERSION a number or "latest")';
@@ -29,11 +31,6 @@ const PROJECT = '[a-z][a-z0-9-]{4,28}[a-z0-9]|\\d{1,20}';
 const SECRET = '[A-Za-z0-9_-]{1,255}';
 const VERSION = 'latest|[1-9]\\d{0,18}';
 const REF = new RegExp(`^sm://projects/(${PROJECT})/secrets/(${SECRET})/versions/(${VERSION})$`);
-
-/** True when the value is meant as a reference (it starts with sm://), well-formed or not. */
-export function looksLikeSecretRef(value: unknown): value is string {
-  return typeof value === 'string' && value.trim().startsWith(SECRET_REF_PREFIX);
-}
 
 /** The parsed reference, or undefined when the form is wrong. */
 export function parseSecretRef(value: string): SecretRef | undefined {

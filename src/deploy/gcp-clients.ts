@@ -5,8 +5,8 @@
 import { BigQuery, type BigQueryOptions } from '@google-cloud/bigquery';
 import { PubSub } from '@google-cloud/pubsub';
 import { GoogleAuth, Impersonated, PassThroughClient, type AuthClient } from 'google-auth-library';
-import type { Config } from '../config/load.js';
 import { baseUrlOf, DEFAULT_API_ENDPOINT } from '../sinks/bigquery/bigquery-sink.js';
+import type { BigQueryConfig } from '../sinks/bigquery/config.js';
 
 export const CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
 
@@ -25,7 +25,7 @@ export function pubsubClient(projectId: string, opts: { emulatorHost?: string; a
 }
 
 export function bigqueryClient(
-  config: Pick<Config, 'BIGQUERY_API_ENDPOINT' | 'BIGQUERY_EMULATOR_HOST' | 'BIGQUERY_LOCATION'>,
+  config: Pick<BigQueryConfig, 'BIGQUERY_API_ENDPOINT' | 'BIGQUERY_EMULATOR_HOST' | 'BIGQUERY_LOCATION'>,
   projectId: string,
   authClient?: AnyAuth,
 ): BigQuery {

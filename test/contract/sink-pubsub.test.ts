@@ -21,7 +21,7 @@ describe.skipIf(!available)('Pub/Sub sink contract (the Pub/Sub emulator)', () =
   const sink = (topic: string, emulatorHost = emu.host) =>
     new PubSubSink({
       projectId: emu.projectId,
-      topic,
+      topic: `projects/${emu.projectId}/topics/${topic}`,
       emulatorHost,
       maxBatchMessages: 1000,
       maxBatchBytes: 8 * 1024 * 1024,

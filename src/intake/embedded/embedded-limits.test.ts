@@ -3,12 +3,11 @@ import { Writable } from 'node:stream';
 import mqtt, { type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../config/load.js';
 import { createLogger } from '../../core/logger.js';
 import { Metrics } from '../../core/metrics.js';
 import type { SpoolWriter } from '../../spool/group-commit.js';
 import { EmbeddedBroker } from './embedded-broker.js';
-import { DEFAULT_EMBEDDED_LIMITS, brokerSecurity, openPlaintext, type EmbeddedLimits } from '../security/policy.js';
+import { DEFAULT_EMBEDDED_LIMITS, openPlaintext, type EmbeddedLimits } from '../security/policy.js';
 
 const brokers: EmbeddedBroker[] = [];
 const clients: MqttClient[] = [];
@@ -41,11 +40,6 @@ async function broker(limits: Partial<EmbeddedLimits>) {
 }
 
 describe('embedded broker limits', () => {
-  it('has the configuration defaults when no limits are given', () => {
-    const { config } = loadConfig({ hostname: 'node-1.example', env: {} });
-    expect(brokerSecurity(config).embeddedLimits).toEqual(DEFAULT_EMBEDDED_LIMITS);
-  });
-
   it('does not keep a retained will over the count limit, and keeps one within it', async () => {
     const { b, value } = await broker({ maxRetainedMessages: 1 });
     const url = `mqtt://127.0.0.1:${b.port}`;

@@ -1,14 +1,16 @@
 /**
  * The broker-security settings of the node's own broker, worked out from the configuration, and the rules that
- * make a bad or insecure setup fail at start (ARCHITECTURE §2.5, docs/security.md). `load.ts` runs the rules so
- * that `check-config` and `run` report every problem at once; both broker modes build their listeners from
- * `brokerSecurity()`, so they enforce the same settings.
+ * make a bad or insecure setup fail at start (ARCHITECTURE §2.5, docs/security.md). They are the own broker's
+ * section's (config.ts), which the configuration loader runs so that `check-config` and `run` report every problem
+ * at once; both broker modes build their listeners from `brokerSecurity()`, so they enforce the same settings.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Config } from '../../config/load.js';
-import type { ConfigKey } from '../../config/schema.js';
-import { looksLikeSecretRef } from '../../config/secret-ref.js';
+import { looksLikeSecretRef } from '../../core/settings/key.js';
+import type { EnvironmentConfig } from '../../core/settings/node.js';
+import type { Valid } from '../../core/settings/section.js';
+import type { IntakeConfig } from '../config.js';
+import type { BrokerSecurityInput, OwnBrokerConfig } from './config.js';
 import { Acl } from './acl-file.js';
 import { parsePasswordFile } from './passwd-file.js';
 import { loadTlsMaterial } from './tls-material.js';
@@ -64,7 +66,7 @@ export const DEFAULT_EMBEDDED_LIMITS: EmbeddedLimits = {
 };
 
 /** The settings both broker modes build their listeners from. File paths are made absolute (Mosquitto's conf needs that). */
-export function brokerSecurity(c: Config): BrokerSecurity {
+export function brokerSecurity(c: OwnBrokerConfig & Pick<IntakeConfig, 'MQTT_HOST' | 'MQTT_PORT'>): BrokerSecurity {
   const abs = (file: string) => path.resolve(file);
   const tls: TlsListenerSettings | undefined =
     c.MQTT_TLS_CERT && c.MQTT_TLS_KEY
@@ -117,7 +119,7 @@ export function openPlaintext(host: string, port: number): BrokerSecurity {
 }
 
 /** The defaults that follow APP_ENV: open in dev, closed in pprd and prd. Fills only what was not given. */
-export function applyBrokerSecurityDefaults(values: Partial<Record<ConfigKey, unknown>>): void {
+export function applyBrokerSecurityDefaults(values: Partial<OwnBrokerConfig & EnvironmentConfig>): void {
   const env = values.APP_ENV;
   if (env === undefined) return;
   values.MQTT_PLAINTEXT ??= env === 'dev';
@@ -125,7 +127,7 @@ export function applyBrokerSecurityDefaults(values: Partial<Record<ConfigKey, un
 }
 
 /** Whether the node runs a broker of its own (the security keys apply) rather than subscribing to an external one. */
-export function runsOwnBroker(c: Partial<Config>): boolean {
+export function runsOwnBroker(c: Partial<Pick<IntakeConfig, 'MQTT_BROKER_MODE' | 'MQTT_BROKER'>>): boolean {
   return c.MQTT_BROKER_MODE === 'mosquitto' || c.MQTT_BROKER_MODE === 'embedded' || (c.MQTT_BROKER_MODE === 'auto' && c.MQTT_BROKER === undefined);
 }
 
@@ -135,7 +137,7 @@ const SECURITY_KEYS = ['MQTT_TLS_CERT', 'MQTT_TLS_KEY', 'MQTT_TLS_CA', 'MQTT_WS_
  * The insecure parts of a pprd/prd setup: the plaintext listener, no TLS, anonymous access. Empty in dev.
  * With MQTT_ALLOW_INSECURE these are warnings (at start and in the readiness JSON); without it, problems.
  */
-export function insecureFindings(c: Partial<Config>): string[] {
+export function insecureFindings(c: Partial<BrokerSecurityInput>): string[] {
   if (c.APP_ENV === 'dev') return [];
   if (!runsOwnBroker(c)) {
     const clear = externalCredentialsInClear(c);
@@ -158,7 +160,7 @@ export function insecureFindings(c: Partial<Config>): string[] {
  * anyone on the path reads it. The same rule as for the node's own plaintext listener: refused in pprd/prd unless
  * MQTT_ALLOW_INSECURE, a warning in dev.
  */
-export function externalCredentialsInClear(c: Partial<Config>): string | undefined {
+export function externalCredentialsInClear(c: Partial<BrokerSecurityInput>): string | undefined {
   if (c.MQTT_BROKER === undefined || runsOwnBroker(c)) return undefined;
   let url: URL;
   try {
@@ -178,8 +180,8 @@ export function externalCredentialsInClear(c: Partial<Config>): string | undefin
  * keys, so one mistake is reported once.
  */
 export function checkBrokerSecurity(
-  c: Partial<Config>,
-  valid: (...keys: ConfigKey[]) => boolean,
+  c: Partial<BrokerSecurityInput>,
+  valid: Valid<BrokerSecurityInput>,
   problems: string[],
   warnings: string[],
 ): void {
@@ -253,7 +255,7 @@ export function checkBrokerSecurity(
  * Mosquitto 2.0.11 as packaged by Debian has no WebSockets, so the node relays WebSocket clients to a loopback
  * listener. Mosquitto then sees no client certificate, so it cannot take the user name from one.
  */
-export function mosquittoWebSocketProblem(c: Partial<Config>): string | undefined {
+export function mosquittoWebSocketProblem(c: Partial<BrokerSecurityInput>): string | undefined {
   if (c.MQTT_WS_PORT === undefined || !c.MQTT_TLS_REQUIRE_CLIENT_CERT || c.MQTT_AUTH_FILE) return undefined;
   return (
     'MQTT_WS_PORT: with MQTT_TLS_REQUIRE_CLIENT_CERT and no MQTT_AUTH_FILE the user name comes from the client ' +
@@ -262,7 +264,7 @@ export function mosquittoWebSocketProblem(c: Partial<Config>): string | undefine
   );
 }
 
-function checkPorts(c: Partial<Config>, tlsOn: boolean, problems: string[]): void {
+function checkPorts(c: Partial<BrokerSecurityInput>, tlsOn: boolean, problems: string[]): void {
   const listeners: Array<[string, number]> = [];
   if (c.MQTT_PLAINTEXT) listeners.push(['MQTT_PORT', c.MQTT_PORT!]);
   if (tlsOn) listeners.push(['MQTT_TLS_PORT', c.MQTT_TLS_PORT!]);
@@ -278,7 +280,7 @@ function checkPorts(c: Partial<Config>, tlsOn: boolean, problems: string[]): voi
 }
 
 /** The files must be readable and valid now; a Secret Manager reference is checked after `run` fetched it. */
-function checkFiles(c: Partial<Config>, valid: (...keys: ConfigKey[]) => boolean, problems: string[]): void {
+function checkFiles(c: Partial<BrokerSecurityInput>, valid: Valid<BrokerSecurityInput>, problems: string[]): void {
   const given = (k: 'MQTT_TLS_CERT' | 'MQTT_TLS_KEY' | 'MQTT_TLS_CA' | 'MQTT_AUTH_FILE' | 'MQTT_ACL_FILE') =>
     valid(k) && c[k] !== undefined && !looksLikeSecretRef(c[k]) ? c[k] : undefined;
   const certFile = given('MQTT_TLS_CERT');

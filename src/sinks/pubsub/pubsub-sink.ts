@@ -1,10 +1,8 @@
 import { PubSub, v1, type CallOptions, type ClientConfig } from '@google-cloud/pubsub';
 import { rfc3339, type SpooledMessage } from '../../core/message.js';
 import { delivered, rejected, retryable, type DeliveryOutcome } from '../../core/outcome.js';
-import { IngestError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Sink, SinkDescription } from '../sink.js';
-import { PUBSUB_TOPIC_NAME } from '../../config/schema.js';
 import { classifyPublishError } from './classify.js';
 import { HELD_BACK, Publication, type PublishRequestMessage } from './publication.js';
 
@@ -13,8 +11,9 @@ import { HELD_BACK, Publication, type PublishRequestMessage } from './publicatio
  * mqtt_qos, mqtt_retain ("true"/"false"), received_at (RFC 3339 UTC, ms). One outcome per message.
  */
 export interface PubSubSinkOptions {
+  /** The project the client works in (the topic's path names its own). */
   projectId: string;
-  /** A bare topic id, or projects/P/topics/T (then used as given, whatever projectId says). */
+  /** The topic's full path, `projects/P/topics/T`, as the configuration builds it (sinks/pubsub/config.ts). */
   topic: string;
   /** host:port of the emulator (config PUBSUB_EMULATOR_HOST); used explicitly, over an insecure channel. */
   emulatorHost?: string;
@@ -137,7 +136,7 @@ export class PubSubSink implements Sink {
 
   /** The topic as Pub/Sub names it. */
   get topicName(): string {
-    return this.opts.topic.includes('/') ? this.opts.topic : `projects/${this.opts.projectId}/topics/${this.opts.topic}`;
+    return this.opts.topic;
   }
 
   /**
@@ -149,12 +148,6 @@ export class PubSubSink implements Sink {
   async start(): Promise<void> {
     if (this.client) return;
     this.closed = false;
-    const topicId = this.topicName.split('/').at(-1) ?? '';
-    if (!/^projects\/[^/]+\/topics\/[^/]+$/.test(this.topicName) || !PUBSUB_TOPIC_NAME.test(topicId)) {
-      throw new IngestError('SINK_START_FAILED', `PUBSUB_TOPIC ${this.opts.topic} is not a valid Pub/Sub topic name`, {
-        context: { sink: this.name, topic: this.opts.topic },
-      });
-    }
     const config: ClientConfig = { projectId: this.opts.projectId };
     if (this.opts.emulatorHost) {
       // apiEndpoint + emulatorMode selects an insecure channel and no credentials. Without it the library

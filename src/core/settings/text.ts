@@ -1,5 +1,5 @@
-import { redactUrl } from '../core/redact.js';
-/** How configuration problems quote what they were given: shared by the loader and the rules across keys. */
+/** How configuration problems quote what they were given: shared by the loader and every section's rules. */
+import { redactUrl } from '../redact.js';
 
 export function isUnset(value: unknown): boolean {
   // An empty variable counts as unset (deploy templates often write `NAME=`); so do YAML `KEY:` and `KEY: ""`.
@@ -30,4 +30,3 @@ export function show(value: unknown): string {
   const text = typeof value === 'string' ? quote(redactUrl(value)) : JSON.stringify(value) ?? String(value);
   return text.length > 80 ? `${text.slice(0, 76)}…${text.at(-1)}` : text;
 }
-

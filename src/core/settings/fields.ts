@@ -1,9 +1,9 @@
 /**
- * The value readers and field builders of the configuration schema (schema.ts): each builder returns the zod type
- * and the words that describe it, so the docs and the problems agree. Values arrive as strings from the
- * environment and as strings, numbers or booleans from YAML; every field takes `unknown` input.
+ * The value readers and field builders of the configuration keys: each builder returns the zod type and the words
+ * that describe it, so the docs and the problems agree. Values arrive as strings from the environment and as
+ * strings, numbers or booleans from YAML; every field takes `unknown` input. Fields only one component reads
+ * (a broker URL, a BigQuery table id) are built beside that component's keys from these.
  */
-import { topicFilterProblem } from '../core/mqtt-topic.js';
 import { z } from 'zod';
 
 /** How an environment variable's string is read; a hint for tools and the docs. */
@@ -23,13 +23,13 @@ export interface Field<S extends z.ZodType> {
 export const BOOLEAN_PAIRS = [['true', 'false'], ['on', 'off'], ['1', '0'], ['yes', 'no']] as const;
 const BOOLEAN_WORDS = new Map<string, boolean>(BOOLEAN_PAIRS.flatMap(([yes, no]) => [[yes, true], [no, false]]));
 
-function readBoolean(raw: unknown): unknown {
+export function readBoolean(raw: unknown): unknown {
   if (typeof raw === 'string') return BOOLEAN_WORDS.get(raw.trim().toLowerCase()) ?? raw;
   if (raw === 1 || raw === 0) return raw === 1; // YAML `1` and `0` are numbers
   return raw;
 }
 
-function readWholeNumber(raw: unknown): unknown {
+export function readWholeNumber(raw: unknown): unknown {
   // Only plain decimal digits: `1e3`, `0x10` or `12abc` are not what an operator means by a port or a count.
   return typeof raw === 'string' && /^\s*[+-]?\d+\s*$/.test(raw) ? Number(raw.trim()) : raw;
 }
@@ -81,7 +81,7 @@ export function oneOf<const T extends readonly [string, ...string[]]>(values: T)
   return { schema, accepts, envType: 'enum' } satisfies Field<typeof schema>;
 }
 
-const BOOLEAN_HINT = `${BOOLEAN_PAIRS.map((pair) => pair.join('/')).join(', ')}, any case`;
+export const BOOLEAN_HINT = `${BOOLEAN_PAIRS.map((pair) => pair.join('/')).join(', ')}, any case`;
 
 export function text(accepts: string, check?: { test: (value: string) => boolean; envType?: EnvType }) {
   // YAML numbers are not turned into text: `0755` would silently become "755". The loader asks to quote it.
@@ -90,82 +90,7 @@ export function text(accepts: string, check?: { test: (value: string) => boolean
   return { schema, accepts, envType: check?.envType ?? 'string' } satisfies Field<typeof schema>;
 }
 
-const BROKER_SCHEMES = ['mqtt', 'mqtts', 'tcp', 'ssl', 'ws', 'wss'];
-
-export function isBrokerUrl(value: string): boolean {
-  try {
-    const url = new URL(value);
-    return BROKER_SCHEMES.includes(url.protocol.slice(0, -1)) && url.hostname !== '';
-  } catch {
-    return false;
-  }
-}
-
-export const emulatorHost = (() => {
-  // Google's client strips a leading http:// or https:// from PUBSUB_EMULATOR_HOST, so that is accepted too,
-  // and removed here: the sinks get plain `host:port` whichever way it was written.
-  const HOST_PORT = /^(?:https?:\/\/)?((?:\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5}))\/?$/;
-  const schema = z
-    .string()
-    .refine((v) => {
-      const port = Number(HOST_PORT.exec(v)?.[2]);
-      return port >= 1 && port <= 65535;
-    })
-    .transform((v) => HOST_PORT.exec(v)![1]!);
-  return { schema, accepts: '`host:port`', envType: 'host-port' } satisfies Field<typeof schema>;
-})();
-
-// Pub/Sub topic ids: 3 to 255 characters, starting with a letter, not starting with "goog".
-const TOPIC_ID = '(?!goog)[A-Za-z][A-Za-z0-9\\-_.~+%]{2,254}';
-export const PUBSUB_TOPIC_PATH = new RegExp(`^projects/([^/\\s]+)/topics/(${TOPIC_ID})$`);
-export const PUBSUB_TOPIC_NAME = new RegExp(`^${TOPIC_ID}$`);
-
-export const topicFilters = (() => {
-  const schema = z
-    .preprocess((raw) => {
-      // A comma-separated string (the environment's form) or, from YAML, a list of strings.
-      if (typeof raw === 'string') return raw.split(',').map((s) => s.trim());
-      if (Array.isArray(raw)) return raw.map((s: unknown) => (typeof s === 'string' ? s.trim() : s));
-      return raw;
-    }, z.array(z.string()).min(1))
-    .superRefine((filters, ctx) => {
-      for (const [i, filter] of filters.entries()) {
-        const why = topicFilterProblem(filter);
-        const which = filter === '' ? `entry ${i + 1}` : `topic filter ${JSON.stringify(filter)}`;
-        // `explained`: the loader shows this message as it is, instead of the generic "must be …".
-        if (why) ctx.addIssue({ code: 'custom', message: `${which} ${why}`, params: { explained: true } });
-      }
-    });
-  return { schema, accepts: 'a comma-separated list of MQTT topic filters', envType: 'list' } satisfies Field<typeof schema>;
-})();
-
-export const clientId = text('text of 1 to 65535 bytes', {
-  test: (v) => Buffer.byteLength(v, 'utf8') <= 65535 && !v.includes('\u0000'), // MQTT-1.5.4
-});
-
-export const protocolVersion = (() => {
-  const schema = z.preprocess(readWholeNumber, z.literal([4, 5]));
-  return { schema, accepts: '`4` (MQTT 3.1.1) or `5` (MQTT 5.0)', envType: 'enum' } satisfies Field<typeof schema>;
-})();
-
-export const fileSinkSwitch = (() => {
-  const schema = z.preprocess(
-    (raw) => (typeof raw === 'string' && raw.trim().toLowerCase() === 'auto' ? 'auto' : readBoolean(raw)),
-    z.union([z.literal('auto'), z.boolean()]),
-  );
-  return { schema, accepts: '`auto` or a boolean', hint: BOOLEAN_HINT, envType: 'boolean' } satisfies Field<typeof schema>;
-})();
-
 export function boolean() {
   const schema = z.preprocess(readBoolean, z.boolean());
   return { schema, accepts: 'a boolean', hint: BOOLEAN_HINT, envType: 'boolean' } satisfies Field<typeof schema>;
 }
-
-// BigQuery names (cloud.google.com/bigquery/docs/datasets#dataset-naming, /tables#table_naming): a dataset id is
-// letters, digits and underscores; a table id may also hold other Unicode letters, marks, digits, dashes and spaces.
-export const bigqueryDataset = text('a BigQuery dataset id: letters, digits and underscores, at most 1024', {
-  test: (v) => /^[A-Za-z0-9_]{1,1024}$/.test(v),
-});
-export const bigqueryTable = text('a BigQuery table id: letters, marks, digits, `_`, `-` and spaces, at most 1024 bytes', {
-  test: (v) => /^[\p{L}\p{M}\p{N}\p{Pc}\p{Pd}\p{Zs}]+$/u.test(v) && Buffer.byteLength(v) <= 1024,
-});

@@ -1,0 +1,43 @@
+/**
+ * Which sinks a configuration turns on, and the sinks themselves, built from their sections' options. The order
+ * is Pub/Sub, BigQuery, file: `run` builds them so, and the spool routes each new message to these sinks.
+ */
+import type { Logger } from '../core/logger.js';
+import type { SinkName } from '../core/message.js';
+import type { GcpProjectConfig } from '../core/settings/node.js';
+import { bigquerySinkEnabled, bigquerySinkOptions, type BigQueryConfig } from './bigquery/config.js';
+import { BigQuerySink } from './bigquery/bigquery-sink.js';
+import { fileSinkEnabled, fileSinkOptions, type FileSinkConfig } from './file/config.js';
+import { FileSink } from './file/file-sink.js';
+import { pubsubSinkOptions, pubsubTopic, type PubsubConfig } from './pubsub/config.js';
+import { PubSubSink } from './pubsub/pubsub-sink.js';
+import type { Sink } from './sink.js';
+
+export { bigquerySinkEnabled } from './bigquery/config.js';
+export { fileSinkEnabled, hasCloudSink } from './file/config.js';
+export { pubsubTopic } from './pubsub/config.js';
+
+/** What the sinks read from the configuration. */
+export type SinksConfig = PubsubConfig & BigQueryConfig & FileSinkConfig & GcpProjectConfig;
+
+/** The sinks this configuration enables, in the order `buildSinks` makes them. */
+export function enabledSinks(c: SinksConfig): SinkName[] {
+  const sinks: SinkName[] = [];
+  if (pubsubTopic(c)) sinks.push('pubsub');
+  if (bigquerySinkEnabled(c)) sinks.push('bigquery');
+  if (fileSinkEnabled(c)) sinks.push('file');
+  return sinks;
+}
+
+/** The enabled sinks, not yet started. `dataDir` is DATA_DIR resolved (the file sink's default folder is under it). */
+export function buildSinks(c: SinksConfig, dataDir: string, logger: Logger): Sink[] {
+  const sinks: Sink[] = [];
+  const pubsub = pubsubSinkOptions(c);
+  if (pubsub) sinks.push(new PubSubSink({ ...pubsub, logger: logger.child({ component: 'sink.pubsub' }) }));
+  // Its own SinkRunner: BigQuery and Pub/Sub progress independently; a spool row leaves when both are done.
+  const bigquery = bigquerySinkOptions(c);
+  if (bigquery) sinks.push(new BigQuerySink({ ...bigquery, logger: logger.child({ component: 'sink.bigquery' }) }));
+  const file = fileSinkOptions(c, dataDir);
+  if (file) sinks.push(new FileSink({ ...file, logger: logger.child({ component: 'sink.file' }) }));
+  return sinks;
+}
