@@ -1,12 +1,11 @@
-import type { Config } from '../config/load.js';
 import { EmbeddedIntake } from './embedded/embedded-intake.js';
 import { ExternalIntake } from './external/external-intake.js';
-import type { Intake, IntakeDeps, IntakeMode } from './intake.js';
+import type { Intake, IntakeDeps, IntakeMode, IntakeSettings } from './intake.js';
 import { MosquittoIntake } from './mosquitto/mosquitto-intake.js';
 import { findOnPath } from './mosquitto/process-utils.js';
 
 /** auto: external when MQTT_BROKER is set, else Mosquitto when it is on PATH, else the embedded broker. */
-export function resolveBrokerMode(config: Config, onPath: (bin: string) => string | undefined = findOnPath): IntakeMode {
+export function resolveBrokerMode(config: Pick<IntakeSettings, 'MQTT_BROKER_MODE' | 'MQTT_BROKER' | 'MOSQUITTO_BIN'>, onPath: (bin: string) => string | undefined = findOnPath): IntakeMode {
   if (config.MQTT_BROKER_MODE !== 'auto') return config.MQTT_BROKER_MODE;
   if (config.MQTT_BROKER) return 'external';
   return onPath(config.MOSQUITTO_BIN) ? 'mosquitto' : 'embedded';

@@ -1,4 +1,6 @@
-import type { Config } from '../config/load.js';
+import type { DataDirConfig } from '../core/settings/node.js';
+import type { DispatchConfig } from '../dispatch/config.js';
+import type { BrokerSecurityInput } from './security/config.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import type { SpoolWriter } from '../spool/group-commit.js';
@@ -62,9 +64,15 @@ export interface Intake {
   reload(): Promise<void>;
 }
 
+/**
+ * The configuration an intake reads: its own keys (intake/config.ts) and the own broker's (security/config.ts),
+ * APP_ENV, DATA_DIR, the HTTP port no listener may take, and the retry delays the subscriber reconnects with.
+ */
+export type IntakeSettings = BrokerSecurityInput & DataDirConfig & Pick<DispatchConfig, 'RETRY_INITIAL_DELAY_MS' | 'RETRY_MAX_DELAY_MS'>;
+
 /** What every intake is built from. */
 export interface IntakeDeps {
-  config: Config;
+  config: IntakeSettings;
   /** DATA_DIR, absolute. */
   dataDir: string;
   /** The group commit every message goes through before it is acknowledged. */
