@@ -15,17 +15,9 @@ import { spoolOptions } from './spool/config.js';
 import type { Intake, IntakeMode } from './intake/intake.js';
 import { createIntake, resolveBrokerMode } from './intake/create-intake.js';
 import { insecureFindings } from './intake/security/policy.js';
-import { IngestError } from './core/errors.js';
+import { IngestError, StartAbortedError, withCode } from './core/errors.js';
 import { nodeVersion } from './core/version.js';
 import { monotonicMs } from './core/clock.js';
-
-/** start() gave up because stop() was called (SIGTERM during start-up): not a failure. */
-export class StartAbortedError extends Error {
-  constructor() {
-    super('start-up interrupted by a stop request');
-    this.name = 'StartAbortedError';
-  }
-}
 
 /**
  * Starts and stops the node's components in data-path order (ARCHITECTURE §1): spool → sinks and dispatcher →
@@ -77,26 +69,31 @@ export class IngestNode {
     this.sinks = buildSinks(c, dataDir, this.logger);
     const sinkNames = this.sinks.map((s) => s.name) as SinkName[];
     if (sinkNames.length === 0) {
-      this.logger.warn('no sink is enabled (FILE_SINK=off and no cloud sink): messages are spooled and counted only');
+      this.logger.warn(withCode('NO_SINK_ENABLED'), 'no sink is enabled (FILE_SINK=off and no cloud sink): messages are spooled and counted only');
     }
-    this.logger.info({ version: nodeVersion(), mode: this.mode, appEnv: c.APP_ENV }, 'mqtt-ingest starting');
+    this.logger.info(withCode('NODE_STARTING', { version: nodeVersion(), mode: this.mode, appEnv: c.APP_ENV }), 'mqtt-ingest starting');
     this.spool = openSpool(dataDir, {
       ...spoolOptions(c),
       sinks: sinkNames,
       // Stored bytes that no longer match their checksum are dead-lettered at lease (reason corrupt), never delivered.
       onCorrupt: (sink, items) => {
         this.metrics.deadLetters.inc({ sink, reason: 'corrupt' }, items.length);
-        for (const d of items) this.logger.error({ sink, reason: d.reason, detail: d.detail, message_id: d.message.messageId, topic: d.message.topic }, 'message dead-lettered');
+        for (const d of items) {
+          this.logger.error(
+            withCode('MESSAGE_DEAD_LETTERED', { sink, reason: d.reason, detail: d.detail, message_id: d.message.messageId, topic: d.message.topic }),
+            'message dead-lettered',
+          );
+        }
       },
       onNote: (note) => this.logger.info({ component: 'spool' }, note),
     });
-    for (const w of this.spool.openWarnings) this.logger.warn(w);
+    for (const w of this.spool.openWarnings) this.logger.warn(withCode(w.code), w.message);
     for (const n of this.spool.openNotes) this.logger.info({ component: 'spool' }, n);
     this.metrics.spoolMaxBytes.set(c.SPOOL_MAX_BYTES);
     for (const [sink, n] of Object.entries(this.spool.releasedAtOpen)) {
       this.metrics.deadLetters.inc({ sink, reason: 'sink_disabled' }, n);
       this.logger.warn(
-        { sink, messages: n },
+        withCode('SINK_DISABLED_DEAD_LETTERED', { sink, messages: n }),
         `${n} messages were waiting for the ${sink} sink, which is no longer configured: they are in the dead-letter store (mqtt-ingest dlq list --sink ${sink}; dlq replay after enabling it again)`,
       );
     }
@@ -117,7 +114,7 @@ export class IngestNode {
       try {
         this.spool.refreshCounters();
       } catch (err) {
-        this.logger.warn({ err: (err as Error).message }, 'spool recount failed; the counters are recounted at the next tick');
+        this.logger.warn(withCode('SPOOL_RECOUNT_FAILED', { err: (err as Error).message }), 'spool recount failed; the counters are recounted at the next tick');
       }
     }, 30_000);
     this.gaugeTimer.unref();
@@ -136,7 +133,15 @@ export class IngestNode {
     await this.intake.start();
     this.checkNotStopping();
     this.logger.info(
-      { version: nodeVersion(), mode: this.mode, sinks: sinkNames, dataDir, mqttPort: c.MQTT_PORT, httpPort: this.httpPort, appEnv: c.APP_ENV },
+      withCode('NODE_STARTED', {
+        version: nodeVersion(),
+        mode: this.mode,
+        sinks: sinkNames,
+        dataDir,
+        mqttPort: c.MQTT_PORT,
+        httpPort: this.httpPort,
+        appEnv: c.APP_ENV,
+      }),
       'mqtt-ingest started',
     );
   }
@@ -182,7 +187,7 @@ export class IngestNode {
   /** Marks the node not live (the platform restarts it) when a component cannot recover. */
   markFatal(reason: string): void {
     this.fatal = reason;
-    this.logger.fatal({ reason }, 'node cannot recover; liveness now fails');
+    this.logger.fatal(withCode('NODE_FATAL', { reason }), 'node cannot recover; liveness now fails');
     this.onFatal(reason);
   }
 
@@ -211,12 +216,14 @@ export class IngestNode {
     await this.intake?.stopTaking();
     this.writer?.close();
     const flushed = (await this.dispatcher?.stop(this.config.SHUTDOWN_TIMEOUT_MS)) ?? true;
-    if (!flushed) this.logger.warn('in-flight batches did not finish in time; they stay in the spool and are sent after restart');
-    for (const s of this.sinks) await s.close().catch((err: Error) => this.logger.warn({ sink: s.name, err: err.message }, 'sink close failed'));
+    if (!flushed) this.logger.warn(withCode('SHUTDOWN_FLUSH_TIMEOUT'), 'in-flight batches did not finish in time; they stay in the spool and are sent after restart');
+    for (const s of this.sinks) {
+      await s.close().catch((err: Error) => this.logger.warn(withCode('SINK_CLOSE_FAILED', { sink: s.name, err: err.message }), 'sink close failed'));
+    }
     this.spool?.close();
     await this.intake?.stop();
     await this.http?.stop();
-    this.logger.info({ ms: Math.round(monotonicMs() - started) }, 'stopped');
+    this.logger.info(withCode('NODE_STOPPED', { ms: Math.round(monotonicMs() - started) }), 'stopped');
   }
 }
 

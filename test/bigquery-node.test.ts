@@ -130,7 +130,7 @@ describe('BigQuery sink in the running node', () => {
     await publishRange(mqttUrl(n), 0, 10);
     await waitFor(() => s.rows('telemetry', 'raw').length === 10, 10_000, '10 rows');
     expect(s.requests.every((r) => r.authorization === undefined)).toBe(true);
-    expect(n.logObjects().some((l) => String(l.message).includes('created the BigQuery table'))).toBe(true);
+    expect(n.logObjects().some((l) => l.code === 'BIGQUERY_CREATED' && l.created === 'table')).toBe(true);
   });
 
   it('refuses to start on a table whose schema does not fit, listing the differences, and on a missing table without auto-create', async () => {
@@ -175,7 +175,7 @@ describe('BigQuery sink in the running node', () => {
     const r = await n.readiness();
     expect(r.status).toBe(200);
     expect((r.body.sinks as Record<string, SinkState>).bigquery!.detail).toContain('roles/bigquery.dataEditor');
-    expect(n.logObjects().some((l) => l.severity === 'ERROR' && String(l.message).startsWith('BigQuery writes are failing'))).toBe(true);
+    expect(n.logObjects().some((l) => l.code === 'SINK_FAILING' && l.sink === 'bigquery' && l.severity === 'ERROR')).toBe(true);
     s.clearFailures();
     await waitFor(() => s.rows('telemetry', 'raw').length === 100, 15_000, '100 rows after the fix');
   });

@@ -65,7 +65,7 @@ async function expectAcknowledged(node: NodeProcess, n: number): Promise<void> {
 
 /** Log lines that said the spool is full. */
 function fullLogs(node: NodeProcess): string[] {
-  return node.logObjects().flatMap((l) => (typeof l.message === 'string' && l.message.startsWith('spool is full') ? [l.message] : []));
+  return node.logObjects().flatMap((l) => (l.code === 'SPOOL_FULL' ? [String(l.message)] : []));
 }
 
 describe.runIf(run)('a full disk: back-pressure, and messages taken again once the backlog drains', () => {
@@ -144,8 +144,9 @@ describe.runIf(run)('a full disk: back-pressure, and messages taken again once t
     );
     expect(state.status).toBe(503);
     expect(state.spool.fullReason).toMatch(new RegExp(`^disk: 1\\d(\\.\\d)? MiB free on ${dataDir}/spool.*, below SPOOL_MIN_FREE_BYTES 256 MiB$`));
-    const warned = node.logObjects().find((l) => l.severity === 'WARNING' && String(l.message).includes('not more than SPOOL_MIN_FREE_BYTES 256 MiB'));
-    expect(warned?.message).toContain('holds 20 MiB in all');
+    const warned = node.logObjects().find((l) => l.code === 'SPOOL_DISK_TOO_SMALL');
+    expect(warned?.severity).toBe('WARNING');
+    expect(warned?.message).toContain('holds 20 MiB in all, not more than SPOOL_MIN_FREE_BYTES 256 MiB');
 
     const p = await publisher(node, 100);
     p.send(1);

@@ -44,9 +44,9 @@ describe('the version', () => {
   it('is in the start-up log line, the readiness JSON and mqtt_ingest_build_info', async () => {
     node = await startNode({ MQTT_BROKER_MODE: 'embedded' });
     await node.waitReady();
-    const started = node.logObjects().find((l) => l.message === 'mqtt-ingest started');
+    const started = node.logObjects().find((l) => l.code === 'NODE_STARTED');
     expect(started?.version).toBe(VERSION);
-    expect(node.logObjects().find((l) => l.message === 'mqtt-ingest starting')?.version).toBe(VERSION);
+    expect(node.logObjects().find((l) => l.code === 'NODE_STARTING')?.version).toBe(VERSION);
     expect((await node.readiness()).body.version).toBe(VERSION);
     expect(await node.metrics()).toMatch(new RegExp(`^mqtt_ingest_build_info\\{version="${VERSION.replace(/\./g, '\\.')}"\\} 1$`, 'm'));
   });

@@ -105,7 +105,9 @@ describe('a damaged spool is refused at start, and a damaged row is never delive
     await node.waitReady();
     const kept = await node.metric('mqtt_ingest_spool_messages');
     expect(kept).toBeLessThan(MESSAGES);
-    expect(node.logObjects().some((l) => l.severity === 'WARNING' && /acknowledged messages/.test(String(l.message)))).toBe(true);
+    const logged = node.logObjects().find((l) => l.code === 'SPOOL_LOSS_ACCEPTED');
+    expect(logged?.severity).toBe('WARNING');
+    expect(String(logged?.message)).toMatch(/acknowledged messages/);
     expect(await node.stop()).toBe(0);
     // The override was for one start: without it the spool, now consistent again, opens as usual.
     const again = await start(dataDir);
@@ -174,7 +176,7 @@ describe('a damaged spool is refused at start, and a damaged row is never delive
     expect(delivered.has(victim)).toBe(false);
     expect(delivered.size).toBe(MESSAGES - 1);
     expect(await node.metric('mqtt_ingest_dead_letters_total', { sink: 'file', reason: 'corrupt' })).toBe(1);
-    const logged = node.logObjects().find((l) => l.message === 'message dead-lettered' && l.reason === 'corrupt') as { detail: string } | undefined;
+    const logged = node.logObjects().find((l) => l.code === 'MESSAGE_DEAD_LETTERED' && l.reason === 'corrupt') as { detail: string } | undefined;
     expect(logged?.detail).toContain(db);
     await waitFor(async () => (await node.metric('mqtt_ingest_spool_messages')) === 0, 20_000, 'spool drained');
   });

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
-import { ConfigError, IngestError, withCode } from '../core/errors.js';
+import { ConfigError, IngestError, StartAbortedError, withCode } from '../core/errors.js';
 import { resolveConfigSecrets } from '../config/secrets.js';
 import { createLogger, type Logger } from '../core/logger.js';
-import { IngestNode, StartAbortedError } from '../node.js';
+import { IngestNode } from '../node.js';
 
 export function registerRun(program: Command): void {
   program

@@ -1,6 +1,7 @@
 import type { SinkName } from '../core/message.js';
 import type { DeliveryOutcome } from '../core/outcome.js';
 import type { Logger } from '../core/logger.js';
+import { withCode } from '../core/errors.js';
 import type { SinkCondition, SinkDescription } from '../sinks/sink.js';
 import type { RunnerClock } from './sink-runner.js';
 
@@ -88,7 +89,7 @@ export class SinkHealth {
     const words = describe.words;
     const context = { sink, ...describe.context };
     if (!problem) {
-      if (this.problem && words) logger.info(context, words.recovered);
+      if (this.problem && words) logger.info(withCode('SINK_RECOVERED', context), words.recovered);
       this.problem = undefined;
       this.lastLoud = undefined;
       return;
@@ -101,8 +102,8 @@ export class SinkHealth {
     if (this.lastLoud && this.lastLoud.key === key && now - this.lastLoud.at < LOUD_LOG_INTERVAL_MS) return;
     this.lastLoud = { key, at: now };
     const fields = { ...context, reason: problem.reason, detail: problem.detail, ...extra };
-    if (problem.health === 'failing') logger.error(fields, `${words.failing}: ${problem.detail}`);
-    else logger.warn(fields, words.degraded);
+    if (problem.health === 'failing') logger.error(withCode('SINK_FAILING', fields), `${words.failing}: ${problem.detail}`);
+    else logger.warn(withCode('SINK_DEGRADED', fields), words.degraded);
   }
 }
 

@@ -3,6 +3,7 @@ import { retryable, type DeliveryOutcome } from '../core/outcome.js';
 import { Backoff } from '../core/backoff.js';
 import type { Logger } from '../core/logger.js';
 import { monotonicMs } from '../core/clock.js';
+import { withCode } from '../core/errors.js';
 import type { Metrics } from '../core/metrics.js';
 import type { Sink } from '../sinks/sink.js';
 import type { Spool } from '../spool/spool.js';
@@ -127,7 +128,7 @@ export class SinkRunner {
       }));
     if (this.unrecorded.length > 0 && !this.spool.isClosed && !this.recordOutcomes()) {
       this.logger.warn(
-        { sink: this.sink.name, messages: this.unrecordedCount(), err: this.recordError },
+        withCode('SPOOL_ACK_FAILED', { sink: this.sink.name, messages: this.unrecordedCount(), err: this.recordError }),
         'delivered messages could not be recorded in the spool before the stop; they stay pending and are sent again after the restart (same message_id)',
       );
     }
@@ -246,7 +247,8 @@ export class SinkRunner {
 
   private spoolError(what: string, err: unknown): void {
     this.metrics.deliveryFailures.inc({ sink: this.sink.name, reason: `spool_${what}_failed` });
-    this.logger.error({ sink: this.sink.name, err: err instanceof Error ? err.message : String(err) }, `spool ${what} failed; retrying`);
+    const fields = { sink: this.sink.name, err: err instanceof Error ? err.message : String(err) };
+    this.logger.error(withCode('SPOOL_READ_FAILED', fields), `spool ${what} failed; retrying`);
   }
 
   private apply(batch: SpooledMessage[], outcomes: DeliveryOutcome[]): void {
@@ -280,7 +282,7 @@ export class SinkRunner {
         'sink write failed; retrying with backoff',
       );
     } else if (delivered.length > 0 || dead.length > 0) {
-      if (this.backoff.failures > 0) this.logger.info({ sink: this.sink.name, after: this.backoff.failures }, 'sink recovered');
+      if (this.backoff.failures > 0) this.logger.info(withCode('SINK_RECOVERED', { sink: this.sink.name, after: this.backoff.failures }), 'sink recovered');
       this.backoff.reset();
       this.pausedUntil = Number.NEGATIVE_INFINITY;
       this.metrics.sinkUp.set({ sink: this.sink.name }, 1);
@@ -307,7 +309,10 @@ export class SinkRunner {
           this.spool.deadLetter(sink, u.dead);
           for (const d of u.dead) {
             this.metrics.deadLetters.inc({ sink, reason: d.reason });
-            this.logger.warn({ sink, reason: d.reason, detail: d.detail, message_id: d.message.messageId, topic: d.message.topic }, 'message dead-lettered');
+            this.logger.warn(
+              withCode('MESSAGE_DEAD_LETTERED', { sink, reason: d.reason, detail: d.detail, message_id: d.message.messageId, topic: d.message.topic }),
+              'message dead-lettered',
+            );
           }
           u.dead = [];
         }
@@ -318,7 +323,7 @@ export class SinkRunner {
         this.metrics.deliveryFailures.inc({ sink, reason: 'spool_ack_failed' });
         const log = this.recordBackoff.failures === 1 || this.recordBackoff.failures % 10 === 0 ? 'error' : 'debug';
         this.logger[log](
-          { sink, err: this.recordError, messages: this.unrecordedCount(), retryInMs: delay, failures: this.recordBackoff.failures },
+          withCode('SPOOL_ACK_FAILED', { sink, err: this.recordError, messages: this.unrecordedCount(), retryInMs: delay, failures: this.recordBackoff.failures }),
           'spool ack failed: delivered messages could not be recorded; retrying the recording with backoff (they are not sent again, nothing new is sent meanwhile)',
         );
         return false;
@@ -326,7 +331,7 @@ export class SinkRunner {
       this.unrecorded.shift();
     }
     if (this.recordBackoff.failures > 0) {
-      this.logger.info({ sink, after: this.recordBackoff.failures }, 'spool records deliveries again');
+      this.logger.info(withCode('SPOOL_ACK_RECOVERED', { sink, after: this.recordBackoff.failures }), 'spool records deliveries again');
       this.recordBackoff.reset();
       this.recordError = undefined;
       this.recordPausedUntil = Number.NEGATIVE_INFINITY;

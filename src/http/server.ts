@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { IngestError } from '../core/errors.js';
+import { IngestError, withCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 
@@ -32,7 +32,7 @@ export class HttpServer {
     this.tick.unref();
     const server = http.createServer((req, res) => {
       this.route(req, res).catch((err: Error) => {
-        this.opts.logger.error({ err: err.message, url: req.url }, 'http handler failed');
+        this.opts.logger.error(withCode('HTTP_HANDLER_FAILED', { err: err.message, url: req.url }), 'http handler failed');
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
         res.end('internal error\n');
       });
@@ -45,9 +45,9 @@ export class HttpServer {
       server.listen(this.opts.port, host, () => resolve());
     });
     // Errors after listening (a socket error surfacing on the server) are logged, never thrown out of the process.
-    server.on('error', (err: Error) => this.opts.logger.error({ err: err.message }, 'http server error'));
+    server.on('error', (err: Error) => this.opts.logger.error(withCode('HTTP_SERVER_ERROR', { err: err.message }), 'http server error'));
     const port = (server.address() as { port: number }).port;
-    this.opts.logger.info({ host, port }, 'http listening');
+    this.opts.logger.info(withCode('HTTP_LISTENING', { host, port }), 'http listening');
     return port;
   }
 

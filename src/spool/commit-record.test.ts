@@ -110,8 +110,9 @@ describe('commit record: a spool that holds less than was committed is refused a
     truncateSync(wal, Math.floor(statSync(wal).size / 2));
     const spool = open(dir, true);
     expect(spool.openWarnings).toHaveLength(1);
-    expect(spool.openWarnings[0]).toMatch(/^starting although the spool is damaged \(loss accepted\): .* up to \d+ acknowledged messages are missing/);
-    expect(spool.openWarnings[0]).toContain('kept for inspection');
+    expect(spool.openWarnings[0]?.code).toBe('SPOOL_LOSS_ACCEPTED');
+    expect(spool.openWarnings[0]?.message).toMatch(/^starting although the spool is damaged \(loss accepted\): .* up to \d+ acknowledged messages are missing/);
+    expect(spool.openWarnings[0]?.message).toContain('kept for inspection');
     expect(readdirSync(dir).some((f) => f.startsWith('spool.db-wal.damaged-'))).toBe(true);
     const held = spool.stats().messages;
     expect(held).toBeGreaterThan(0);
@@ -140,7 +141,8 @@ describe('commit record: a spool that holds less than was committed is refused a
     const { dir } = crashImage();
     rmSync(path.join(dir, RECORD_FILE));
     const spool = open(dir);
-    expect(spool.openWarnings[0]).toMatch(/spool\.committed was missing: this start could not check .* for lost commits/);
+    expect(spool.openWarnings[0]?.code).toBe('SPOOL_RECORD_MISSING');
+    expect(spool.openWarnings[0]?.message).toMatch(/spool\.committed was missing: this start could not check .* for lost commits/);
     expect(spool.stats().messages).toBe(600);
     spool.close();
     expect(existsSync(path.join(dir, RECORD_FILE))).toBe(true);

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { closeSync, copyFileSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { crc32c } from '../core/crc32c.js';
-import { SpoolDamagedError } from '../core/errors.js';
+import { SpoolDamagedError, type ErrorCode } from '../core/errors.js';
 
 /**
  * The commit record: a small file beside spool.db, outside SQLite and its write-ahead log, holding the spool's
@@ -163,7 +163,7 @@ function inspect(dbFile: string): { seq: number; spoolId: string | undefined } {
  * Throws SpoolDamagedError naming the file and what is missing; with `acceptLoss` it returns the same words
  * as a warning instead, after copying the damaged WAL aside (`spool.db-wal.damaged-<time>`).
  */
-export function checkSpoolFiles(dbFile: string, acceptLoss: boolean): string[] {
+export function checkSpoolFiles(dbFile: string, acceptLoss: boolean): { code: ErrorCode; message: string }[] {
   const recordFile = path.join(path.dirname(dbFile), RECORD_FILE);
   const walFile = `${dbFile}-wal`;
   const record = readCommitRecord(recordFile);
@@ -210,7 +210,7 @@ export function checkSpoolFiles(dbFile: string, acceptLoss: boolean): string[] {
       }
     }
   }
-  if (!problem) return warning ? [warning] : [];
+  if (!problem) return warning ? [{ code: 'SPOOL_RECORD_MISSING', message: warning }] : [];
   if (!acceptLoss) {
     throw new SpoolDamagedError(
       `the spool is damaged: ${problem}. Refusing to start, to keep the files as they are; restore the missing file if a copy exists, ` +
@@ -235,5 +235,6 @@ export function checkSpoolFiles(dbFile: string, acceptLoss: boolean): string[] {
     rmSync(`${dbFile}-shm`, { force: true });
     kept.push(aside);
   }
-  return [`starting although the spool is damaged (loss accepted): ${problem}${kept.length ? `; kept for inspection: ${kept.join(', ')}` : ''}`];
+  const message = `starting although the spool is damaged (loss accepted): ${problem}${kept.length ? `; kept for inspection: ${kept.join(', ')}` : ''}`;
+  return [{ code: 'SPOOL_LOSS_ACCEPTED', message }];
 }

@@ -95,7 +95,9 @@ describe('spool disk space (SPOOL_MIN_FREE_BYTES)', () => {
     const dir = tempDir();
     const tiny = Spool.open({ dir, maxBytes: 1e12, sinks: ['file'], minFreeDiskBytes: 256 * MiB, statfs: smallDisk(dir, 20 * MiB) });
     expect(tiny.stats().fullReason).toMatch(new RegExp(`^disk: 19(\\.\\d)? MiB free on ${dir}.*, below SPOOL_MIN_FREE_BYTES 256 MiB$`));
-    expect(tiny.openWarnings.join('\n')).toContain('holds 20 MiB in all, not more than SPOOL_MIN_FREE_BYTES 256 MiB');
+    expect(tiny.openWarnings.map((w) => w.code)).toEqual(['SPOOL_DISK_TOO_SMALL', 'SPOOL_FULL_AT_START']);
+    expect(tiny.openWarnings[0]?.message).toContain('holds 20 MiB in all, not more than SPOOL_MIN_FREE_BYTES 256 MiB');
+    expect(tiny.openWarnings[1]?.message).toMatch(/^the spool is full at start \(disk: .*\): messages are not acknowledged until there is room$/);
     expect(() => tiny.append(msgs(0, 1, 10))).toThrow(/^spool is full: disk: /);
     tiny.close();
 

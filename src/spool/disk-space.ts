@@ -22,6 +22,7 @@
  */
 import type Database from 'better-sqlite3';
 import { statfsSync, statSync } from 'node:fs';
+import type { ErrorCode } from '../core/errors.js';
 
 /** What the spool needs of statfs(2): blocks free to unprivileged users, block size, blocks in all. */
 export interface FsStats {
@@ -178,15 +179,15 @@ export class DiskSpace {
   }
 
   /** Notes for the log at open: a file system smaller than the floor never takes a message. */
-  openWarnings(): string[] {
+  openWarnings(): { code: ErrorCode; message: string }[] {
     try {
       const s = this.statfs(this.opts.dir);
       const total = s.blocks * s.bsize;
       if (total > this.minFreeBytes) return [];
-      return [
+      const message =
         `the file system of ${this.opts.dir} holds ${formatBytes(total)} in all, not more than SPOOL_MIN_FREE_BYTES ` +
-          `${formatBytes(this.minFreeBytes)}: the spool will take no message (back-pressure) until SPOOL_MIN_FREE_BYTES is lowered or DATA_DIR gets a larger disk`,
-      ];
+        `${formatBytes(this.minFreeBytes)}: the spool will take no message (back-pressure) until SPOOL_MIN_FREE_BYTES is lowered or DATA_DIR gets a larger disk`;
+      return [{ code: 'SPOOL_DISK_TOO_SMALL', message }];
     } catch {
       return [];
     }

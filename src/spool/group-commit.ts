@@ -1,4 +1,4 @@
-import { SpoolClosedError, SpoolFullError } from '../core/errors.js';
+import { SpoolClosedError, SpoolFullError, withCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import type { AppendResult, SourcedMessage, Spool } from './spool.js';
@@ -161,7 +161,7 @@ export class SpoolWriter {
       this.opts.metrics?.spoolFull.set(1);
       const until = cause === 'disk' ? 'until the disk has room again' : 'until the sinks deliver part of the backlog';
       this.opts.logger?.error(
-        { err: { code: err.code, ...err.context }, reason, waiting: this.queuedMessages },
+        withCode('SPOOL_FULL', { err: { code: err.code, ...err.context }, reason, waiting: this.queuedMessages }),
         `spool is full (${reason}): acknowledgements to the broker are paused ${until} (back-pressure, nothing is dropped)`,
       );
     }
@@ -176,7 +176,7 @@ export class SpoolWriter {
     this.full = false;
     this.fullCause = undefined;
     this.opts.metrics?.spoolFull.set(0);
-    this.opts.logger?.warn('spool has room again: acknowledgements resumed');
+    this.opts.logger?.warn(withCode('SPOOL_ROOM_AGAIN'), 'spool has room again: acknowledgements resumed');
   }
 
   /** Rejects every waiting message (they were never acknowledged, so the broker keeps them). */

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { SpoolVersionError } from '../core/errors.js';
+import { SpoolVersionError, type ErrorCode } from '../core/errors.js';
 import { MIGRATIONS, SCHEMA_SQL, SCHEMA_VERSION } from './schema.js';
 import { checkSpoolFiles, CommitRecordFile, RECORD_FILE } from './commit-record.js';
 import { DEFAULT_MIN_FREE_BYTES, DiskSpace } from './disk-space.js';
@@ -17,7 +17,7 @@ export interface SpoolFile {
   record: CommitRecordFile;
   disk: DiskSpace;
   /** The checks' findings for the log: a loss accepted, a commit record missing (commit-record.ts). */
-  warnings: string[];
+  warnings: { code: ErrorCode; message: string }[];
 }
 
 /**

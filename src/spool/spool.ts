@@ -30,7 +30,7 @@
  */
 import type Database from 'better-sqlite3';
 import type { SinkName, SpooledMessage } from '../core/message.js';
-import { SpoolClosedError } from '../core/errors.js';
+import { SpoolClosedError, type ErrorCode } from '../core/errors.js';
 import { monotonicMs, systemClock, type Clock } from '../core/clock.js';
 import { messageBytes, SINK_BITS } from './schema.js';
 import { DeadLetterStore, type DeadLetterInput } from './dead-letters.js';
@@ -113,10 +113,11 @@ export class Spool {
   private closed = false;
   private readonly record: CommitRecordFile;
   /**
-   * What the node should log at start: a spool started although damaged (acceptLoss), a missing commit
-   * record (the completeness of this start could not be checked), a disk too small for SPOOL_MIN_FREE_BYTES.
+   * What the node should log at start, each with its code: a spool started although damaged (acceptLoss), a
+   * missing commit record (the completeness of this start could not be checked), a disk too small for
+   * SPOOL_MIN_FREE_BYTES, a spool already full.
    */
-  readonly openWarnings: string[];
+  readonly openWarnings: { code: ErrorCode; message: string }[];
   /** What the node should log at start as information (an old spool.db switched to giving space back). */
   readonly openNotes: string[] = [];
 
@@ -153,7 +154,9 @@ export class Spool {
     }
     this.openWarnings.push(...this.disk.openWarnings());
     const full = this.fullReason();
-    if (full) this.openWarnings.push(`the spool is full at start (${full}): messages are not acknowledged until there is room`);
+    if (full) {
+      this.openWarnings.push({ code: 'SPOOL_FULL_AT_START', message: `the spool is full at start (${full}): messages are not acknowledged until there is room` });
+    }
   }
 
   /**

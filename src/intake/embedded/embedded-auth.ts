@@ -17,6 +17,7 @@
  *   disconnected, as Mosquitto's reload does; the others stay connected.
  */
 import type { Aedes, AuthenticateError, Client } from 'aedes';
+import { withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
 import { brokerMetrics, type BrokerMetrics } from '../broker-metrics.js';
@@ -120,7 +121,7 @@ export class EmbeddedAuth {
   ): void {
     this.m.refused('not_authorized');
     // The user name is not logged: a mistyped password is often typed into it.
-    this.opts.logger.info({ clientId: client.id, reason: why }, 'connection refused');
+    this.opts.logger.info(withCode('CLIENT_REFUSED', { clientId: client.id, reason: why }), 'connection refused');
     const err = Object.assign(new Error(why), { returnCode }) as AuthenticateError;
     done(err, false);
   }

@@ -2,6 +2,7 @@ import { Aedes, type Client, type PublishPacket } from 'aedes';
 import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { BrokerStatus } from '../intake.js';
+import { BrokerError, withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
 import type { SpoolWriter } from '../../spool/group-commit.js';
@@ -82,7 +83,7 @@ export class EmbeddedBroker {
     this.limits = this.security.embeddedLimits ?? DEFAULT_EMBEDDED_LIMITS;
     this.partial = new PartialPacketBudget(this.limits.maxPartialBytes);
     this.retained = new RetainedLimits({ maxMessages: this.limits.maxRetainedMessages, maxBytes: this.limits.maxRetainedBytes });
-    this.retainedWarnings = new RateLimitedWarnings({ logger: this.log });
+    this.retainedWarnings = new RateLimitedWarnings({ logger: this.log, code: () => 'RETAINED_LIMIT_REACHED' });
     this.listenerTls = new ListenerTls({ tls: this.security.tls, what: 'embedded broker TLS', metrics: this.m, logger: this.log });
   }
 
@@ -116,14 +117,14 @@ export class EmbeddedBroker {
     // publish: aedes.js); an EventEmitter 'error' without a listener is thrown and would end the process.
     // Nothing acknowledged depends on it: messages are in the spool before their PUBACK. (Aedes's typings
     // list its other events only, hence the plain EventEmitter.)
-    (this.aedes as EventEmitter).on('error', (err: Error) => log.error({ err: err.message }, 'embedded broker error'));
+    (this.aedes as EventEmitter).on('error', (err: Error) => log.error(withCode('BROKER_ERROR', { err: err.message }), 'embedded broker error'));
     this.limitRetained(this.aedes);
     this.m.partialPacketBytesNow = () => this.partial.bytes;
     this.m.retainedMessages.set(0);
     this.m.retainedBytes.set(0);
     if (this.limits.maxPartialBytes < s.maxPacketBytes) {
       log.warn(
-        { maxPartialBytes: this.limits.maxPartialBytes, maxPacketBytes: s.maxPacketBytes },
+        withCode('CONFIG_WARNING', { maxPartialBytes: this.limits.maxPartialBytes, maxPacketBytes: s.maxPacketBytes }),
         'MQTT_MAX_PARTIAL_BYTES is below MQTT_MAX_PACKET_BYTES: a packet larger than the budget that arrives in pieces is refused',
       );
     }
@@ -139,7 +140,7 @@ export class EmbeddedBroker {
     }
     this.state = 'up';
     o.metrics.brokerUp.set(1);
-    log.info({ listeners: this.listeners.map((l) => ({ kind: l.kind, port: l.listener.port })) }, 'embedded broker listening');
+    log.info(withCode('BROKER_LISTENING', { listeners: this.listeners.map((l) => ({ kind: l.kind, port: l.listener.port })) }), 'embedded broker listening');
   }
 
   private store(client: Client | null, packet: PublishPacket, callback: (err?: Error | null) => void): void {
@@ -315,7 +316,7 @@ export class EmbeddedBroker {
 
   private refused(reason: RefusalReason, detail: string, clientId?: string): void {
     this.m.refused(reason);
-    this.log.info({ reason, detail, ...(clientId ? { clientId } : {}) }, 'connection refused');
+    this.log.info(withCode('CLIENT_REFUSED', { reason, detail, ...(clientId ? { clientId } : {}) }), 'connection refused');
   }
 
   /** Re-reads the password file, ACL file and certificates (SIGHUP); connected clients stay unless their credentials no longer pass. */
@@ -326,11 +327,12 @@ export class EmbeddedBroker {
       const tls = this.listenerTls.read();
       if (tls) for (const { listener } of this.listeners) listener.setTls?.(tls);
       this.m.reloads.inc({ result: 'ok' });
-      this.log.info({ disconnected: dropped }, 'reloaded the password file, ACL file and certificates');
+      this.log.info(withCode('BROKER_RELOADED', { disconnected: dropped }), 'reloaded the password file, ACL file and certificates');
     } catch (err) {
       this.m.reloads.inc({ result: 'failed' });
-      this.log.error({ err: (err as Error).message }, 'reload failed; the previous users, ACL and certificates stay in force');
-      throw err;
+      this.log.error(withCode('BROKER_RELOAD_FAILED', { err: (err as Error).message }), 'reload failed; the previous users, ACL and certificates stay in force');
+      // A refused reload has one code, whichever check refused it (password file, ACL file, certificates).
+      throw err instanceof BrokerError && err.code === 'BROKER_RELOAD_FAILED' ? err : new BrokerError('BROKER_RELOAD_FAILED', (err as Error).message, { cause: err });
     }
   }
 

@@ -1,3 +1,4 @@
+import { withCode, type ErrorCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
 
@@ -20,12 +21,13 @@ export const REJECTION_LOG_INTERVAL_MS = 10_000;
 
 /**
  * Warnings about what a client may repeat as fast as it can send: at most one per reason per interval, each
- * carrying how many were not logged since the previous one (`notLoggedSinceLastWarning`).
+ * carrying how many were not logged since the previous one (`notLoggedSinceLastWarning`), and the catalogued
+ * code of its reason.
  */
 export class RateLimitedWarnings<R extends string> {
   private readonly last = new Map<R, { at: number; suppressed: number }>();
 
-  constructor(private readonly o: { logger: Logger; intervalMs?: number; now?: () => number }) {}
+  constructor(private readonly o: { logger: Logger; code: (reason: R) => ErrorCode; intervalMs?: number; now?: () => number }) {}
 
   warn(reason: R, fields: Record<string, unknown>, message: string): void {
     const now = (this.o.now ?? Date.now)();
@@ -36,7 +38,7 @@ export class RateLimitedWarnings<R extends string> {
     }
     this.last.set(reason, { at: now, suppressed: 0 });
     const suppressed = last?.suppressed ? { notLoggedSinceLastWarning: last.suppressed } : {};
-    this.o.logger.warn({ reason, ...fields, ...suppressed }, message);
+    this.o.logger.warn(withCode(this.o.code(reason), { reason, ...fields, ...suppressed }), message);
   }
 }
 
@@ -45,7 +47,8 @@ export class InboundRejections {
   private readonly warnings: RateLimitedWarnings<InboundRejection>;
 
   constructor(private readonly o: { metrics: Metrics; logger: Logger; intervalMs?: number; now?: () => number }) {
-    this.warnings = new RateLimitedWarnings(o);
+    // A commit that failed is the spool's condition, not the client's: it has the spool's code.
+    this.warnings = new RateLimitedWarnings({ ...o, code: (r) => (r === 'commit_failed' ? 'SPOOL_COMMIT_FAILED' : 'INBOUND_REJECTED') });
   }
 
   record(reason: InboundRejection, fields: Record<string, unknown>, message: string): void {

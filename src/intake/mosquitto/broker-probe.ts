@@ -2,6 +2,7 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import mqttPacket from 'mqtt-packet';
 import type { Logger } from '../../core/logger.js';
+import { withCode } from '../../core/errors.js';
 import { monotonicMs } from '../../core/clock.js';
 
 export interface BrokerProbeOptions {
@@ -102,7 +103,7 @@ export class BrokerProbe {
     parser.on('packet', (packet) => {
       if (packet.cmd === 'connack') {
         if ((packet as { returnCode?: number }).returnCode !== 0) {
-          o.logger.warn({ returnCode: (packet as { returnCode?: number }).returnCode }, 'broker probe refused by the broker');
+          o.logger.warn(withCode('BROKER_PROBE_FAILED', { returnCode: (packet as { returnCode?: number }).returnCode }), 'broker probe refused by the broker');
           return;
         }
         this.connected = true;
@@ -138,7 +139,7 @@ export class BrokerProbe {
     this.unanswered += 1;
     // The connection may be half dead; the next probe starts a new one.
     this.drop();
-    this.opts.logger.warn({ unanswered: this.unanswered, of: this.failures }, `broker probe: ${why}`);
+    this.opts.logger.warn(withCode('BROKER_PROBE_FAILED', { unanswered: this.unanswered, of: this.failures }), `broker probe: ${why}`);
     if (this.unanswered < this.failures) return;
     this.unanswered = 0;
     this.opts.onHung(

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import readline from 'node:readline';
 import { sleep } from '../../core/clock.js';
+import { withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { relayLevel } from './mosquitto-log.js';
 import type { ExitInfo } from './process-utils.js';
@@ -96,7 +97,7 @@ export class MosquittoChild {
     const timedOut = await Promise.race([this.closed.then(() => false), sleep(graceMs, grace.signal).then(() => !grace.signal.aborted)]);
     grace.abort();
     if (timedOut) {
-      this.opts.log.warn({ pid: this.pid, graceMs }, 'mosquitto ignored SIGTERM; sending SIGKILL');
+      this.opts.log.warn(withCode('BROKER_FORCE_KILLED', { pid: this.pid, graceMs }), 'mosquitto ignored SIGTERM; sending SIGKILL');
       this.process.kill('SIGKILL');
       await this.closed;
     }
@@ -110,7 +111,7 @@ export class MosquittoChild {
     try {
       fs.rmSync(this.opts.pidFile, { force: true });
     } catch (err) {
-      this.opts.log.warn({ err: (err as Error).message, pidFile: this.opts.pidFile }, 'cannot remove the mosquitto pid file');
+      this.opts.log.warn(withCode('BROKER_PID_FILE_FAILED', { err: (err as Error).message, pidFile: this.opts.pidFile }), 'cannot remove the mosquitto pid file');
     }
   }
 }

@@ -1,6 +1,6 @@
 import { redactSecrets } from '../../core/redact.js';
 import net from 'node:net';
-import { BrokerError } from '../../core/errors.js';
+import { BrokerError, withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { BrokerMetrics } from '../broker-metrics.js';
 import { listenWebSocket, type Listener, type TlsServerOptions } from '../security/listeners.js';
@@ -134,7 +134,7 @@ export class MosquittoSecurity {
 
   private refused(reason: Parameters<BrokerMetrics['refused']>[0], detail: string): void {
     this.opts.metrics.refused(reason);
-    this.opts.logger.info({ reason, detail, listener: 'ws' }, 'connection refused');
+    this.opts.logger.info(withCode('CLIENT_REFUSED', { reason, detail, listener: 'ws' }), 'connection refused');
   }
 
   async stopServices(): Promise<void> {
@@ -171,7 +171,7 @@ export class MosquittoSecurity {
       problems.push((err as Error).message);
     }
     if (problems.length > 0) {
-      throw new BrokerError('BROKER_START_FAILED', `not reloading: ${problems.join('; ')}`, { context: { problems } });
+      throw new BrokerError('BROKER_RELOAD_FAILED', `not reloading: ${problems.join('; ')}`, { context: { problems } });
     }
     if (this.tls) this.ws?.setTls?.(this.tls);
   }

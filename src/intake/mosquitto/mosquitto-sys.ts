@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from '../../core/logger.js';
+import { withCode } from '../../core/errors.js';
 import type { BrokerMetrics } from '../broker-metrics.js';
 
 /**
@@ -44,7 +45,7 @@ export class MosquittoSys {
     this.client = client;
     client.on('connect', () => {
       client.subscribe(Object.keys(TOPICS), { qos: 0 }, (err) => {
-        if (err) o.logger.warn({ err: err.message }, 'cannot subscribe to $SYS; broker metrics stay stale');
+        if (err) o.logger.warn(withCode('BROKER_METRICS_STALE', { err: err.message }), 'cannot subscribe to $SYS; broker metrics stay stale');
       });
     });
     client.on('message', (topic, payload) => this.onMessage(topic, payload.toString('utf8')));
@@ -62,7 +63,7 @@ export class MosquittoSys {
     if (value < this.lastDropped) this.lastDropped = 0;
     if (value > this.lastDropped) {
       this.opts.logger.warn(
-        { dropped: value - this.lastDropped, droppedSinceBrokerStart: value },
+        withCode('BROKER_MESSAGES_DROPPED', { dropped: value - this.lastDropped, droppedSinceBrokerStart: value }),
         'mosquitto dropped messages for full client queues (max_queued_messages); a dropped message for the node\'s subscriber is lost',
       );
     }

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Backoff } from '../../core/backoff.js';
-import { BrokerError } from '../../core/errors.js';
+import { BrokerError, withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { Metrics } from '../../core/metrics.js';
 import type { BrokerState, BrokerStatus } from '../intake.js';
@@ -145,19 +145,19 @@ export class MosquittoBroker extends EventEmitter {
   async reload(): Promise<void> {
     const child = this.child;
     if (!child || this.state !== 'up') {
-      this.log.warn({ state: this.state }, 'mosquitto is not running; nothing to reload');
+      this.log.warn(withCode('BROKER_RELOAD_FAILED', { state: this.state }), 'mosquitto is not running; nothing to reload');
       return;
     }
     try {
       this.sec.checkForReload();
     } catch (err) {
       this.bm.reloads.inc({ result: 'failed' });
-      this.log.error({ err: (err as Error).message }, 'reload refused; the previous users, ACL and certificates stay in force');
+      this.log.error(withCode('BROKER_RELOAD_FAILED', { err: (err as Error).message }), 'reload refused; the previous users, ACL and certificates stay in force');
       throw err;
     }
     child.signal('SIGHUP');
     this.bm.reloads.inc({ result: 'ok' });
-    this.log.info('mosquitto reloads the password file, ACL file and certificates (SIGHUP)');
+    this.log.info(withCode('BROKER_RELOADED'), 'mosquitto reloads the password file, ACL file and certificates (SIGHUP)');
   }
 
   private async firstStart(): Promise<void> {
@@ -260,7 +260,7 @@ export class MosquittoBroker extends EventEmitter {
     // Nothing may escape this chain as an unhandled rejection (cli/run.ts exits on one): a broken supervision step is logged.
     child.closed
       .then((info) => this.onChildClosed(child, info))
-      .catch((err: Error) => this.log.error({ err: err.message }, 'mosquitto supervision failed after the broker exited'));
+      .catch((err: Error) => this.log.error(withCode('BROKER_SUPERVISION_FAILED', { err: err.message }), 'mosquitto supervision failed after the broker exited'));
     return child;
   }
 
@@ -275,7 +275,7 @@ export class MosquittoBroker extends EventEmitter {
     // During start-up launch() reports the exit; during stop() it is expected.
     if (this.state !== 'up' || this.stopping) return;
     const reason = killedFor ?? exitReason(info);
-    this.log.error({ lastLines: [...this.tail] }, killedFor ? `mosquitto was killed: ${reason}` : `mosquitto died unexpectedly: ${reason}`);
+    this.log.error(withCode('BROKER_DIED', { lastLines: [...this.tail] }), killedFor ? `mosquitto was killed: ${reason}` : `mosquitto died unexpectedly: ${reason}`);
     this.setState('down', `died: ${reason}`);
     this.emit('down', reason);
     if (this.crashLooping(`died: ${reason}`)) return;
@@ -293,7 +293,7 @@ export class MosquittoBroker extends EventEmitter {
       { context: { failures, windowMs, lastLines: [...this.tail] } },
     );
     this.setState('down', error.message);
-    this.log.fatal({ lastLines: [...this.tail] }, error.message);
+    this.log.fatal(withCode('BROKER_CRASH_LOOP', { lastLines: [...this.tail] }), error.message);
     this.emit('fatal', error);
     return true;
   }
@@ -302,7 +302,7 @@ export class MosquittoBroker extends EventEmitter {
     const delayMs = this.backoff.next();
     this.log.info({ delayMs, failures: this.backoff.failures }, 'restarting mosquitto after a delay');
     this.restartTimer = setTimeout(() => {
-      this.restart().catch((err: Error) => this.log.error({ err: err.message }, 'mosquitto restart failed'));
+      this.restart().catch((err: Error) => this.log.error(withCode('BROKER_RESTART_FAILED', { err: err.message }), 'mosquitto restart failed'));
     }, delayMs);
   }
 
@@ -315,7 +315,7 @@ export class MosquittoBroker extends EventEmitter {
       await this.launch();
     } catch (err) {
       if (this.stopping) return;
-      this.log.error({ err, failures: this.backoff.failures }, 'mosquitto restart failed');
+      this.log.error(withCode('BROKER_RESTART_FAILED', { err, failures: this.backoff.failures }), 'mosquitto restart failed');
       this.setState('down', (err as Error).message);
       if (this.crashLooping((err as Error).message)) return;
       this.scheduleRestart();
@@ -327,7 +327,7 @@ export class MosquittoBroker extends EventEmitter {
   private markUp(): void {
     if (this.stopping) return;
     this.setState('up', undefined);
-    this.log.info({ pid: this.child?.pid, url: this.subscriberUrl() }, 'mosquitto accepts connections');
+    this.log.info(withCode('BROKER_LISTENING', { pid: this.child?.pid, url: this.subscriberUrl() }), 'mosquitto accepts connections');
     // Reset the backoff only after a stable period, so a broker that dies right after start-up backs off.
     clearTimeout(this.stableTimer);
     this.stableTimer = setTimeout(() => this.backoff.reset(), this.opts.stableAfterMs ?? 30_000);
@@ -355,7 +355,7 @@ export class MosquittoBroker extends EventEmitter {
       onHung: (why) => {
         if (this.child !== child || !child || this.stopping) return;
         this.killedFor = `hung: ${why}`;
-        this.log.error({ pid: child.pid }, `mosquitto does not answer: ${why}; killing it (SIGKILL) so that it is restarted`);
+        this.log.error(withCode('BROKER_UNRESPONSIVE', { pid: child.pid }), `mosquitto does not answer: ${why}; killing it (SIGKILL) so that it is restarted`);
         child.signal('SIGKILL');
       },
     });

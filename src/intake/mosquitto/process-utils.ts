@@ -3,7 +3,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { sleep } from '../../core/clock.js';
-import { BrokerError } from '../../core/errors.js';
+import { BrokerError, withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 
 /**
@@ -183,7 +183,7 @@ export async function stopLeftoverBroker(o: { pidFile: string; confPath: string;
     fs.rmSync(o.pidFile, { force: true });
     return false;
   }
-  o.log.warn({ pid }, 'stopping a mosquitto left running by a previous node on the same DATA_DIR');
+  o.log.warn(withCode('BROKER_LEFTOVER', { pid }), 'stopping a mosquitto left running by a previous node on the same DATA_DIR');
   if (!(await terminatePid(pid, o.graceMs))) {
     throw new BrokerError('BROKER_START_FAILED', `a leftover mosquitto (pid ${pid}) survived SIGKILL`, { context: { pid } });
   }

@@ -1,3 +1,4 @@
+import { withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { BrokerMetrics } from '../broker-metrics.js';
 import { earliestExpiry, type TlsMaterial } from './tls-material.js';
@@ -44,7 +45,7 @@ export class CertWatch {
     if (soon.length > 0 && now - this.lastWarned >= DAY_MS) {
       this.lastWarned = now;
       this.opts.logger.warn(
-        { expiring: soon },
+        withCode('TLS_CERT_EXPIRING', { expiring: soon }),
         `TLS certificates expire within ${this.opts.warnDays ?? 14} days: replace the files and send SIGHUP (docs/security.md)`,
       );
     }

@@ -1,5 +1,6 @@
 import { Backoff } from '../../core/backoff.js';
 import { sleep } from '../../core/clock.js';
+import { withCode } from '../../core/errors.js';
 import { redactUrl } from '../../core/redact.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
@@ -57,7 +58,7 @@ export class MqttSource {
     this.loop = this.run().catch((err: Error) => {
       this.lastError = err.message;
       this.setState('disconnected');
-      this.opts.logger.error({ err: { message: err.message, stack: err.stack } }, 'subscriber loop failed; it no longer reconnects');
+      this.opts.logger.error(withCode('SUBSCRIBER_LOOP_FAILED', { err: { message: err.message, stack: err.stack } }), 'subscriber loop failed; it no longer reconnects');
     });
   }
 
@@ -71,7 +72,7 @@ export class MqttSource {
       this.lastError = reason;
       this.setState('disconnected');
       const delay = this.backoff.next();
-      o.logger.warn({ reason, url: redactUrl(o.url), retryInMs: delay }, 'subscriber disconnected; reconnecting');
+      o.logger.warn(withCode('SUBSCRIBER_DISCONNECTED', { reason, url: redactUrl(o.url), retryInMs: delay }), 'subscriber disconnected; reconnecting');
       await sleep(delay, this.abort.signal);
     }
   }
@@ -100,7 +101,7 @@ export class MqttSource {
       pauseAbove: { messages: o.pauseAbove ?? 50_000, bytes: o.pauseAboveBytes ?? 64 * 1024 * 1024 },
       onCommitFailed: (err) => {
         o.metrics.rejectedInbound.inc({ reason: 'commit_failed' });
-        o.logger.error({ err: err.message }, 'spool commit failed: dropping the connection so the broker redelivers the unacknowledged messages');
+        o.logger.error(withCode('SPOOL_COMMIT_FAILED', { err: err.message }), 'spool commit failed: dropping the connection so the broker redelivers the unacknowledged messages');
       },
       onCommitted: o.onCommitted,
       onEvent: (e) => this.onEvent(e),
@@ -134,7 +135,7 @@ export class MqttSource {
         log.info({ sessionPresent: e.sessionPresent, clientId: o.clientId }, 'subscriber connected');
         if (!e.sessionPresent && this.subscribedOnce) {
           log.warn(
-            { clientId: o.clientId },
+            withCode('SUBSCRIBER_SESSION_LOST', { clientId: o.clientId }),
             'the broker had no session for this client id: messages published while the node was away may not have been queued (broker restarted without persistence, or session expired)',
           );
         }
@@ -145,18 +146,18 @@ export class MqttSource {
         this.setState('subscribed');
         return;
       case 'downgraded':
-        log.warn({ topics: e.topics }, 'broker granted QoS 0 only: those messages are not redelivered after a crash');
+        log.warn(withCode('SUBSCRIPTION_QOS0', { topics: e.topics }), 'broker granted QoS 0 only: those messages are not redelivered after a crash');
         return;
       case 'subscribe-refused':
         this.lastError = `broker refused subscriptions: ${e.topics.join(', ')}`;
-        log.error({ topics: e.topics }, 'broker refused some subscriptions (check the broker ACL for the subscriber)');
+        log.error(withCode('SUBSCRIPTION_REFUSED', { topics: e.topics }), 'broker refused some subscriptions (check the broker ACL for the subscriber)');
         return;
       case 'refused':
-        log.error({ reason: e.reason, url: redactUrl(o.url) }, 'broker refused the subscriber connection');
+        log.error(withCode('SUBSCRIBER_REFUSED', { reason: e.reason, url: redactUrl(o.url) }), 'broker refused the subscriber connection');
         return;
       case 'server-disconnect':
       case 'protocol-error':
-        log.warn({ reason: e.reason }, 'subscriber connection ended by the broker');
+        log.warn(withCode('SUBSCRIBER_DISCONNECTED', { reason: e.reason }), 'subscriber connection ended by the broker');
         return;
     }
   }

@@ -11,7 +11,7 @@
 import { BigQuery, type BigQueryOptions, type Table } from '@google-cloud/bigquery';
 import type { SpooledMessage } from '../../core/message.js';
 import { delivered, rejected, retryable, type DeliveryOutcome, type DestinationHealth } from '../../core/outcome.js';
-import { IngestError } from '../../core/errors.js';
+import { IngestError, withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { ConditionReport, Sink, SinkCondition, SinkDescription } from '../sink.js';
 import { classifyRequestError, readInsertErrors, rowOutcomes, type InsertError, type RequestErrorClass } from './classify.js';
@@ -249,8 +249,8 @@ export class BigQuerySink implements Sink {
     if (check.state === 'ready') {
       this.needsCheck = false;
       this.stopRecheck();
-      for (const what of check.created) this.logger.info({ ...context, created: what }, `created the BigQuery ${what} for ${this.table}`);
-      for (const w of check.warnings) this.logger.warn(context, w);
+      for (const what of check.created) this.logger.info(withCode('BIGQUERY_CREATED', { ...context, created: what }), `created the BigQuery ${what} for ${this.table}`);
+      for (const w of check.warnings) this.logger.warn(withCode('BIGQUERY_TABLE_LAYOUT', context), w);
       this.setCondition(undefined);
       return;
     }

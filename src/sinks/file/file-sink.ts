@@ -6,6 +6,7 @@ import { delivered, type DeliveryOutcome } from '../../core/outcome.js';
 import type { Clock } from '../../core/clock.js';
 import { systemClock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
+import { withCode } from '../../core/errors.js';
 import type { Sink, SinkDescription } from '../sink.js';
 
 export interface FileSinkOptions {
@@ -116,7 +117,7 @@ export class FileSink implements Sink {
     const lastNewline = tail.lastIndexOf(0x0a);
     const keep = lastNewline >= 0 ? size - tailSize + lastNewline + 1 : size > tailSize ? size : 0;
     await handle.truncate(keep);
-    this.opts.logger.warn({ cutBytes: size - keep }, 'file sink: removed a partial line left by a crash (its messages are written again)');
+    this.opts.logger.warn(withCode('FILE_SINK_PARTIAL_LINE', { cutBytes: size - keep }), 'file sink: removed a partial line left by a crash (its messages are written again)');
     return keep;
   }
 

@@ -1,6 +1,7 @@
 import { PubSub, v1, type CallOptions, type ClientConfig } from '@google-cloud/pubsub';
 import { rfc3339, type SpooledMessage } from '../../core/message.js';
 import { delivered, rejected, retryable, type DeliveryOutcome } from '../../core/outcome.js';
+import { withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Sink, SinkDescription } from '../sink.js';
 import { classifyPublishError } from './classify.js';
@@ -322,7 +323,7 @@ export class PubSubSink implements Sink {
       if (o.kind !== 'rejected') return;
       const msg = batch[i]!;
       this.logger.warn(
-        { sink: this.name, messageId: msg.messageId, mqttTopic: msg.topic.slice(0, 200), reason: o.reason, detail: o.detail },
+        withCode('PUBSUB_MESSAGE_REFUSED', { sink: this.name, messageId: msg.messageId, mqttTopic: msg.topic.slice(0, 200), reason: o.reason, detail: o.detail }),
         'Pub/Sub cannot take this message; it will be dead-lettered',
       );
     });
