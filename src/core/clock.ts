@@ -26,3 +26,13 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export function monotonicMs(): number {
   return performance.now();
 }
+
+/**
+ * Both clocks, for code that stamps times and measures intervals (the sink runner): `now`, wall-clock
+ * milliseconds for timestamps only; `monotonic`, for every deadline and age.
+ */
+export interface DualClock extends Clock {
+  monotonic(): number;
+}
+
+export const systemDualClock: DualClock = { now: () => Date.now(), monotonic: monotonicMs };

@@ -3,7 +3,7 @@ import type { DeliveryOutcome } from '../core/outcome.js';
 import type { Logger } from '../core/logger.js';
 import { withCode } from '../core/errors.js';
 import type { SinkCondition, SinkDescription } from '../sinks/sink.js';
-import type { RunnerClock } from './sink-runner.js';
+import type { DualClock } from '../core/clock.js';
 
 /** A failure is logged again at most this often unless its kind or reason changes. */
 export const LOUD_LOG_INTERVAL_MS = 60_000;
@@ -23,7 +23,7 @@ export interface SinkHealthOptions {
   describe: SinkDescription;
   logger: Logger;
   /** Wall clock for the times shown, monotonic clock for the interval between loud log lines. */
-  clock: RunnerClock;
+  clock: DualClock;
 }
 
 /**

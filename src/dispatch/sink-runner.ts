@@ -2,7 +2,7 @@ import type { SpooledMessage } from '../core/message.js';
 import { retryable, type DeliveryOutcome } from '../core/outcome.js';
 import { Backoff } from '../core/backoff.js';
 import type { Logger } from '../core/logger.js';
-import { monotonicMs } from '../core/clock.js';
+import { systemDualClock, type DualClock } from '../core/clock.js';
 import { withCode } from '../core/errors.js';
 import type { Metrics } from '../core/metrics.js';
 import type { Sink } from '../sinks/sink.js';
@@ -10,18 +10,8 @@ import type { Spool } from '../spool/spool.js';
 import type { DeadLetterInput } from '../spool/dead-letters.js';
 import { SinkHealth, type SinkStatus } from './sink-health.js';
 
-/**
- * The runner's time (ARCHITECTURE §5: passed in so tests control it); the runner reads time nowhere else.
- * `now`: wall-clock milliseconds, for timestamps only (last error, last delivery); `monotonic`: for every backoff
- * deadline, age and duration, which must not move when the wall clock is set (a clock stepped back one hour held
- * a sink in backoff for that hour). Its waits are plain timers, which tests replace with vitest's fake timers.
- */
-export interface RunnerClock {
-  now(): number;
-  monotonic(): number;
-}
-
-const systemRunnerClock: RunnerClock = { now: () => Date.now(), monotonic: monotonicMs };
+/** The runner's time (ARCHITECTURE §5: passed in so tests control it): wall clock for timestamps, monotonic for deadlines. */
+export type RunnerClock = DualClock;
 
 /** Cap of the backoff between attempts to record outcomes in the spool: the spool is local, a full disk is freed by people. */
 const RECORD_RETRY_CAP_MS = 5000;
@@ -94,7 +84,7 @@ export class SinkRunner {
   ) {
     this.backoff = new Backoff({ baseMs: opts.retryBaseMs, capMs: opts.retryCapMs });
     this.recordBackoff = new Backoff({ baseMs: opts.retryBaseMs, capMs: Math.min(opts.retryCapMs, RECORD_RETRY_CAP_MS) });
-    this.clock = opts.clock ?? systemRunnerClock;
+    this.clock = opts.clock ?? systemDualClock;
     this.health = new SinkHealth({ sink: sink.name, describe: sink.describe, logger, clock: this.clock });
     sink.watchCondition?.((condition) => this.health.condition(condition));
     this.metrics.sinkUp.set({ sink: sink.name }, 1);

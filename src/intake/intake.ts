@@ -1,6 +1,6 @@
 import type { DataDirConfig } from '../core/settings/node.js';
 import type { DispatchConfig } from '../dispatch/config.js';
-import type { BrokerSecurityInput } from './security/config.js';
+import type { BrokerSecurityInput } from './security/keys.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import type { SpoolWriter } from '../spool/group-commit.js';

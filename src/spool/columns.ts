@@ -1,6 +1,5 @@
 import type Database from 'better-sqlite3';
 import type { SinkName, SpooledMessage } from '../core/message.js';
-import type { DeadLetter } from './dead-letters.js';
 
 /**
  * The columns of the two tables that hold messages, in table order, and the one codec between their rows and
@@ -141,4 +140,19 @@ export function insertDeadLetterRow(insert: Database.Statement, sink: SinkName, 
 
 export function deadLetterOfRow(r: DeadLetterRow): DeadLetter {
   return { id: r[0], sink: r[1], reason: r[2], detail: r[3], messageId: r[4], topic: r[5], payload: r[6], qos: r[7], retain: r[8] === 1, receivedAt: r[9], deadAt: r[10] };
+}
+
+/** A dead letter as the dlq commands and replay read it: the message, its sink, the reason and when. */
+export interface DeadLetter {
+  id: number;
+  sink: SinkName;
+  reason: string;
+  detail: string;
+  messageId: string;
+  topic: string;
+  payload: Buffer;
+  qos: number;
+  retain: boolean;
+  receivedAt: number;
+  deadAt: number;
 }

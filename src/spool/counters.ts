@@ -1,7 +1,5 @@
 import type Database from 'better-sqlite3';
 import type { SinkName } from '../core/message.js';
-import type { DeadLetterStore } from './dead-letters.js';
-import type { MessageStore } from './message-store.js';
 
 /**
  * How a transaction changes the in-memory counters, applied only once it has committed. `recount`: the rows
@@ -32,8 +30,8 @@ export class SpoolCounters {
 
   constructor(
     private readonly db: Database.Database,
-    private readonly messageStore: MessageStore,
-    private readonly deadLetterStore: DeadLetterStore,
+    private readonly messageStore: { totals(): { messages: number; bytes: number }; pendingCount(sink: SinkName): number },
+    private readonly deadLetterStore: { count(): number; totalBytes(): number },
     private readonly sinks: readonly SinkName[],
   ) {}
 

@@ -10,8 +10,11 @@ import {
   insertDeadLetterRow,
   insertMessageRow,
   insertMessagesSql,
+  type DeadLetter,
   type DeadLetterRow,
 } from './columns.js';
+
+export type { DeadLetter } from './columns.js';
 
 export interface DeadLetterInput {
   message: SpooledMessage;
@@ -21,19 +24,6 @@ export interface DeadLetterInput {
   detail: string;
 }
 
-export interface DeadLetter {
-  id: number;
-  sink: SinkName;
-  reason: string;
-  detail: string;
-  messageId: string;
-  topic: string;
-  payload: Buffer;
-  qos: number;
-  retain: boolean;
-  receivedAt: number;
-  deadAt: number;
-}
 
 /**
  * The dead-letter table: whole messages a sink rejected, with the sink and the reason. Shared by the

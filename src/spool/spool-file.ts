@@ -5,10 +5,16 @@ import path from 'node:path';
 import { SpoolVersionError, type ErrorCode } from '../core/errors.js';
 import { MIGRATIONS, SCHEMA_SQL, SCHEMA_VERSION } from './schema.js';
 import { checkSpoolFiles, CommitRecordFile, RECORD_FILE } from './commit-record.js';
-import { DEFAULT_MIN_FREE_BYTES, DiskSpace } from './disk-space.js';
-import type { SpoolOptions } from './spool.js';
+import { DEFAULT_MIN_FREE_BYTES, DiskSpace, type StatFs } from './disk-space.js';
 
-export type SpoolFileOptions = Pick<SpoolOptions, 'dir' | 'sync' | 'minFreeDiskBytes' | 'statfs' | 'acceptLoss'>;
+/** What opening the file takes of the spool's options (spool.ts, SpoolOptions, says what each means). */
+export interface SpoolFileOptions {
+  dir: string;
+  sync?: 'full' | 'normal';
+  minFreeDiskBytes?: number;
+  statfs?: StatFs;
+  acceptLoss?: boolean;
+}
 
 /** spool.db opened and checked, with its commit record and the watch over its disk. */
 export interface SpoolFile {

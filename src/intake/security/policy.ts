@@ -10,7 +10,7 @@ import { looksLikeSecretRef } from '../../core/settings/key.js';
 import type { EnvironmentConfig } from '../../core/settings/node.js';
 import type { Valid } from '../../core/settings/section.js';
 import type { IntakeConfig } from '../config.js';
-import type { BrokerSecurityInput, OwnBrokerConfig } from './config.js';
+import type { BrokerSecurityInput, OwnBrokerConfig } from './keys.js';
 import { Acl } from './acl-file.js';
 import { parsePasswordFile } from './passwd-file.js';
 import { loadTlsMaterial } from './tls-material.js';
