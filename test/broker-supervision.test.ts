@@ -60,7 +60,7 @@ describe.runIf(run)('a node with a supervised Mosquitto', () => {
     const node = await startNode({ MQTT_BROKER_MODE: 'mosquitto' }, { mqttPort: port });
     const { code } = await node.exited;
     expect(code).toBe(1);
-    const failed = node.logObjects().find((o) => o.message === 'start failed') as { err: { message: string; code: string } };
+    const failed = node.logObjects().find((o) => o.code === 'START_FAILED') as { err: { message: string; code: string } };
     expect(failed.err.code).toBe('BROKER_START_FAILED');
     expect(failed.err.message).toMatch(new RegExp(`127\\.0\\.0\\.1:${port}: address already in use`));
   });
@@ -75,9 +75,9 @@ describe.runIf(run)('a node with a supervised Mosquitto', () => {
       await waitFor(() => holdPort(node.mqttPort).then(() => true, () => false), 10_000, 'the freed broker port');
       const { code } = await node.exited;
       expect(code).toBe(1);
-      const fatal = node.logObjects().find((o) => o.message === 'node cannot recover; liveness now fails') as { reason: string };
+      const fatal = node.logObjects().find((o) => o.code === 'NODE_FATAL') as { reason: string };
       expect(fatal.reason).toMatch(/^mosquitto failed 5 times within 120 s \(last: .*already in use.*\); giving up/);
-      expect(node.logObjects().some((o) => o.message === 'stopped')).toBe(true); // the spool was closed cleanly first
+      expect(node.logObjects().some((o) => o.code === 'NODE_STOPPED')).toBe(true); // the spool was closed cleanly first
     } finally {
       await node.stop(); // already exited when the test passed; SIGTERM stops its Mosquitto otherwise
     }
@@ -151,7 +151,7 @@ describe.runIf(run)('MosquittoBroker with its internal listener', () => {
     await pub.endAsync();
     const m = brokerMetrics(metrics);
     await waitFor(async () => (await m.messagesDropped.get()).values[0]?.value === 15, 10_000, '15 drops in $SYS');
-    await waitFor(() => lines.some((l) => l.dropped === 15 && /mosquitto dropped messages/.test(String(l.message))), 5_000, 'the drop warning');
+    await waitFor(() => lines.some((l) => l.code === 'BROKER_MESSAGES_DROPPED' && l.dropped === 15 && /mosquitto dropped messages/.test(String(l.message))), 5_000, 'the drop warning');
     expect((await m.clientsConnected.get()).values[0]?.value).toBeGreaterThanOrEqual(1); // the $SYS reader itself
     expect((await m.storeMessages.get()).values[0]?.value).toBeGreaterThan(0);
   });
@@ -162,7 +162,10 @@ describe.runIf(run)('MosquittoBroker with its internal listener', () => {
     fs.writeFileSync(authFile, `alice:${hashPassword('pw')}\n`);
     const { broker, url, metrics } = await newBroker({ authFile, allowAnonymous: false });
     fs.writeFileSync(authFile, 'alice:not-a-hash\n');
-    await expect(broker.reload()).rejects.toThrow(/not reloading: password file .* line 1: user "alice"/);
+    await expect(broker.reload()).rejects.toMatchObject({
+      code: 'BROKER_RELOAD_FAILED',
+      message: expect.stringMatching(/not reloading: password file .* line 1: user "alice"/),
+    });
     expect((await brokerMetrics(metrics).reloads.get()).values).toEqual([{ value: 1, labels: { result: 'failed' } }]);
     expect(await refusal(url, { username: 'alice', password: 'pw' })).toBe('connected');
     fs.writeFileSync(authFile, `alice:${hashPassword('new-pw')}\n`);

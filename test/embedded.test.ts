@@ -62,7 +62,7 @@ describe('embedded broker mode', () => {
     const objs = node.logObjects();
     expect(objs.length).toBeGreaterThan(0);
     expect(objs.length).toBe(node.logs.filter((l) => l.trim()).length);
-    expect(objs.find((o) => o.message === 'mqtt-ingest started')).toMatchObject({ severity: 'INFO' });
+    expect(objs.find((o) => o.code === 'NODE_STARTED')).toMatchObject({ severity: 'INFO' });
   });
 });
 

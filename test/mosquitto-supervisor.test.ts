@@ -144,7 +144,7 @@ describe.skipIf(!run)('MosquittoBroker against the real mosquitto', () => {
     const first = broker.status().pid!;
     process.kill(first, 'SIGSTOP');
     await waitFor(() => downs.length === 1, 10_000, 'the hung broker detected and killed');
-    expect(logLines.some((l) => String(l.message).startsWith('mosquitto does not answer: the broker answered none of 3 probes'))).toBe(true);
+    expect(logLines.find((l) => l.code === 'BROKER_UNRESPONSIVE')?.message).toMatch(/^mosquitto does not answer: the broker answered none of 3 probes/);
     expect(pidAlive(first)).toBe(false);
     await waitFor(() => broker.isUp() && broker.status().pid !== first, 15_000, 'the restarted broker');
     expect(await roundTrip(`mqtt://127.0.0.1:${port}`, 'after the hang')).toBe('after the hang');
@@ -154,6 +154,7 @@ describe.skipIf(!run)('MosquittoBroker against the real mosquitto', () => {
     process.kill(second, 'SIGSTOP');
     await waitFor(() => fatal.length === 1, 10_000, "the 'fatal' event");
     expect(fatal[0]!.message).toMatch(/failed 2 times within 60 s \(last: died: hung: the broker answered none/);
+    expect(logLines.find((l) => l.code === 'BROKER_CRASH_LOOP')?.message).toBe(fatal[0]!.message);
     expect(pidAlive(second)).toBe(false);
     expect(broker.isUp()).toBe(false);
   });
@@ -193,7 +194,7 @@ describe.skipIf(!run)('MosquittoBroker against the real mosquitto', () => {
     expect(pidAlive(stale.pid!)).toBe(false);
     expect(broker.status().pid).not.toBe(stale.pid);
     expect(await roundTrip(`mqtt://127.0.0.1:${port}`, 'replaced')).toBe('replaced');
-    expect(logLines.some((l) => /left running by a previous node/.test(String(l.message)))).toBe(true);
+    expect(logLines.find((l) => l.code === 'BROKER_LEFTOVER')?.message).toMatch(/left running by a previous node/);
   });
 
   it('leaves alone a process whose pid a stale pid file names but which is not our mosquitto', async () => {

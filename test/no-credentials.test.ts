@@ -304,7 +304,7 @@ describe.runIf(run)('no Google credentials', () => {
       // No credentials, no client: nothing went towards Pub/Sub and no token was asked for.
       expect(pubsubFront.tunnels).toBe(0);
       expect(tokens.issued).toEqual([]);
-      expect(node.logObjects().find((l) => l.reason === 'permission_denied' && l.severity === 'ERROR')).toBeDefined();
+      expect(node.logObjects().find((l) => l.code === 'SINK_FAILING' && l.sink === 'pubsub' && l.reason === 'permission_denied')).toBeDefined();
       expectNoCrash(node);
 
       const issuedBefore = tokens.issued.length;
@@ -329,7 +329,7 @@ describe.runIf(run)('no Google credentials', () => {
     try {
       await node.waitReady();
       // run starts anyway (check-config refuses it): a missing key file is a failing dependency, not a config error.
-      expect(node.logObjects().some((l) => l.severity === 'WARNING' && String(l.message).startsWith(`GOOGLE_APPLICATION_CREDENTIALS: ${JSON.stringify(keyFile)} cannot be read`))).toBe(true);
+      expect(node.logObjects().some((l) => l.code === 'CONFIG_WARNING' && String(l.message).startsWith(`GOOGLE_APPLICATION_CREDENTIALS: ${JSON.stringify(keyFile)} cannot be read`))).toBe(true);
       await publish(node, 3, 'plant/b');
       const failing = await waitFailing(node, 'pubsub', 3);
       expect(failing.detail).toContain(`The file at ${keyFile} does not exist`);
@@ -498,11 +498,11 @@ describe.runIf(run)('no Google credentials', () => {
       try {
         await node.waitReady(15_000);
         await publish(node, 1, 'plant/e');
-        const lookups = () => node.logObjects().filter((l) => l.warning === 'MetadataLookupWarning');
+        const lookups = () => node.logObjects().filter((l) => l.code === 'GCE_METADATA_UNREACHABLE');
         // Each new client looks again (the start's check, then the write's after the refusal).
         await waitFor(() => lookups().length >= 2, 20_000, 'two MetadataLookupWarning log lines');
         const [first, ...later] = lookups();
-        expect(first).toMatchObject({ severity: 'WARNING', detail: expect.stringContaining('incorrect Metadata-Flavor header') });
+        expect(first).toMatchObject({ severity: 'WARNING', warning: 'MetadataLookupWarning', detail: expect.stringContaining('incorrect Metadata-Flavor header') });
         expect(first!.message).toContain('METADATA_SERVER_DETECTION=none');
         for (const l of later) expect(l.severity).toBe('DEBUG');
         const plain = node.logs.filter((l) => !l.startsWith('{'));

@@ -63,7 +63,7 @@ describe.runIf(run)('supervised Mosquitto in a running node', () => {
   it('a SIGTERM during start-up stops what was started and exits 0, leaving no Mosquitto behind', async () => {
     const node = await startNode({ MQTT_BROKER_MODE: 'mosquitto' });
     try {
-      await waitFor(() => node.logs.some((l) => l.includes('"message":"http listening"')), 20_000, 'http listening');
+      await waitFor(() => node.logObjects().some((l) => l.code === 'HTTP_LISTENING'), 20_000, 'http listening');
       node.proc.kill('SIGTERM');
       const { code } = await node.exited;
       expect(code).toBe(0);

@@ -220,9 +220,9 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
     expect(status.state).toBe('failing');
     expect(status.detail).toMatch(/projects\/mqtt-ingest-test\/topics\/no-such-topic does not exist/);
     expect(status.lastError).toMatch(/^topic_not_found: /);
-    const errors = logs.lines().filter((l) => l.severity === 'ERROR');
+    const errors = logs.lines().filter((l) => l.code === 'SINK_FAILING');
     expect(errors).toHaveLength(1); // throttled: the second write's identical failure is not logged again
-    expect(errors[0]).toMatchObject({ reason: 'topic_not_found', sink: 'pubsub', topic: 'projects/mqtt-ingest-test/topics/no-such-topic', failed: 2 });
+    expect(errors[0]).toMatchObject({ severity: 'ERROR', reason: 'topic_not_found', sink: 'pubsub', topic: 'projects/mqtt-ingest-test/topics/no-such-topic', failed: 2 });
     expect(errors[0]!.message).toBe(`Pub/Sub publishing is failing: ${status.detail}`);
   });
 

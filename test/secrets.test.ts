@@ -136,7 +136,7 @@ describe.runIf(canRun)('run with sm:// references (PRD, Mosquitto, TLS only, pas
       await waitFor(() => readFileSink(out).some((r) => r.payload === '{"bar":1.27}'), 20_000, 'the message in the file sink');
 
       const logs = node.logs.join('\n');
-      const resolved = node.logObjects().filter((l) => l.message === 'secret resolved');
+      const resolved = node.logObjects().filter((l) => l.code === 'SECRET_RESOLVED');
       expect(resolved.map((l) => [l.key, l.version]).sort()).toEqual([
         ['MQTT_AUTH_FILE', `${P}/mqtt-ingest-passwd/versions/2`],
         ['MQTT_TLS_CERT', `${P}/mqtt-ingest-tls-cert/versions/1`],
@@ -204,7 +204,7 @@ describe('run while Secret Manager does not answer', () => {
     });
     try {
       await waitFor(
-        () => node.logObjects().some((l) => String(l.message).startsWith(`still waiting for Secret Manager at http://${silent.host} (1 sm:// references) after`)),
+        () => node.logObjects().some((l) => l.code === 'SECRET_MANAGER_SLOW' && String(l.message).startsWith(`still waiting for Secret Manager at http://${silent.host} (1 sm:// references) after`)),
         10_000,
         'the waiting notice',
       );

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import { PassThroughClient, type AuthClient } from 'google-auth-library';
 import { crc32c } from '../core/crc32c.js';
-import { ConfigError, IngestError } from '../core/errors.js';
+import { ConfigError, IngestError, withCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { loadConfig, type LoadResult } from './load.js';
 import { keyMeta, type ConfigKey } from './schema.js';
@@ -123,7 +123,7 @@ export async function resolveSecretRefs(
       } else {
         values[name] = payload.data.toString('utf8').replace(/\r?\n$/, '');
       }
-      opts.logger?.info({ key: name, reference: formatSecretRef(ref), version: payload.versionName }, 'secret resolved');
+      opts.logger?.info(withCode('SECRET_RESOLVED', { key: name, reference: formatSecretRef(ref), version: payload.versionName }), 'secret resolved');
     });
   } catch (err) {
     cleanup();
@@ -163,7 +163,7 @@ export async function resolveConfigSecrets(
   const started = Date.now();
   const notice = setInterval(() => {
     const s = Math.round((Date.now() - started) / 1000);
-    opts.logger?.warn({ endpoint, references: count }, `still waiting for Secret Manager at ${endpoint} (${count} sm:// references) after ${s} s…`);
+    opts.logger?.warn(withCode('SECRET_MANAGER_SLOW', { endpoint, references: count }), `still waiting for Secret Manager at ${endpoint} (${count} sm:// references) after ${s} s…`);
   }, waitNoticeMs(opts.env));
   notice.unref();
   try {

@@ -64,7 +64,7 @@ describe('SinkHealth', () => {
     stepWall(-3_600_000);
     advance(LOUD_LOG_INTERVAL_MS);
     health.wrote([denied]);
-    expect(lines.filter((l) => l.severity === 'ERROR')).toHaveLength(2);
+    expect(lines.filter((l) => l.code === 'SINK_FAILING')).toHaveLength(2);
     expect(health.status().lastErrorAt).toBe('2025-12-31T23:01:00.000Z');
   });
 

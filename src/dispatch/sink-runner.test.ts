@@ -181,12 +181,12 @@ describe('dispatcher', () => {
     expect(d.status().pubsub.state).toBe('ok');
     await d.stop(1000);
     const health = lines.filter((l) => String(l.message).startsWith('X '));
-    expect(health.map((l) => [l.severity, l.message, l.reason])).toEqual([
-      ['WARNING', 'X failed', 'unavailable'],
-      ['ERROR', 'X is failing: create the topic', 'topic_not_found'], // once, however often the writes failed
-      ['INFO', 'X recovered', undefined],
-      ['ERROR', 'X is failing: change the table', 'schema_mismatch'],
-      ['INFO', 'X recovered', undefined],
+    expect(health.map((l) => [l.severity, l.code, l.message, l.reason])).toEqual([
+      ['WARNING', 'SINK_DEGRADED', 'X failed', 'unavailable'],
+      ['ERROR', 'SINK_FAILING', 'X is failing: create the topic', 'topic_not_found'], // once, however often the writes failed
+      ['INFO', 'SINK_RECOVERED', 'X recovered', undefined],
+      ['ERROR', 'SINK_FAILING', 'X is failing: change the table', 'schema_mismatch'],
+      ['INFO', 'SINK_RECOVERED', 'X recovered', undefined],
     ]);
     expect(health[1]).toMatchObject({ sink: 'pubsub', topic: 'projects/p/topics/t', component: 'sink.pubsub', failed: 3 });
     spool.close();
