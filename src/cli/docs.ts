@@ -7,7 +7,7 @@ import { replaceGenerated } from '../sinks/bigquery/schema-docs.js';
 
 /**
  * `mqtt-ingest docs config`: the configuration reference, generated from the schema (`npm run docs`);
- * `mqtt-ingest docs errors`: the error codes, generated from the catalogue in src/core/errors.ts.
+ * `mqtt-ingest docs errors`: the error codes, generated from the catalogue in src/core/error-catalogue.ts.
  */
 export function registerDocs(program: Command): void {
   const docs = program.command('docs').description('print generated documentation');

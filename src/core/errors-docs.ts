@@ -1,9 +1,9 @@
 /**
- * Renders docs/errors.md from the catalogue in errors.ts, so the reference operators read cannot drift from the
+ * Renders docs/errors.md from the catalogue in error-catalogue.ts, so the reference operators read cannot drift from the
  * codes the node logs: a unit test fails when the committed file differs (regenerate with
  * `node bin/mqtt-ingest.js docs errors > docs/errors.md` after `npm run build`).
  */
-import { ERROR_SECTIONS } from './errors.js';
+import { ERROR_SECTIONS } from './error-catalogue.js';
 
 /** A table cell: one line, `|` escaped. */
 function cell(text: string): string {
@@ -17,7 +17,7 @@ export function renderErrorDocs(): string {
   });
   return `# Error codes
 
-<!-- Generated from src/core/errors.ts by \`mqtt-ingest docs errors\`; do not edit by hand. -->
+<!-- Generated from src/core/error-catalogue.ts by \`mqtt-ingest docs errors\`; do not edit by hand. -->
 
 Every failure the node and its commands report, and every important event in its log, has a code. Codes never
 change their name or meaning, so alerts and log queries can rely on them; the English words of a message stay
