@@ -62,9 +62,12 @@ const report = {
 };
 const outDir = values.out ?? path.join(ROOT, 'bench', 'results');
 mkdirSync(outDir, { recursive: true });
-const name = quick ? 'quick-latest.json' : 'latest.json';
-writeFileSync(path.join(outDir, name), JSON.stringify(report, null, 2) + '\n');
-if (!quick && !values.out) {
+// Only a full run of every case stands for the node: a quick or partial (--only) run gets a file of its own and
+// leaves latest.json, the dated record and docs/performance.md as the last full run wrote them.
+const full = !quick && !only;
+const name = quick ? 'quick-latest.json' : only ? 'only-latest.json' : 'latest.json';
+writeFileSync(path.join(outDir, name), JSON.stringify({ ...report, only: only ? [...only] : undefined }, null, 2) + '\n');
+if (full && !values.out) {
   writeFileSync(path.join(outDir, `${report.when.replace(/[:.]/g, '-')}.json`), JSON.stringify(report, null, 2) + '\n');
   updatePerformanceDoc(table, report.when);
 }
