@@ -160,6 +160,11 @@ const SINKS = {
     meaning: 'a sink\'s writes fail for a passing reason (an outage, throttling, a timeout): the spool keeps the messages and the dispatcher retries with backoff',
     action: 'nothing unless it lasts; watch `mqtt_ingest_spool_oldest_age_seconds`',
   },
+  SINK_BACKING_OFF: {
+    meaning:
+      'no message of a batch went through, so the dispatcher waits before the next attempt (logged at the 1st and every 10th failure in a row; `retryInMs` says how long, `reason` and `detail` why); the messages stay in the spool',
+    action: 'read `detail`, and the Pub/Sub or BigQuery sink\'s `SINK_FAILING` or `SINK_DEGRADED` line; `/readyz` `components.sinks` shows the state',
+  },
   SINK_RECOVERED: { meaning: 'a sink delivers again after `SINK_FAILING` or `SINK_DEGRADED`', action: 'nothing' },
   SINK_CLOSE_FAILED: {
     meaning: 'a sink did not close cleanly at the stop; what it had not delivered stays in the spool',

@@ -132,7 +132,8 @@ describe('dispatcher', () => {
     fill(spool, 25);
     let down = true;
     const sink = new ScriptedSink(() => (down ? retryable('unavailable', 'connection refused', 'degraded') : delivered));
-    const d = dispatcher(spool, sink);
+    const { logger, lines } = captureLogs();
+    const d = dispatcher(spool, sink, {}, undefined, logger);
     d.start();
     await vi.advanceTimersByTimeAsync(150);
     expect(spool.stats().messages).toBe(25);
@@ -150,6 +151,10 @@ describe('dispatcher', () => {
     await until(() => spool.stats().messages === 0);
     expect(spool.stats().messages).toBe(0);
     expect(d.status().pubsub).toMatchObject({ state: 'ok', consecutiveFailures: 0, lastDeliveryAt: expect.stringMatching(/^2026-01-01T00:00:00\.\d{3}Z$/) });
+    // The first failure of a run is logged (then every 10th), with its code, reason and wait.
+    const backingOff = lines.filter((l) => l.code === 'SINK_BACKING_OFF');
+    expect(backingOff[0]).toMatchObject({ severity: 'WARNING', sink: 'pubsub', reason: 'unavailable', detail: 'connection refused', failures: 1, retryInMs: expect.any(Number) });
+    expect(backingOff.length).toBeLessThan(sink.writes.length);
     await d.stop(1000);
     spool.close();
   });

@@ -268,7 +268,7 @@ export class SinkRunner {
       this.metrics.sinkUp.set({ sink: this.sink.name }, 0);
       const log = this.backoff.failures === 1 || this.backoff.failures % 10 === 0 ? 'warn' : 'debug';
       this.logger[log](
-        { sink: this.sink.name, reason: firstRetry.reason, detail: firstRetry.detail, messages: batch.length, retryInMs: delay, failures: this.backoff.failures },
+        withCode('SINK_BACKING_OFF', { sink: this.sink.name, reason: firstRetry.reason, detail: firstRetry.detail, messages: batch.length, retryInMs: delay, failures: this.backoff.failures }),
         'sink write failed; retrying with backoff',
       );
     } else if (delivered.length > 0 || dead.length > 0) {
