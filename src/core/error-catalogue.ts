@@ -183,6 +183,10 @@ const SINKS = {
     action: 'see the line\'s `reason` and `detail` (docs/pubsub.md); then as `MESSAGE_DEAD_LETTERED`',
   },
   BIGQUERY_CREATED: { meaning: 'the BigQuery sink created its dataset or table (`BIGQUERY_AUTO_CREATE`)', action: 'nothing' },
+  BIGQUERY_COLUMNS_ADDED: {
+    meaning: 'the BigQuery sink added the NULLABLE columns its raw table lacked (`columns`; a table made by an older version) through tables.patch (`BIGQUERY_AUTO_CREATE`)',
+    action: 'nothing',
+  },
   BIGQUERY_TABLE_LAYOUT: {
     meaning: 'the BigQuery table is partitioned or clustered otherwise than the raw table; writes work, queries are slower or dearer',
     action: 'recreate the table with the layout of docs/bigquery.md when convenient',

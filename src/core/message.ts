@@ -12,6 +12,17 @@ export interface InboundMessage {
    */
   packetId?: number;
   dup?: boolean;
+  /** MQTT 5 user properties and content type of the PUBLISH; absent when it had none (and for MQTT 3.1.1). */
+  properties?: MessageProperties;
+}
+
+/**
+ * What the node keeps of an MQTT 5 PUBLISH's properties. A user property name may occur more than once
+ * (MQTT 5 §3.3.2.3.7): its values are then an array, in the order they came.
+ */
+export interface MessageProperties {
+  userProperties?: Record<string, string | string[]>;
+  contentType?: string;
 }
 
 /** A message committed to the spool. `seq` orders the spool; `messageId` is the stable identity. */
@@ -24,6 +35,8 @@ export interface SpooledMessage {
   qos: 0 | 1 | 2;
   retain: boolean;
   receivedAt: number;
+  /** As the PUBLISH carried them (InboundMessage.properties); absent when it had none. */
+  properties?: MessageProperties;
 }
 
 /** The sink names of the contract: metric labels and CLI `--sink` values. */

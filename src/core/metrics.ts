@@ -41,6 +41,12 @@ export class Metrics {
     help: 'Dead letters currently held in the spool.',
     registers: [this.registry],
   });
+  readonly propertiesDropped = new Counter({
+    name: 'mqtt_ingest_properties_dropped_total',
+    help: "MQTT 5 properties a sink left out of a delivered message because they do not fit its destination's limits, per sink and reason.",
+    labelNames: ['sink', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly rejectedInbound = new Counter({
     name: 'mqtt_ingest_messages_rejected_total',
     help: 'Inbound messages refused before the spool, per reason.',

@@ -27,7 +27,7 @@ const WINDOW_ENTRY_BYTES = 14;
 /** About what a commit of these messages adds on disk: their rows (as counted for SPOOL_MAX_BYTES) and journal entries. */
 export function commitBytes(messages: readonly SourcedMessage[]): number {
   let n = 0;
-  for (const m of messages) n += messageBytes(m.topic, m.payload) + WINDOW_ENTRY_BYTES;
+  for (const m of messages) n += messageBytes(m.topic, m.payload, m.properties) + WINDOW_ENTRY_BYTES;
   return n;
 }
 
@@ -88,7 +88,7 @@ export class GroupAppend {
         const result = { stored: true as const, seq: 0, messageId: this.newId(m.receivedAt) };
         results.push(result);
         rows.push({ m, result });
-        addedBytes += messageBytes(m.topic, m.payload);
+        addedBytes += messageBytes(m.topic, m.payload, m.properties);
       }
       this.rows.insert(rows);
       this.window.write();

@@ -9,12 +9,30 @@ import { crc32c, crc32cText, crc32cUint } from '../core/crc32c.js';
  *
  * Stored as a signed 32-bit integer (4 bytes in SQLite's record format rather than 6). NULL means the row
  * has none: written by a spool of format version 1. `dlq replay` computes it again from the dead letter's bytes.
+ *
+ * A row with MQTT 5 properties (format 3) continues the CRC over them as stored: a byte saying which of the
+ * two cells are set, then each set cell's length (4 bytes) and text. A row without them gets exactly the
+ * checksum format 2 gave it, so rows written before the property columns existed still verify.
  */
-export function rowChecksum(topic: string, payload: Buffer, messageId: string, qos: number, retain: boolean, receivedAt: number): number {
+export function rowChecksum(
+  topic: string,
+  payload: Buffer,
+  messageId: string,
+  qos: number,
+  retain: boolean,
+  receivedAt: number,
+  userProperties: string | null = null,
+  contentType: string | null = null,
+): number {
   let crc = crc32c(payload, topicSeed(topic));
   crc = crc32cText(messageId, crc);
   crc = crc32cUint(qos | (retain ? 4 : 0), 1, crc);
-  return crc32cUint(receivedAt, 6, crc) | 0;
+  crc = crc32cUint(receivedAt, 6, crc);
+  if (userProperties === null && contentType === null) return crc | 0;
+  crc = crc32cUint((userProperties === null ? 0 : 1) | (contentType === null ? 0 : 2), 1, crc);
+  if (userProperties !== null) crc = crc32cText(userProperties, crc32cUint(userProperties.length, 4, crc));
+  if (contentType !== null) crc = crc32cText(contentType, crc32cUint(contentType.length, 4, crc));
+  return crc | 0;
 }
 
 /**

@@ -83,6 +83,23 @@ function layout(db: Database.Database): unknown {
   return { objects, columns, indexes };
 }
 
+/**
+ * What format 3 adds to a format 2 file, spelled out as the migration must run it: the property columns at
+ * the end of both message tables.
+ */
+const FORMAT_2_TO_3_SQL = `
+ALTER TABLE messages ADD COLUMN user_properties TEXT;
+ALTER TABLE messages ADD COLUMN content_type TEXT;
+ALTER TABLE dead_letters ADD COLUMN user_properties TEXT;
+ALTER TABLE dead_letters ADD COLUMN content_type TEXT;
+`;
+
+/** The columns and indexes alone (a new file's CREATE TABLE text differs from a migrated one's). */
+function columnsOf(file: string): unknown {
+  const { columns, indexes } = fileLayout(file) as { columns: unknown; indexes: unknown };
+  return { columns, indexes };
+}
+
 function fileLayout(file: string): unknown {
   const db = new Database(file, { readonly: true });
   try {
@@ -116,25 +133,32 @@ function writeFormat2Spool(dir: string): void {
   writeCommitRecord(dir, 3);
 }
 
-describe('the message columns (columns.ts): the file format of version 2 unchanged', () => {
-  it('a new spool has the tables, columns, types, order and indexes format 2 always had', () => {
+describe('the message columns (columns.ts): format 2 kept, format 3 adding the property columns at the end', () => {
+  it("a new spool has format 2's tables, columns, types, order and indexes, then the property columns", () => {
     const dir = tempDir();
     Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] }).close();
     const reference = path.join(tempDir(), 'spool.db');
     const db = new Database(reference);
     db.exec(FORMAT_2_SQL);
+    db.exec(FORMAT_2_TO_3_SQL);
     db.close();
-    expect(fileLayout(path.join(dir, 'spool.db'))).toEqual(fileLayout(reference));
+    expect(columnsOf(path.join(dir, 'spool.db'))).toEqual(columnsOf(reference));
   });
 
-  it('a spool.db written before opens and drains unchanged', () => {
+  it('a spool.db written in format 2 is migrated at open and drains unchanged', () => {
     const dir = tempDir();
     writeFormat2Spool(dir);
-    const before = fileLayout(path.join(dir, 'spool.db'));
+    // What the file must look like after the migration: the same file, migrated by hand.
+    const referenceDir = tempDir();
+    writeFormat2Spool(referenceDir);
+    const reference = new Database(path.join(referenceDir, 'spool.db'));
+    reference.exec(FORMAT_2_TO_3_SQL);
+    reference.close();
+    const before = fileLayout(path.join(referenceDir, 'spool.db'));
     const corrupt: [SinkName, readonly DeadLetterInput[]][] = [];
     const spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file', 'pubsub'], onCorrupt: (sink, items) => corrupt.push([sink, items]) });
     expect(spool.openWarnings).toEqual([]);
-    expect(spool.getMeta('schema_version')).toBe('2');
+    expect(spool.getMeta('schema_version')).toBe('3');
     expect(spool.getMeta('spool_id')).toBe(SPOOL_ID);
     // The bigquery row: no longer routed, so dead-lettered at open with the whole message.
     expect(spool.releasedAtOpen).toEqual({ bigquery: 1 });

@@ -1,10 +1,10 @@
 import type Database from 'better-sqlite3';
-import type { SinkName, SpooledMessage } from '../core/message.js';
+import type { MessageProperties, SinkName, SpooledMessage } from '../core/message.js';
 
 /**
  * The columns of the two tables that hold messages, in table order, and the one codec between their rows and
  * the messages in memory. The CREATE TABLE text (schema.ts), the INSERT and SELECT column lists and the row
- * tuples all follow these lists. Order, names and declarations are the file format (format version 2, as
+ * tuples all follow these lists. Order, names and declarations are the file format (format version 3, as
  * SCHEMA_VERSION says): a column is only ever added at the end, through a new version and its migration.
  */
 export interface Column {
@@ -32,11 +32,21 @@ export const MESSAGE_COLUMNS: readonly Column[] = [
   { name: 'received_at', decl: 'INTEGER NOT NULL' },
 ];
 
+/**
+ * A message's MQTT 5 properties, at the end of both tables (format 3 added them): NULL when the message had
+ * none, so a message without properties costs two NULL cells and no JSON.
+ */
+export const PROPERTY_COLUMNS: readonly Column[] = [
+  { name: 'user_properties', decl: 'TEXT', note: 'JSON object of the MQTT 5 user properties (a repeated name: the array of its values); NULL: none' },
+  { name: 'content_type', decl: 'TEXT', note: 'MQTT 5 content type; NULL: none' },
+];
+
 export const MESSAGES = table('messages', [
   { name: 'seq', decl: 'INTEGER PRIMARY KEY AUTOINCREMENT' },
   ...MESSAGE_COLUMNS,
   { name: 'pending', decl: 'INTEGER NOT NULL', note: 'bit mask of the sinks that still have to deliver (or dead-letter) this message' },
   { name: 'crc', decl: 'INTEGER', note: "checksum.ts: CRC-32C of the message's columns at commit; NULL: none (format 1 rows, dlq replays)" },
+  ...PROPERTY_COLUMNS,
 ]);
 
 export const DEAD_LETTERS = table('dead_letters', [
@@ -46,6 +56,7 @@ export const DEAD_LETTERS = table('dead_letters', [
   { name: 'detail', decl: 'TEXT NOT NULL' },
   ...MESSAGE_COLUMNS,
   { name: 'dead_at', decl: 'INTEGER NOT NULL' },
+  ...PROPERTY_COLUMNS,
 ]);
 
 /** Names padded to the longest plus one, types likewise, so the schema reads as a table. */
@@ -73,10 +84,11 @@ export function insertMessagesSql(rows = 1): string {
 }
 
 /** What a lease reads of a row (with `.raw()`): seq, the message's columns and the checksum, not the pending bits. */
-export const LEASED_COLUMNS = `seq, ${names(MESSAGE_COLUMNS)}, crc`;
+export const LEASED_COLUMNS = `seq, ${names(MESSAGE_COLUMNS)}, crc, ${names(PROPERTY_COLUMNS)}`;
 
 /** A row as LEASED_COLUMNS reads it, positional: one array per message instead of an object too. */
-export type LeasedRow = [seq: number, messageId: string, topic: string, payload: Buffer, qos: number, retain: number, receivedAt: number, crc: number | null];
+export type LeasedRow = [seq: number, messageId: string, topic: string, payload: Buffer, qos: number, retain: number, receivedAt: number,
+  crc: number | null, userProperties: string | null, contentType: string | null];
 
 /** Every column of `dead_letters`, in table order (a row to read with `.raw()`: deadLetterOfRow). */
 export const DEAD_LETTER_COLUMNS = names(DEAD_LETTERS.columns);
@@ -93,6 +105,8 @@ export type DeadLetterRow = [
   retain: number,
   receivedAt: number,
   deadAt: number,
+  userProperties: string | null,
+  contentType: string | null,
 ];
 
 export const INSERT_DEAD_LETTER_SQL = `INSERT INTO dead_letters (${names(written(DEAD_LETTERS))}) VALUES ${params(written(DEAD_LETTERS))}`;
@@ -104,29 +118,78 @@ export interface MessageFields {
   qos: number;
   retain: boolean;
   receivedAt: number;
+  properties?: MessageProperties;
 }
 
 // The codec below writes and reads positions by hand (no loop over the column list per message: the group
 // commit and the lease are the hot paths). The lists above must name the columns in the order it uses.
-expectOrder(MESSAGES, ['seq', 'message_id', 'topic', 'payload', 'qos', 'retain', 'received_at', 'pending', 'crc']);
-expectOrder(DEAD_LETTERS, ['id', 'sink', 'reason', 'detail', 'message_id', 'topic', 'payload', 'qos', 'retain', 'received_at', 'dead_at']);
+expectOrder(MESSAGES, ['seq', 'message_id', 'topic', 'payload', 'qos', 'retain', 'received_at', 'pending', 'crc', 'user_properties', 'content_type']);
+expectOrder(DEAD_LETTERS, ['id', 'sink', 'reason', 'detail', 'message_id', 'topic', 'payload', 'qos', 'retain', 'received_at', 'dead_at', 'user_properties', 'content_type']);
 
 function expectOrder(t: Table, codec: readonly string[]): void {
   if (names(t.columns) !== codec.join(', ')) throw new Error(`${t.name} columns (${names(t.columns)}) out of step with their codec (${codec.join(', ')})`);
 }
 
-/** Appends the values of one `messages` row (insertMessagesSql's order) to a multi-row INSERT's parameters. */
-export function pushMessageRow(out: unknown[], messageId: string, m: MessageFields, pending: number, crc: number | null): void {
-  out.push(messageId, m.topic, m.payload, m.qos, m.retain ? 1 : 0, m.receivedAt, pending, crc);
+/**
+ * The `user_properties` cell of a message: its user properties as JSON text, null without any. Computed once
+ * per row by the caller, which needs it for the checksum too; a message without properties costs no JSON.
+ */
+export function userPropertiesText(m: MessageFields): string | null {
+  const u = m.properties?.userProperties;
+  return u === undefined ? null : JSON.stringify(u);
+}
+
+/** The `content_type` cell of a message. */
+export function contentTypeText(m: MessageFields): string | null {
+  return m.properties?.contentType ?? null;
+}
+
+/**
+ * Appends the values of one `messages` row (insertMessagesSql's order) to a multi-row INSERT's parameters;
+ * `userProperties` is userPropertiesText(m).
+ */
+export function pushMessageRow(out: unknown[], messageId: string, m: MessageFields, pending: number, crc: number | null, userProperties: string | null): void {
+  out.push(messageId, m.topic, m.payload, m.qos, m.retain ? 1 : 0, m.receivedAt, pending, crc, userProperties, contentTypeText(m));
 }
 
 /** The same row, bound to a one-row INSERT as arguments: spreading an array into run() costs about a quarter more per row. */
-export function insertMessageRow(insert: Database.Statement, messageId: string, m: MessageFields, pending: number, crc: number | null): Database.RunResult {
-  return insert.run(messageId, m.topic, m.payload, m.qos, m.retain ? 1 : 0, m.receivedAt, pending, crc);
+export function insertMessageRow(
+  insert: Database.Statement,
+  messageId: string,
+  m: MessageFields,
+  pending: number,
+  crc: number | null,
+  userProperties: string | null,
+): Database.RunResult {
+  return insert.run(messageId, m.topic, m.payload, m.qos, m.retain ? 1 : 0, m.receivedAt, pending, crc, userProperties, contentTypeText(m));
 }
 
 export function leasedMessage(r: LeasedRow): SpooledMessage {
-  return { seq: r[0], messageId: r[1], topic: r[2], payload: r[3], qos: r[4] as 0 | 1 | 2, retain: r[5] === 1, receivedAt: r[6] };
+  const m: SpooledMessage = { seq: r[0], messageId: r[1], topic: r[2], payload: r[3], qos: r[4] as 0 | 1 | 2, retain: r[5] === 1, receivedAt: r[6] };
+  if (r[8] !== null || r[9] !== null) m.properties = propertiesOf(r[8], r[9]);
+  return m;
+}
+
+/** The cells of the property columns as the lease read them (for the checksum: the stored text itself). */
+export function leasedPropertyCells(r: LeasedRow): [userProperties: string | null, contentType: string | null] {
+  return [r[8], r[9]];
+}
+
+/**
+ * The properties of a row. Text that no longer parses (bytes damaged on disk) leaves the user properties
+ * out rather than failing the lease: the row's checksum, computed over the stored text, dead-letters it.
+ */
+function propertiesOf(userProperties: string | null, contentType: string | null): MessageProperties {
+  const p: MessageProperties = {};
+  if (userProperties !== null) {
+    try {
+      p.userProperties = JSON.parse(userProperties) as Record<string, string | string[]>;
+    } catch {
+      // left out; see above
+    }
+  }
+  if (contentType !== null) p.contentType = contentType;
+  return p;
 }
 
 /** The checksum written at commit (checksum.ts); null for a row without one. */
@@ -135,11 +198,13 @@ export function leasedChecksum(r: LeasedRow): number | null {
 }
 
 export function insertDeadLetterRow(insert: Database.Statement, sink: SinkName, reason: string, detail: string, m: SpooledMessage, deadAt: number): void {
-  insert.run(sink, reason, detail, m.messageId, m.topic, m.payload, m.qos, m.retain ? 1 : 0, m.receivedAt, deadAt);
+  insert.run(sink, reason, detail, m.messageId, m.topic, m.payload, m.qos, m.retain ? 1 : 0, m.receivedAt, deadAt, userPropertiesText(m), contentTypeText(m));
 }
 
 export function deadLetterOfRow(r: DeadLetterRow): DeadLetter {
-  return { id: r[0], sink: r[1], reason: r[2], detail: r[3], messageId: r[4], topic: r[5], payload: r[6], qos: r[7], retain: r[8] === 1, receivedAt: r[9], deadAt: r[10] };
+  const d: DeadLetter = { id: r[0], sink: r[1], reason: r[2], detail: r[3], messageId: r[4], topic: r[5], payload: r[6], qos: r[7], retain: r[8] === 1, receivedAt: r[9], deadAt: r[10] };
+  if (r[11] !== null || r[12] !== null) d.properties = propertiesOf(r[11], r[12]);
+  return d;
 }
 
 /** A dead letter as the dlq commands and replay read it: the message, its sink, the reason and when. */
@@ -155,4 +220,5 @@ export interface DeadLetter {
   retain: boolean;
   receivedAt: number;
   deadAt: number;
+  properties?: MessageProperties;
 }

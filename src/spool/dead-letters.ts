@@ -10,6 +10,7 @@ import {
   insertDeadLetterRow,
   insertMessageRow,
   insertMessagesSql,
+  userPropertiesText,
   type DeadLetter,
   type DeadLetterRow,
 } from './columns.js';
@@ -42,7 +43,7 @@ export class DeadLetterStore {
   insert(sink: SinkName, { message, reason, detail }: DeadLetterInput): number {
     this.insertStmt ??= this.db.prepare(INSERT_DEAD_LETTER_SQL);
     insertDeadLetterRow(this.insertStmt, sink, reason, detail, message, this.clock.now());
-    return messageBytes(message.topic, message.payload);
+    return messageBytes(message.topic, message.payload, message.properties);
   }
 
   count(filter: { sink?: SinkName; ids?: number[] } = {}): number {
@@ -72,7 +73,8 @@ export class DeadLetterStore {
 
   /**
    * Puts dead letters back for delivery to the sink that rejected them: one new spool row each, with
-   * its original message_id (so the destination can still de-duplicate), then deletes the dead letters.
+   * its original message_id and properties (so the destination can still de-duplicate), then deletes the
+   * dead letters.
    */
   replay(filter: { sink?: SinkName; ids?: number[] }, bitOf: (sink: SinkName) => number): number {
     const { where, params } = this.where(filter);
@@ -82,8 +84,9 @@ export class DeadLetterStore {
       const remove = this.db.prepare('DELETE FROM dead_letters WHERE id = ?');
       for (const d of letters) {
         // The replayed row gets its checksum from the dead letter's bytes, so damage after the replay is caught.
-        const crc = rowChecksum(d.topic, d.payload, d.messageId, d.qos, d.retain, d.receivedAt);
-        insertMessageRow(insert, d.messageId, d, bitOf(d.sink), crc);
+        const up = userPropertiesText(d);
+        const crc = rowChecksum(d.topic, d.payload, d.messageId, d.qos, d.retain, d.receivedAt, up, d.properties?.contentType ?? null);
+        insertMessageRow(insert, d.messageId, d, bitOf(d.sink), crc, up);
         remove.run(d.id);
       }
       return letters.length;

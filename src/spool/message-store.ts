@@ -7,14 +7,16 @@ import {
   LEASED_COLUMNS,
   leasedChecksum,
   leasedMessage,
+  leasedPropertyCells,
   pushMessageRow,
+  userPropertiesText,
   type LeasedRow,
 } from './columns.js';
 import { rowChecksum } from './checksum.js';
 import { RECOUNT, type CounterDelta } from './counters.js';
 import type { DeadLetterInput } from './dead-letters.js';
 
-/** Rows per multi-row INSERT (8 parameters each: far below SQLite's limit of 32,766 parameters). */
+/** Rows per multi-row INSERT (10 parameters each: far below SQLite's limit of 32,766 parameters). */
 const INSERT_CHUNK = 50;
 
 /** A message of a commit and the result its row's seq is written into. */
@@ -24,7 +26,7 @@ export interface NewRow {
 }
 
 /** What `ack` needs of a delivered message: its row, and what it was charged against SPOOL_MAX_BYTES. */
-export type AckedMessage = Pick<SpooledMessage, 'seq' | 'topic' | 'payload'>;
+export type AckedMessage = Pick<SpooledMessage, 'seq' | 'topic' | 'payload' | 'properties'>;
 
 /** One read of a lease (besides the messages to deliver): the highest seq read, and the rows found corrupt. */
 export interface LeaseRead {
@@ -70,15 +72,18 @@ export class MessageStore {
       args.length = 0;
       for (let j = i; j < i + INSERT_CHUNK; j++) {
         const { m, result } = rows[j]!;
-        pushMessageRow(args, result.messageId, m, this.routeMask, rowChecksum(m.topic, m.payload, result.messageId, m.qos, m.retain, m.receivedAt));
+        const up = userPropertiesText(m);
+        const crc = rowChecksum(m.topic, m.payload, result.messageId, m.qos, m.retain, m.receivedAt, up, m.properties?.contentType ?? null);
+        pushMessageRow(args, result.messageId, m, this.routeMask, crc, up);
       }
       const last = Number(this.stmt.insertChunk.run(...args).lastInsertRowid);
       for (let j = 0; j < INSERT_CHUNK; j++) rows[i + j]!.result.seq = last - INSERT_CHUNK + 1 + j;
     }
     for (; i < rows.length; i++) {
       const { m, result } = rows[i]!;
-      const crc = rowChecksum(m.topic, m.payload, result.messageId, m.qos, m.retain, m.receivedAt);
-      result.seq = Number(insertMessageRow(this.stmt.insert, result.messageId, m, this.routeMask, crc).lastInsertRowid);
+      const up = userPropertiesText(m);
+      const crc = rowChecksum(m.topic, m.payload, result.messageId, m.qos, m.retain, m.receivedAt, up, m.properties?.contentType ?? null);
+      result.seq = Number(insertMessageRow(this.stmt.insert, result.messageId, m, this.routeMask, crc, up).lastInsertRowid);
     }
   }
 
@@ -99,7 +104,8 @@ export class MessageStore {
       last = m.seq;
       const crc = leasedChecksum(r);
       if (crc !== null) {
-        const now = rowChecksum(m.topic, m.payload, m.messageId, m.qos, m.retain, m.receivedAt);
+        const [up, ct] = leasedPropertyCells(r);
+        const now = rowChecksum(m.topic, m.payload, m.messageId, m.qos, m.retain, m.receivedAt, up, ct);
         if (now !== crc) {
           corrupt.push({ message: m, reason: 'corrupt', detail: corruptDetail(this.file, m.seq, crc, now) });
           continue;
@@ -134,7 +140,7 @@ export class MessageStore {
       const removed = this.stmt.deleteOnly.run({ bit, list }).changes;
       if (removed !== messages.length) return RECOUNT;
       let bytes = 0;
-      for (const m of messages) bytes -= messageBytes(m.topic, m.payload);
+      for (const m of messages) bytes -= messageBytes(m.topic, m.payload, m.properties);
       return { messages: removed, bytes, pending: removed, deadLetters: 0, recount: false };
     }
     const changed = this.stmt.clearBits.run({ bit, list }).changes;

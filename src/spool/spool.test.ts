@@ -277,6 +277,6 @@ describe('spool', () => {
     const spool = Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] });
     spool.setMeta('schema_version', '99');
     spool.close();
-    expect(() => Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] })).toThrow(/version 99.*version 2/);
+    expect(() => Spool.open({ dir, maxBytes: 1e9, sinks: ['file'] })).toThrow(/version 99.*version 3/);
   });
 });

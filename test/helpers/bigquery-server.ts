@@ -3,6 +3,9 @@
  * may rely on), as strictly as BigQuery (API reference: https://cloud.google.com/bigquery/docs/reference/rest):
  *
  * - datasets.get / datasets.insert, tables.get / tables.insert (schema, timePartitioning, clustering checked);
+ * - tables.patch (PATCH): a schema may only add NULLABLE (or REPEATED) columns and relax REQUIRED to NULLABLE;
+ *   removing or retyping a column, or adding a REQUIRED one, is refused as BigQuery refuses it (400 `invalid`,
+ *   "Provided Schema does not match Table …");
  * - tabledata.insertAll: each row is checked against the table's schema (bigquery-rows.ts). Without
  *   `skipInvalidRows`, one invalid row makes the whole request insert nothing: the invalid rows get reason
  *   `invalid`, every other row of that request `stopped`, in a 200 response's `insertErrors`;
@@ -163,6 +166,7 @@ export async function startBigQueryServer(opts: { projectId?: string; port?: num
     const state = tables.get(`${dataset}.${table}`);
     if (!state) throw new HttpError(404, 'notFound', `Not found: Table ${projectId}:${dataset}.${table}`);
     if (!insertAll) {
+      if (req.method === 'PATCH') return { status: 200, json: tableResource(patchTable(state, json)) };
       if (req.method !== 'GET') throw new HttpError(405, 'badRequest', 'Method not allowed');
       return { status: 200, json: tableResource(state) };
     }
@@ -213,6 +217,40 @@ export async function startBigQueryServer(opts: { projectId?: string; port?: num
       ids: new Set(),
     };
     tables.set(`${dataset}.${id}`, state);
+    return state;
+  };
+
+  /** tables.patch: fields given replace the table's; a schema only as BigQuery lets an existing table's change. */
+  const patchTable = (state: TableState, json: Record<string, any>): TableState => {
+    const ref = state.resource.tableReference;
+    const name = `${projectId}:${ref.datasetId}.${ref.tableId}`;
+    const { tableReference: _ignored, schema, ...rest } = json;
+    if (schema !== undefined) {
+      const fields = schema?.fields as FieldSchema[];
+      const problem = schemaProblem(fields);
+      if (problem) throw new HttpError(400, 'invalid', problem);
+      const refuse = (why: string) => new HttpError(400, 'invalid', `Provided Schema does not match Table ${name}. ${why}`);
+      const next = new Map(fields.map((f) => [f.name.toLowerCase(), f]));
+      const old = new Set<string>();
+      for (const f of state.resource.schema.fields) {
+        old.add(f.name.toLowerCase());
+        const n = next.get(f.name.toLowerCase());
+        if (!n) throw refuse(`Field ${f.name} is missing in new schema`);
+        const [was, now] = [String(f.type).toUpperCase(), String(n.type).toUpperCase()];
+        if (was !== now) throw refuse(`Field ${f.name} has changed type from ${was} to ${now}`);
+        const [wasMode, nowMode] = [String(f.mode ?? 'NULLABLE').toUpperCase(), String(n.mode ?? 'NULLABLE').toUpperCase()];
+        if (wasMode !== nowMode && !(wasMode === 'REQUIRED' && nowMode === 'NULLABLE')) {
+          throw refuse(`Field ${f.name} has changed mode from ${wasMode} to ${nowMode}`);
+        }
+      }
+      for (const f of fields) {
+        if (!old.has(f.name.toLowerCase()) && String(f.mode ?? 'NULLABLE').toUpperCase() === 'REQUIRED') {
+          throw refuse(`Cannot add required fields to an existing schema. (field: ${f.name})`);
+        }
+      }
+      state.resource = { ...state.resource, schema: { fields } };
+    }
+    state.resource = { ...state.resource, ...rest, tableReference: ref };
     return state;
   };
 

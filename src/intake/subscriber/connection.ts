@@ -2,6 +2,7 @@ import mqttPacket, { type Packet, type IPublishPacket, type IConnackPacket, type
 import type { Duplex } from 'node:stream';
 import type { AppendResult, SourcedMessage } from '../../spool/spool.js';
 import { SpoolClosedError } from '../../core/errors.js';
+import type { MessageProperties } from '../../core/message.js';
 
 export interface ConnectionOptions {
   clientId: string;
@@ -245,6 +246,7 @@ export class Connection {
       dup: p.dup,
       epoch: acked ? this.o.epoch : undefined,
       position: acked ? this.received : undefined,
+      properties: p.properties === undefined ? undefined : propertiesOf(p.properties),
     });
     if (acked && this.readingAcks) {
       this.readingAcks.ids.push(p.messageId as number);
@@ -368,5 +370,17 @@ export function encodeAcks(groups: readonly { ids: number[]; qos: (1 | 2)[] }[],
       at += size;
     }
   }
+  return out;
+}
+
+/**
+ * What the spool keeps of an MQTT 5 PUBLISH's properties (mqtt-packet gives a repeated user property name
+ * the array of its values); undefined when it had neither user properties nor a content type.
+ */
+function propertiesOf(p: NonNullable<IPublishPacket['properties']>): MessageProperties | undefined {
+  if (p.userProperties === undefined && p.contentType === undefined) return undefined;
+  const out: MessageProperties = {};
+  if (p.userProperties !== undefined) out.userProperties = p.userProperties;
+  if (p.contentType !== undefined) out.contentType = p.contentType;
   return out;
 }

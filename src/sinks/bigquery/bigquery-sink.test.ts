@@ -224,10 +224,10 @@ describe('BigQuerySink write', () => {
     const view = observed(b);
     s.tables.delete('telemetry.raw');
     expect((await view.write([msg()]))[0]).toMatchObject({ kind: 'retryable', reason: 'not_found', health: 'failing' });
-    s.createTable('telemetry', 'raw', { schema: { fields: RAW_TABLE_FIELDS.filter((f) => f.name !== 'data') } });
+    s.createTable('telemetry', 'raw', { schema: { fields: RAW_TABLE_FIELDS.map((f) => (f.name === 'data' ? { ...f, type: 'STRING' } : f)) } });
     const [outcome] = await view.write([msg()]);
-    expect(outcome).toMatchObject({ kind: 'retryable', reason: 'schema_mismatch', health: 'failing', detail: expect.stringContaining('column data is missing') });
-    expect(view.status()).toMatchObject({ state: 'failing', detail: expect.stringMatching(/^the table cannot take raw rows: .*column data is missing/) });
+    expect(outcome).toMatchObject({ kind: 'retryable', reason: 'schema_mismatch', health: 'failing', detail: expect.stringContaining('column data is STRING, want JSON') });
+    expect(view.status()).toMatchObject({ state: 'failing', detail: expect.stringMatching(/^the table cannot take raw rows: .*column data is STRING, want JSON/) });
     s.tables.delete('telemetry.raw');
     expect(await view.write([msg()])).toEqual([{ kind: 'delivered' }]);
     expect(view.status().state).toBe('ok');

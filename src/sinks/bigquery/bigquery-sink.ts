@@ -250,6 +250,9 @@ export class BigQuerySink implements Sink {
       this.needsCheck = false;
       this.stopRecheck();
       for (const what of check.created) this.logger.info(withCode('BIGQUERY_CREATED', { ...context, created: what }), `created the BigQuery ${what} for ${this.table}`);
+      if (check.added?.length) {
+        this.logger.info(withCode('BIGQUERY_COLUMNS_ADDED', { ...context, columns: check.added }), `added the columns ${check.added.join(', ')} to ${this.table}`);
+      }
       for (const w of check.warnings) this.logger.warn(withCode('BIGQUERY_TABLE_LAYOUT', context), w);
       this.setCondition(undefined);
       return;

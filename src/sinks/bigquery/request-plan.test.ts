@@ -11,6 +11,8 @@ const row = (payload: string): RawRow => ({
   payload,
   payload_encoding: 'utf8',
   data: null,
+  user_properties: null,
+  content_type: null,
 });
 
 describe('request planning', () => {

@@ -35,6 +35,8 @@ describe('the raw table definition', () => {
       ['payload', 'STRING', 'NULLABLE'],
       ['payload_encoding', 'STRING', 'NULLABLE'],
       ['data', 'JSON', 'NULLABLE'],
+      ['user_properties', 'JSON', 'NULLABLE'],
+      ['content_type', 'STRING', 'NULLABLE'],
     ]);
     for (const f of RAW_TABLE_FIELDS) expect(f.description?.length).toBeGreaterThan(10);
     expect(RAW_TABLE_PARTITIONING).toEqual({ type: 'DAY', field: 'received_at' });
@@ -65,7 +67,15 @@ describe('toRawRow', () => {
       payload: '{"t":21.5,"unit":"C"}',
       payload_encoding: 'utf8',
       data: '{"t":21.5,"unit":"C"}',
+      user_properties: null,
+      content_type: null,
     });
+  });
+
+  it('gives the MQTT 5 properties as JSON text and a string', () => {
+    const row = toRawRow(msg({ properties: { userProperties: { site: 'Zürich', tag: ['a', 'b'] }, contentType: 'application/json' } }));
+    expect(row).toMatchObject({ user_properties: '{"site":"Zürich","tag":["a","b"]}', content_type: 'application/json' });
+    expect(toRawRow(msg({ properties: { contentType: 'text/plain' } }))).toMatchObject({ user_properties: null, content_type: 'text/plain' });
   });
 
   it('keeps JSON numbers beyond 2^53 as written', () => {

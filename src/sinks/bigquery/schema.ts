@@ -28,6 +28,9 @@ export interface RawRow {
   payload_encoding: 'utf8' | 'base64';
   /** JSON text (see the `data` column below), or null when the payload is not JSON. */
   data: string | null;
+  /** JSON text of the MQTT 5 user properties, or null without any. */
+  user_properties: string | null;
+  content_type: string | null;
 }
 
 /** One column: its REST schema and how its cell is taken from a message; `value` is typed by `name`. */
@@ -96,6 +99,21 @@ const RAW_COLUMNS: readonly Column[] = [
     mode: 'NULLABLE',
     description: 'The payload parsed as JSON when it is a JSON document (object, array or scalar), else NULL.',
     value: (_m, e) => jsonText(e),
+  },
+  {
+    name: 'user_properties',
+    type: 'JSON',
+    mode: 'NULLABLE',
+    description:
+      'The MQTT 5 user properties of the PUBLISH as a JSON object, name to value; a name sent more than once maps to the array of its values, in order. NULL when it had none (and for MQTT 3.1.1).',
+    value: (m) => (m.properties?.userProperties === undefined ? null : JSON.stringify(m.properties.userProperties)),
+  },
+  {
+    name: 'content_type',
+    type: 'STRING',
+    mode: 'NULLABLE',
+    description: 'The MQTT 5 content type of the PUBLISH, as the publisher sent it; NULL when it had none.',
+    value: (m) => m.properties?.contentType ?? null,
   },
 ];
 
@@ -202,6 +220,15 @@ export function schemaDifferences(existingFields: readonly Partial<TableFieldSch
     if (modeOf(extra) === 'REQUIRED') problems.push(`column ${extra.name} is REQUIRED but raw rows have no such column`);
   }
   return problems;
+}
+
+/**
+ * The NULLABLE raw columns a table lacks, which BigQuery lets `tables.patch` add to an existing table (a
+ * table made before the column existed); the table check adds them at start when auto-create is on.
+ */
+export function addableColumns(existingFields: readonly Partial<TableFieldSchema>[] | undefined | null): TableFieldSchema[] {
+  const have = new Set((existingFields ?? []).map((f) => (f.name ?? '').toLowerCase()));
+  return RAW_TABLE_FIELDS.filter((f) => f.mode === 'NULLABLE' && !have.has(f.name.toLowerCase())).map((f) => ({ ...f }));
 }
 
 /**

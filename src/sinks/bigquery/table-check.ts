@@ -9,7 +9,7 @@
  */
 import type { BigQuery } from '@google-cloud/bigquery';
 import { classifyRequestError, RequestTimeoutError, type RequestErrorClass } from './classify.js';
-import { layoutWarnings, rawTableResource, schemaDifferences, type TableFieldSchema } from './schema.js';
+import { addableColumns, layoutWarnings, rawTableResource, schemaDifferences, type TableFieldSchema } from './schema.js';
 
 export interface TableTarget {
   projectId: string;
@@ -20,7 +20,7 @@ export interface TableTarget {
 }
 
 export type TableCheck =
-  | { state: 'ready'; created: ('dataset' | 'table')[]; warnings: string[] }
+  | { state: 'ready'; created: ('dataset' | 'table')[]; warnings: string[]; added?: string[] }
   | { state: 'mismatch'; problems: string[] }
   | { state: 'failing' | 'unreachable'; cls: RequestErrorClass };
 
@@ -66,9 +66,39 @@ export async function checkRawTable(client: BigQuery, target: TableTarget, timeo
     return { state: 'ready', created, warnings: layoutWarnings(metadata).map((w) => `${name}: ${w}`) };
   };
 
+  /**
+   * A table that lacks only NULLABLE raw columns (made before they existed) gets them through tables.patch
+   * when auto-create is on; otherwise the start is refused naming them, as for any other difference.
+   */
+  const completeOrCompare = async (metadata: Record<string, unknown>): Promise<TableCheck> => {
+    const fields = (metadata.schema as { fields?: TableFieldSchema[] } | undefined)?.fields ?? [];
+    const missing = addableColumns(fields);
+    if (missing.length === 0 || schemaDifferences(fields).length !== missing.length) return compare(metadata);
+    const columns = missing.map((f) => `${f.name} (${f.type} NULLABLE)`).join(', ');
+    if (!target.autoCreate) {
+      return {
+        state: 'mismatch',
+        problems: [
+          `${name} lacks the columns ${columns}: turn BIGQUERY_AUTO_CREATE on for the node to add them at start, or add them yourself (docs/bigquery.md)`,
+        ],
+      };
+    }
+    try {
+      const [patched] = await withTimeout(
+        table.setMetadata({ schema: { fields: [...fields, ...missing] } }),
+        timeoutMs,
+        `tables.patch ${name}`,
+      );
+      const check = compare(patched as Record<string, unknown>);
+      return check.state === 'ready' ? { ...check, added: missing.map((f) => f.name) } : check;
+    } catch (err) {
+      return failed(err);
+    }
+  };
+
   try {
     const [metadata] = await withTimeout(table.getMetadata(), timeoutMs, `tables.get ${name}`);
-    return compare(metadata as Record<string, unknown>);
+    return await completeOrCompare(metadata as Record<string, unknown>);
   } catch (err) {
     if (statusOf(err) !== 404) return failed(err);
   }
@@ -104,7 +134,7 @@ export async function checkRawTable(client: BigQuery, target: TableTarget, timeo
   // Created by someone else between our get and insert: check what they made.
   try {
     const [metadata] = await withTimeout(table.getMetadata(), timeoutMs, `tables.get ${name}`);
-    return compare(metadata as Record<string, unknown>);
+    return await completeOrCompare(metadata as Record<string, unknown>);
   } catch (err) {
     return failed(err);
   }

@@ -28,8 +28,22 @@ describe('file sink', () => {
     const files = readdirSync(dir);
     expect(files).toEqual(['messages-20261129T03-0000.ndjson']);
     const lines = readFileSync(path.join(dir, files[0]), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    expect(lines[0]).toEqual({ message_id: message(1).messageId, topic: 'plant/1', qos: 1, retain: false, received_at: '2026-11-29T03:00:00.005Z', payload: '{"v":1}', payload_encoding: 'utf8' });
+    expect(lines[0]).toEqual({ message_id: message(1).messageId, topic: 'plant/1', qos: 1, retain: false, received_at: '2026-11-29T03:00:00.005Z', payload: '{"v":1}', payload_encoding: 'utf8', user_properties: null, content_type: null });
     expect(lines[1]).toMatchObject({ payload: Buffer.from([0xff, 0x00]).toString('base64'), payload_encoding: 'base64', retain: true });
+  });
+
+  it('writes the MQTT 5 properties: user properties as an object, a repeated name as the array of its values', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'file-sink-'));
+    dirs.push(dir);
+    const sink = new FileSink({ dir, rotateBytes: 1e6, logger: createLogger('silent'), clock: { now: () => Date.UTC(2026, 10, 29, 3, 10) } });
+    await sink.start();
+    const m = { ...message(1), properties: { userProperties: { site: 'Zürich', tag: ['a', 'b'] }, contentType: 'application/json' } };
+    expect(await sink.write([m, { ...message(2), properties: { contentType: 'text/plain' } }])).toEqual([{ kind: 'delivered' }, { kind: 'delivered' }]);
+    await sink.close();
+    const [file] = readdirSync(dir);
+    const lines = readFileSync(path.join(dir, file!), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines[0]).toMatchObject({ user_properties: { site: 'Zürich', tag: ['a', 'b'] }, content_type: 'application/json' });
+    expect(lines[1]).toMatchObject({ user_properties: null, content_type: 'text/plain' });
   });
 
   it('rotates by size and by UTC hour, and continues the hour\'s last file after a restart', async () => {

@@ -16,7 +16,11 @@ export interface FileSinkOptions {
   clock?: Clock;
 }
 
-/** One NDJSON line per message: the contract's fields, payload as text or base64. */
+/**
+ * One NDJSON line per message: the contract's fields, payload as text or base64, and the MQTT 5 properties:
+ * `user_properties` (an object, name to value or to the array of a repeated name's values) and
+ * `content_type`, both null when the message had none, so that every line has the same keys.
+ */
 export function toFileRecord(m: SpooledMessage): string {
   return JSON.stringify({
     message_id: m.messageId,
@@ -25,6 +29,8 @@ export function toFileRecord(m: SpooledMessage): string {
     retain: m.retain,
     received_at: rfc3339(m.receivedAt),
     ...encodePayload(m.payload),
+    user_properties: m.properties?.userProperties ?? null,
+    content_type: m.properties?.contentType ?? null,
   });
 }
 

@@ -3,13 +3,16 @@ import { rfc3339, type SpooledMessage } from '../../core/message.js';
 import { delivered, rejected, retryable, type DeliveryOutcome } from '../../core/outcome.js';
 import { withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
+import type { Metrics } from '../../core/metrics.js';
 import type { Sink, SinkDescription } from '../sink.js';
 import { classifyPublishError } from './classify.js';
 import { HELD_BACK, Publication, type PublishRequestMessage } from './publication.js';
+import { addPropertyAttributes, type PropertyDrops } from './property-attributes.js';
 
 /**
  * Pub/Sub sink (contract §3): data = the MQTT payload bytes unchanged; attributes message_id, mqtt_topic,
- * mqtt_qos, mqtt_retain ("true"/"false"), received_at (RFC 3339 UTC, ms). One outcome per message.
+ * mqtt_qos, mqtt_retain ("true"/"false"), received_at (RFC 3339 UTC, ms), and the MQTT 5 properties as
+ * mqtt_content_type and mqtt_user_<name> (property-attributes.ts). One outcome per message.
  */
 export interface PubSubSinkOptions {
   /** The project the client works in (the topic's path names its own). */
@@ -27,6 +30,8 @@ export interface PubSubSinkOptions {
    */
   orderingKey?: 'none' | 'mqtt_topic';
   logger: Logger;
+  /** Counts the properties left out of messages (mqtt_ingest_properties_dropped_total). */
+  metrics?: Pick<Metrics, 'propertiesDropped'>;
   /** Upper bound for one Publish RPC, the client's own retries included. Default 60 s. */
   publishTimeoutMs?: number;
 }
@@ -41,6 +46,9 @@ export const MAX_ATTRIBUTE_VALUE_BYTES = 1024;
  * a minute of the library's own retries.
  */
 const CLIENT_RETRY_CODES: number[] = [];
+
+/** How many attributes contractAttributes gives every message. */
+const CONTRACT_ATTRIBUTES = 5;
 
 /** The contract's attributes for one message. */
 export function contractAttributes(msg: SpooledMessage): Record<string, string> {
@@ -229,6 +237,10 @@ export class PubSubSink implements Sink {
     };
   }
 
+  private countDrops(drops: PropertyDrops): void {
+    for (const reason in drops) this.opts.metrics?.propertiesDropped.inc({ sink: 'pubsub', reason }, drops[reason as keyof PropertyDrops]);
+  }
+
   async write(batch: SpooledMessage[]): Promise<DeliveryOutcome[]> {
     if (!this.clientConfig || this.closed) throw new Error('the Pub/Sub sink is not started (or already closed)');
     const outcomes: DeliveryOutcome[] = new Array(batch.length);
@@ -237,8 +249,19 @@ export class PubSubSink implements Sink {
     const sizes: number[] = [];
     for (let i = 0; i < batch.length; i++) {
       const msg = batch[i]!;
-      const attributes = contractAttributes(msg);
-      const size = messageSize(msg, attributes);
+      let attributes = contractAttributes(msg);
+      let size = messageSize(msg, attributes);
+      if (msg.properties !== undefined && typeof size === 'number') {
+        const drops = addPropertyAttributes(attributes, msg.properties);
+        if (drops) this.countDrops(drops);
+        size = messageSize(msg, attributes);
+        if (typeof size !== 'number') {
+          // The properties made it too large: it goes without them rather than not at all.
+          this.countDrops({ message_too_large: Object.keys(attributes).length - CONTRACT_ATTRIBUTES });
+          attributes = contractAttributes(msg);
+          size = messageSize(msg, attributes);
+        }
+      }
       if (typeof size !== 'number') outcomes[i] = size;
       else {
         sendable.push(i);
