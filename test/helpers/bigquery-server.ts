@@ -22,6 +22,7 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { rowErrors, schemaProblem, type FieldSchema, type RowError } from './bigquery-rows.js';
+import { PatchRefused, patchedFields } from './bigquery-patch.js';
 
 export type { FieldSchema } from './bigquery-rows.js';
 
@@ -220,37 +221,17 @@ export async function startBigQueryServer(opts: { projectId?: string; port?: num
     return state;
   };
 
-  /** tables.patch: fields given replace the table's; a schema only as BigQuery lets an existing table's change. */
   const patchTable = (state: TableState, json: Record<string, any>): TableState => {
     const ref = state.resource.tableReference;
-    const name = `${projectId}:${ref.datasetId}.${ref.tableId}`;
     const { tableReference: _ignored, schema, ...rest } = json;
-    if (schema !== undefined) {
-      const fields = schema?.fields as FieldSchema[];
-      const problem = schemaProblem(fields);
-      if (problem) throw new HttpError(400, 'invalid', problem);
-      const refuse = (why: string) => new HttpError(400, 'invalid', `Provided Schema does not match Table ${name}. ${why}`);
-      const next = new Map(fields.map((f) => [f.name.toLowerCase(), f]));
-      const old = new Set<string>();
-      for (const f of state.resource.schema.fields) {
-        old.add(f.name.toLowerCase());
-        const n = next.get(f.name.toLowerCase());
-        if (!n) throw refuse(`Field ${f.name} is missing in new schema`);
-        const [was, now] = [String(f.type).toUpperCase(), String(n.type).toUpperCase()];
-        if (was !== now) throw refuse(`Field ${f.name} has changed type from ${was} to ${now}`);
-        const [wasMode, nowMode] = [String(f.mode ?? 'NULLABLE').toUpperCase(), String(n.mode ?? 'NULLABLE').toUpperCase()];
-        if (wasMode !== nowMode && !(wasMode === 'REQUIRED' && nowMode === 'NULLABLE')) {
-          throw refuse(`Field ${f.name} has changed mode from ${wasMode} to ${nowMode}`);
-        }
-      }
-      for (const f of fields) {
-        if (!old.has(f.name.toLowerCase()) && String(f.mode ?? 'NULLABLE').toUpperCase() === 'REQUIRED') {
-          throw refuse(`Cannot add required fields to an existing schema. (field: ${f.name})`);
-        }
-      }
-      state.resource = { ...state.resource, schema: { fields } };
+    let fields = state.resource.schema.fields;
+    try {
+      if (schema !== undefined) fields = patchedFields(`${projectId}:${ref.datasetId}.${ref.tableId}`, fields, schema?.fields);
+    } catch (err) {
+      if (err instanceof PatchRefused) throw new HttpError(400, 'invalid', err.message);
+      throw err;
     }
-    state.resource = { ...state.resource, ...rest, tableReference: ref };
+    state.resource = { ...state.resource, ...rest, schema: { fields }, tableReference: ref };
     return state;
   };
 
