@@ -66,7 +66,7 @@ export class IngestNode {
   private async startSteps(): Promise<void> {
     const c = this.config;
     const dataDir = path.resolve(c.DATA_DIR);
-    this.sinks = buildSinks(c, dataDir, this.logger);
+    this.sinks = buildSinks(c, dataDir, this.logger, this.metrics);
     const sinkNames = this.sinks.map((s) => s.name) as SinkName[];
     if (sinkNames.length === 0) {
       this.logger.warn(withCode('NO_SINK_ENABLED'), 'no sink is enabled (FILE_SINK=off and no cloud sink): messages are spooled and counted only');

@@ -3,6 +3,7 @@
  * is Pub/Sub, BigQuery, file: `run` builds them so, and the spool routes each new message to these sinks.
  */
 import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import type { SinkName } from '../core/message.js';
 import type { GcpProjectConfig } from '../core/settings/node.js';
 import { bigquerySinkEnabled, bigquerySinkOptions, type BigQueryConfig } from './bigquery/config.js';
@@ -30,10 +31,10 @@ export function enabledSinks(c: SinksConfig): SinkName[] {
 }
 
 /** The enabled sinks, not yet started. `dataDir` is DATA_DIR resolved (the file sink's default folder is under it). */
-export function buildSinks(c: SinksConfig, dataDir: string, logger: Logger): Sink[] {
+export function buildSinks(c: SinksConfig, dataDir: string, logger: Logger, metrics?: Metrics): Sink[] {
   const sinks: Sink[] = [];
   const pubsub = pubsubSinkOptions(c);
-  if (pubsub) sinks.push(new PubSubSink({ ...pubsub, logger: logger.child({ component: 'sink.pubsub' }) }));
+  if (pubsub) sinks.push(new PubSubSink({ ...pubsub, logger: logger.child({ component: 'sink.pubsub' }), metrics }));
   // Its own SinkRunner: BigQuery and Pub/Sub progress independently; a spool row leaves when both are done.
   const bigquery = bigquerySinkOptions(c);
   if (bigquery) sinks.push(new BigQuerySink({ ...bigquery, logger: logger.child({ component: 'sink.bigquery' }) }));
