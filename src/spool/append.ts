@@ -46,12 +46,16 @@ export function spoolFullError(reason: string, usedBytes: number, maxBytes: numb
  */
 export class GroupAppend {
   private readonly newId = monotonicFactory();
+  /** The group's transaction, made once (better-sqlite3 wraps the function at each `transaction()` call). */
+  private readonly tx: (messages: readonly SourcedMessage[]) => Appended;
 
   constructor(
-    private readonly db: Database.Database,
+    db: Database.Database,
     private readonly window: InboundWindow,
     private readonly rows: MessageStore,
-  ) {}
+  ) {
+    this.tx = db.transaction((messages: readonly SourcedMessage[]) => this.append(messages));
+  }
 
   /** Commits the group, or throws with nothing of it done (the window rolled back too). */
   commit(messages: readonly SourcedMessage[]): Appended {
@@ -67,31 +71,30 @@ export class GroupAppend {
     return appended;
   }
 
-  private readonly tx = (messages: readonly SourcedMessage[]) =>
-    this.db.transaction((): Appended => {
-      const results: AppendResult[] = [];
-      const rows: NewRow[] = [];
-      let addedBytes = 0;
-      for (const m of messages) {
-        // QoS 1/2 messages of the subscriber carry their connection and position: journalled, and a DUP one
-        // is skipped only when it is certainly a redelivery (inbound-window.ts).
-        if (m.packetId !== undefined && m.epoch !== undefined && m.position !== undefined) {
-          const digest = windowDigest(m.topic, m.payload);
-          const redelivery = this.window.isRedelivery(m as WindowMessage, digest);
-          this.window.record(m as WindowMessage, digest);
-          if (redelivery) {
-            // The message id it repeats is not journalled (it would triple the journal).
-            results.push({ stored: false, duplicateOf: '' });
-            continue;
-          }
+  private append(messages: readonly SourcedMessage[]): Appended {
+    const results: AppendResult[] = [];
+    const rows: NewRow[] = [];
+    let addedBytes = 0;
+    for (const m of messages) {
+      // QoS 1/2 messages of the subscriber carry their connection and position: journalled, and a DUP one
+      // is skipped only when it is certainly a redelivery (inbound-window.ts).
+      if (m.packetId !== undefined && m.epoch !== undefined && m.position !== undefined) {
+        const digest = windowDigest(m.topic, m.payload);
+        const redelivery = this.window.isRedelivery(m as WindowMessage, digest);
+        this.window.record(m as WindowMessage, digest);
+        if (redelivery) {
+          // The message id it repeats is not journalled (it would triple the journal).
+          results.push({ stored: false, duplicateOf: '' });
+          continue;
         }
-        const result = { stored: true as const, seq: 0, messageId: this.newId(m.receivedAt) };
-        results.push(result);
-        rows.push({ m, result });
-        addedBytes += messageBytes(m.topic, m.payload, m.properties);
       }
-      this.rows.insert(rows);
-      this.window.write();
-      return { results, added: rows.length, addedBytes, lastSeq: rows.length > 0 ? rows[rows.length - 1]!.result.seq : 0 };
-    })();
+      const result = { stored: true as const, seq: 0, messageId: this.newId(m.receivedAt) };
+      results.push(result);
+      rows.push({ m, result });
+      addedBytes += messageBytes(m.topic, m.payload, m.properties);
+    }
+    this.rows.insert(rows);
+    this.window.write();
+    return { results, added: rows.length, addedBytes, lastSeq: rows.length > 0 ? rows[rows.length - 1]!.result.seq : 0 };
+  }
 }

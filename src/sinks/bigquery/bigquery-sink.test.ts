@@ -1,10 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { BigQuerySink, type BigQuerySinkOptions } from './bigquery-sink.js';
+import { describe, expect, it } from 'vitest';
+import type { BigQuerySink } from './bigquery-sink.js';
 import { RAW_TABLE_FIELDS } from './schema.js';
-import { createLogger } from '../../core/logger.js';
 import type { SpooledMessage } from '../../core/message.js';
 import type { SinkCondition } from '../sink.js';
-import { startBigQueryServer, type BigQueryServer } from '../../../test/helpers/bigquery-server.js';
+import { localBigQuerySinks } from '../../../test/helpers/bigquery-sink.js';
 import { freePort, waitFor } from '../../../test/helpers/ports.js';
 import { observed } from '../../../test/contract/sink-contract.js';
 
@@ -23,37 +22,7 @@ const msg = (over: Partial<SpooledMessage> = {}): SpooledMessage => {
   };
 };
 
-const servers: BigQueryServer[] = [];
-const sinks: BigQuerySink[] = [];
-afterEach(async () => {
-  await Promise.all(sinks.splice(0).map((s) => s.close()));
-  await Promise.all(servers.splice(0).map((s) => s.stop()));
-});
-
-async function server(): Promise<BigQueryServer> {
-  const s = await startBigQueryServer();
-  servers.push(s);
-  return s;
-}
-
-function sink(s: { url: string; projectId: string }, over: Partial<BigQuerySinkOptions> = {}): BigQuerySink {
-  const made = new BigQuerySink({
-    projectId: s.projectId,
-    dataset: 'telemetry',
-    table: 'raw',
-    location: 'US',
-    autoCreate: true,
-    apiEndpoint: s.url,
-    maxBatchRows: 500,
-    maxRequestBytes: 9_000_000,
-    maxInFlight: 2,
-    requestTimeoutMs: 2_000,
-    logger: createLogger('silent'),
-    ...over,
-  });
-  sinks.push(made);
-  return made;
-}
+const { server, sink } = localBigQuerySinks();
 
 describe('BigQuerySink start', () => {
   it('creates the missing dataset and table with the raw schema, partitioning and clustering, sending no credentials', async () => {
@@ -93,8 +62,7 @@ describe('BigQuerySink start', () => {
     expect(view.status().lastError).toMatch(/unavailable/);
     expect((await view.write([msg()]))[0]).toMatchObject({ kind: 'retryable', reason: 'unavailable' });
 
-    const s = await startBigQueryServer({ port });
-    servers.push(s);
+    const s = await server({ port });
     expect(await view.write([msg(), msg()])).toEqual([{ kind: 'delivered' }, { kind: 'delivered' }]);
     expect(s.rows('telemetry', 'raw')).toHaveLength(2);
     expect(view.status().state).toBe('ok');
@@ -108,8 +76,7 @@ describe('BigQuerySink start', () => {
     expect(conditions).toEqual([undefined]);
     await b.start();
     expect(conditions[1]).toMatchObject({ health: 'degraded', reason: 'unavailable' });
-    const s = await startBigQueryServer({ port });
-    servers.push(s);
+    const s = await server({ port });
     await waitFor(() => conditions.length > 2 && conditions.at(-1) === undefined, 5_000, 'the recheck to find the table usable');
     expect(s.tables.has('telemetry.raw')).toBe(true);
 

@@ -1,41 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { BigQuerySink, type BigQuerySinkOptions } from './bigquery-sink.js';
+import { describe, expect, it } from 'vitest';
 import { RAW_TABLE_FIELDS } from './schema.js';
-import { createLogger } from '../../core/logger.js';
 import type { SpooledMessage } from '../../core/message.js';
-import { startBigQueryServer, type BigQueryServer } from '../../../test/helpers/bigquery-server.js';
+import type { BigQueryServer } from '../../../test/helpers/bigquery-server.js';
+import { localBigQuerySinks } from '../../../test/helpers/bigquery-sink.js';
 
-const servers: BigQueryServer[] = [];
-const sinks: BigQuerySink[] = [];
-afterEach(async () => {
-  await Promise.all(sinks.splice(0).map((s) => s.close()));
-  await Promise.all(servers.splice(0).map((s) => s.stop()));
-});
-
-async function server(): Promise<BigQueryServer> {
-  const s = await startBigQueryServer();
-  servers.push(s);
-  return s;
-}
-
-function sink(s: BigQueryServer, over: Partial<BigQuerySinkOptions> = {}): BigQuerySink {
-  const made = new BigQuerySink({
-    projectId: s.projectId,
-    dataset: 'telemetry',
-    table: 'raw',
-    location: 'US',
-    autoCreate: true,
-    apiEndpoint: s.url,
-    maxBatchRows: 500,
-    maxRequestBytes: 9_000_000,
-    maxInFlight: 2,
-    requestTimeoutMs: 2_000,
-    logger: createLogger('silent'),
-    ...over,
-  });
-  sinks.push(made);
-  return made;
-}
+const { server, sink } = localBigQuerySinks();
 
 /** The raw table as a node without the property columns created it. */
 const BEFORE_PROPERTIES = RAW_TABLE_FIELDS.filter((f) => f.name !== 'user_properties' && f.name !== 'content_type').map((f) => ({ ...f }));
