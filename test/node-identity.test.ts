@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { baseEnv, ROOT, runCli, startNode, type NodeProcess } from './helpers/node-process.js';
-import { freePort } from './helpers/ports.js';
+import { freePort, waitFor } from './helpers/ports.js';
 
 const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -44,7 +44,8 @@ describe('the version', () => {
   it('is in the start-up log line, the readiness JSON and mqtt_ingest_build_info', async () => {
     node = await startNode({ MQTT_BROKER_MODE: 'embedded' });
     await node.waitReady();
-    const started = node.logObjects().find((l) => l.code === 'NODE_STARTED');
+    // Readiness can answer before the start-up line has been read from the child's output.
+    const started = await waitFor(() => node.logObjects().find((l) => l.code === 'NODE_STARTED'), 10_000, 'the start-up log line');
     expect(started?.version).toBe(VERSION);
     expect(node.logObjects().find((l) => l.code === 'NODE_STARTING')?.version).toBe(VERSION);
     expect((await node.readiness()).body.version).toBe(VERSION);
