@@ -167,5 +167,5 @@ export function jsonValue(t: Typed): JsonValue {
 /** A value quoted in a problem or dead letter: JSON, cut when long (a payload may be megabytes). */
 export function quoteValue(value: JsonValue, max = 80): string {
   const text = stringifyJson(value);
-  return text.length > max ? `${text.slice(0, max - 4)}…${text.at(-1)}` : text;
+  return text.length > max ? `${text.slice(0, max - 2)}…${text.at(-1)}` : text;
 }

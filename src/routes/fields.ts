@@ -1,5 +1,6 @@
 /**
- * Where a field's value comes from: `payload.<path>` (members by dots, array elements by `[n]`), `topic.<variable>`
+ * Where a field's value comes from: `payload.<path>` (members by dots, array elements by `[n]`; `payload` alone is
+ * the whole document), `topic.<variable>`
  * or `property.<name>` (an MQTT 5 user property, its first value when repeated). Reading a message's fields gives
  * each its typed value, NULL for an absent optional one, or the refusal that dead-letters the message.
  */
@@ -37,7 +38,7 @@ function parsePath(rest: string): PathStep[] | undefined {
     steps.push(m[1] !== undefined ? m[1] : Number(m[2]));
     at = re.lastIndex;
   }
-  return steps.length > 0 ? steps : undefined;
+  return steps; // none: the whole document
 }
 
 /** What fields are read from. `payload` is the decoded JSON (absent for decode: raw, which has no payload fields). */
