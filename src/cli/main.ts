@@ -7,6 +7,7 @@ import { registerDlq } from './dlq.js';
 import { registerDeploy } from './deploy.js';
 import { registerSmoke } from './smoke.js';
 import { registerProvision } from './provision.js';
+import { registerRoutes } from './routes.js';
 import { nodeVersion } from '../core/version.js';
 
 const program = new Command();
@@ -24,5 +25,6 @@ registerDlq(program);
 registerDeploy(program);
 registerSmoke(program);
 registerProvision(program);
+registerRoutes(program);
 
 await program.parseAsync(process.argv);

@@ -21,6 +21,7 @@ import { ownBrokerSection, type OwnBrokerConfig } from '../intake/security/confi
 import { bigquerySection, type BigQueryConfig } from '../sinks/bigquery/config.js';
 import { fileSinkSection, type FileSinkConfig } from '../sinks/file/config.js';
 import { pubsubSection, type PubsubConfig } from '../sinks/pubsub/config.js';
+import { routesSection, type RoutesConfig } from '../routes/config.js';
 import { spoolSection, type SpoolConfig } from '../spool/config.js';
 import { secretManagerSection, type SecretManagerConfig } from './secret-manager.js';
 
@@ -37,6 +38,7 @@ const COMPOSED = [
   secretManagerSection,
   bigquerySection,
   fileSinkSection,
+  routesSection,
   dispatchSection,
   logSection,
 ] as const;
@@ -56,6 +58,7 @@ export type Config = Simplify<
     SecretManagerConfig &
     BigQueryConfig &
     FileSinkConfig &
+    RoutesConfig &
     DispatchConfig
 >;
 

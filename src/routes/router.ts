@@ -1,0 +1,133 @@
+/**
+ * What the routes make of one message, as plain data: the route that matched (the first whose topic does) and
+ * the Pub/Sub message, BigQuery row and file decision it gives, or a drop, or the dead letter and why. Nothing
+ * here sends anything, so `routes test` shows exactly what delivery will do.
+ */
+import { rfc3339 } from '../core/message.js';
+import { attributeText, bigqueryCell, jsonValue, type Typed } from './convert.js';
+import { readFields } from './fields.js';
+import { parseJson, stringifyJson, type JsonValue } from './json.js';
+import { matchTopic, renderKey } from './template.js';
+import type { RoutableMessage, Route, RouteDeadLetterReason, RoutesTable } from './types.js';
+
+/** Pub/Sub's limit on an attribute value and an ordering key (cloud.google.com/pubsub/quotas#resource_limits). */
+const MAX_ATTRIBUTE_VALUE_BYTES = 1024;
+const MAX_ORDERING_KEY_BYTES = 1024;
+
+export interface PubsubPlan {
+  /** `projects/P/topics/T` */
+  topic: string;
+  data: Buffer;
+  /** Added to the contract attributes the sink sets on every message. */
+  attributes: Record<string, string>;
+  orderingKey?: string;
+}
+
+export interface BigQueryPlan {
+  dataset: string;
+  table: string;
+  insertId: string;
+  row: Record<string, string | number | boolean | null>;
+}
+
+export type RouteOutcome =
+  | {
+      kind: 'routed';
+      route: Route;
+      variables: Record<string, string>;
+      fields: Record<string, Typed | null>;
+      /** Unset: the route does not use that sink, which is then done with the message. */
+      pubsub?: PubsubPlan;
+      bigquery?: BigQueryPlan;
+      file: boolean;
+    }
+  /** `route` unset: matched nothing, and the file says `unmatched: drop`. */
+  | { kind: 'dropped'; route?: Route }
+  | { kind: 'dead_letter'; route?: Route; reason: RouteDeadLetterReason; detail: string }
+  /** Matched nothing, and the file says `unmatched: raw`: today's topic and raw table. */
+  | { kind: 'raw' };
+
+export class Router {
+  constructor(readonly table: RoutesTable) {}
+
+  /** The first route whose topic matches, with what it captured. */
+  match(topic: string): { route: Route; variables: Record<string, string> } | undefined {
+    const levels = topic.split('/');
+    for (const route of this.table.routes) {
+      const variables = matchTopic(route.topic, levels);
+      if (variables) return { route, variables };
+    }
+    return undefined;
+  }
+
+  route(msg: RoutableMessage): RouteOutcome {
+    const found = this.match(msg.topic);
+    if (!found) {
+      if (this.table.unmatched === 'raw') return { kind: 'raw' };
+      if (this.table.unmatched === 'drop') return { kind: 'dropped' };
+      return { kind: 'dead_letter', reason: 'no_route', detail: `topic ${JSON.stringify(msg.topic)} matches no route of ${this.table.file}` };
+    }
+    const { route, variables } = found;
+    if (route.drop) return { kind: 'dropped', route };
+
+    let payload: JsonValue | undefined;
+    if (route.decode === 'json') {
+      const decoded = decodeJson(msg.payload);
+      if (!decoded.ok) return { kind: 'dead_letter', route, reason: 'decode_failed', detail: decoded.detail };
+      payload = decoded.value;
+    }
+    const read = readFields(route.fields, { payload, variables, properties: msg.properties });
+    if (!read.ok) return { kind: 'dead_letter', route, reason: 'field_invalid', detail: read.detail };
+    const fields = read.values;
+
+    let pubsub: PubsubPlan | undefined;
+    if (route.pubsub) {
+      const attributes: Record<string, string> = {};
+      for (const name of route.pubsub.attributes) {
+        const value = Object.hasOwn(variables, name) ? variables[name]! : fields[name] ? attributeText(fields[name]!) : undefined;
+        if (value === undefined) continue; // an optional field that is absent adds no attribute
+        if (Buffer.byteLength(value) > MAX_ATTRIBUTE_VALUE_BYTES) {
+          return { kind: 'dead_letter', route, reason: 'field_invalid', detail: `attribute ${name}: the value is ${Buffer.byteLength(value)} bytes; Pub/Sub takes at most ${MAX_ATTRIBUTE_VALUE_BYTES}` };
+        }
+        attributes[name] = value;
+      }
+      const orderingKey = route.pubsub.orderingKey ? renderKey(route.pubsub.orderingKey, variables) : undefined;
+      if (orderingKey !== undefined && Buffer.byteLength(orderingKey) > MAX_ORDERING_KEY_BYTES) {
+        return { kind: 'dead_letter', route, reason: 'field_invalid', detail: `ordering key: ${Buffer.byteLength(orderingKey)} bytes; Pub/Sub takes at most ${MAX_ORDERING_KEY_BYTES}` };
+      }
+      const data = route.pubsub.data === 'payload' ? msg.payload : Buffer.from(fieldsJson(variables, fields));
+      pubsub = { topic: route.pubsub.topic, data, attributes, ...(orderingKey ? { orderingKey } : {}) };
+    }
+
+    let bigquery: BigQueryPlan | undefined;
+    if (route.bigquery) {
+      const row: BigQueryPlan['row'] = { message_id: msg.messageId, topic: msg.topic, received_at: rfc3339(msg.receivedAt) };
+      for (const v of route.topic.variables) row[v] = variables[v]!;
+      for (const f of route.fields) row[f.name] = fields[f.name] ? bigqueryCell(fields[f.name]!) : null;
+      bigquery = { dataset: route.bigquery.dataset, table: route.bigquery.table, insertId: msg.messageId, row };
+    }
+    return { kind: 'routed', route, variables, fields, pubsub, bigquery, file: route.file };
+  }
+}
+
+function decodeJson(payload: Buffer): { ok: true; value: JsonValue } | { ok: false; detail: string } {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(payload);
+  } catch {
+    return { ok: false, detail: 'payload is not valid UTF-8, so not JSON (decode: json)' };
+  }
+  try {
+    return { ok: true, value: parseJson(text) };
+  } catch (err) {
+    const why = (err as Error).message;
+    return { ok: false, detail: `payload is not JSON (decode: json): ${why.length > 160 ? `${why.slice(0, 157)}…` : why}` };
+  }
+}
+
+/** `data: fields`: one JSON object of the topic variables, then the fields (NULL for an absent optional one). */
+function fieldsJson(variables: Record<string, string>, fields: Record<string, Typed | null>): string {
+  const out: Record<string, JsonValue> = { ...variables };
+  for (const [name, t] of Object.entries(fields)) out[name] = t ? jsonValue(t) : null;
+  return stringifyJson(out);
+}
