@@ -42,14 +42,14 @@ describe('the version', () => {
   });
 
   it('is in the start-up log line, the readiness JSON and mqtt_ingest_build_info', async () => {
-    node = await startNode({ MQTT_BROKER_MODE: 'embedded' });
-    await node.waitReady();
+    const n = (node = await startNode({ MQTT_BROKER_MODE: 'embedded' }));
+    await n.waitReady();
     // Readiness can answer before the start-up line has been read from the child's output.
-    const started = await waitFor(() => node.logObjects().find((l) => l.code === 'NODE_STARTED'), 10_000, 'the start-up log line');
+    const started = await waitFor(() => n.logObjects().find((l) => l.code === 'NODE_STARTED'), 10_000, 'the start-up log line');
     expect(started?.version).toBe(VERSION);
-    expect(node.logObjects().find((l) => l.code === 'NODE_STARTING')?.version).toBe(VERSION);
-    expect((await node.readiness()).body.version).toBe(VERSION);
-    expect(await node.metrics()).toMatch(new RegExp(`^mqtt_ingest_build_info\\{version="${VERSION.replace(/\./g, '\\.')}"\\} 1$`, 'm'));
+    expect(n.logObjects().find((l) => l.code === 'NODE_STARTING')?.version).toBe(VERSION);
+    expect((await n.readiness()).body.version).toBe(VERSION);
+    expect(await n.metrics()).toMatch(new RegExp(`^mqtt_ingest_build_info\\{version="${VERSION.replace(/\./g, '\\.')}"\\} 1$`, 'm'));
   });
 });
 
