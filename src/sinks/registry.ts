@@ -13,10 +13,27 @@ import { FileSink } from './file/file-sink.js';
 import { pubsubSinkOptions, pubsubTopic, type PubsubConfig } from './pubsub/config.js';
 import { PubSubSink } from './pubsub/pubsub-sink.js';
 import type { Sink } from './sink.js';
+import type { RouteTable } from './bigquery/table-check.js';
 
 export { bigquerySinkEnabled } from './bigquery/config.js';
 export { fileSinkEnabled, hasCloudSink } from './file/config.js';
 export { pubsubTopic } from './pubsub/config.js';
+
+/**
+ * What the routes (ROUTES_FILE) ask of the sinks beyond the configuration, as plain data (src/routes/destinations.ts
+ * builds it): the typed tables to check at start, whether the raw table still takes anything, and whether Pub/Sub
+ * publishes carry route ordering keys. Unset: no routes file.
+ */
+export interface SinkRouting {
+  /** Every route's table in BIGQUERY_DATASET, with the shape of its rows. */
+  bigqueryTables: RouteTable[];
+  /** False when `unmatched` is not raw: no message goes to the raw table, which is then neither checked nor created. */
+  rawTable: boolean;
+  /** Some route sets an ordering key: publishes go one at a time, in spool order (as with PUBSUB_ORDERING_KEY). */
+  pubsubOrdered: boolean;
+  /** Every route's Pub/Sub topic, `projects/P/topics/T` (for `provision`). */
+  pubsubTopics: string[];
+}
 
 /** What the sinks read from the configuration. */
 export type SinksConfig = PubsubConfig & BigQueryConfig & FileSinkConfig & GcpProjectConfig;
@@ -31,13 +48,19 @@ export function enabledSinks(c: SinksConfig): SinkName[] {
 }
 
 /** The enabled sinks, not yet started. `dataDir` is DATA_DIR resolved (the file sink's default folder is under it). */
-export function buildSinks(c: SinksConfig, dataDir: string, logger: Logger, metrics?: Metrics): Sink[] {
+export function buildSinks(c: SinksConfig, dataDir: string, logger: Logger, metrics?: Metrics, routing?: SinkRouting): Sink[] {
   const sinks: Sink[] = [];
   const pubsub = pubsubSinkOptions(c);
-  if (pubsub) sinks.push(new PubSubSink({ ...pubsub, logger: logger.child({ component: 'sink.pubsub' }), metrics }));
+  if (pubsub) {
+    const routeOrdering = routing?.pubsubOrdered === true;
+    sinks.push(new PubSubSink({ ...pubsub, routeOrdering, logger: logger.child({ component: 'sink.pubsub' }), metrics }));
+  }
   // Its own SinkRunner: BigQuery and Pub/Sub progress independently; a spool row leaves when both are done.
   const bigquery = bigquerySinkOptions(c);
-  if (bigquery) sinks.push(new BigQuerySink({ ...bigquery, logger: logger.child({ component: 'sink.bigquery' }) }));
+  if (bigquery) {
+    const tables = routing ? { routeTables: routing.bigqueryTables, rawTable: routing.rawTable } : {};
+    sinks.push(new BigQuerySink({ ...bigquery, ...tables, logger: logger.child({ component: 'sink.bigquery' }) }));
+  }
   const file = fileSinkOptions(c, dataDir);
   if (file) sinks.push(new FileSink({ ...file, logger: logger.child({ component: 'sink.file' }) }));
   return sinks;

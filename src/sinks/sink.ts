@@ -2,6 +2,43 @@ import type { DeliveryOutcome, DestinationHealth } from '../core/outcome.js';
 import type { SinkName, SpooledMessage } from '../core/message.js';
 
 /**
+ * Where the routes (ROUTES_FILE, src/routes) send one message, for each sink its route uses. The sink runner
+ * sets it on a message before handing it to a sink whose part is set; a message without it goes where it
+ * always has (PUBSUB_TOPIC, the raw table, the plain NDJSON line).
+ */
+export interface RouteTargets {
+  /** The route's name. */
+  route: string;
+  pubsub?: PubsubTarget;
+  bigquery?: BigQueryTarget;
+  file?: FileTarget;
+}
+
+/** A route's Pub/Sub message: its topic, data, the attributes added to the contract's, and an ordering key. */
+export interface PubsubTarget {
+  /** `projects/P/topics/T` */
+  topic: string;
+  data: Buffer;
+  attributes: Record<string, string>;
+  orderingKey?: string;
+}
+
+/** A route's typed row, for a table in BIGQUERY_DATASET; its insertId is the message_id. */
+export interface BigQueryTarget {
+  table: string;
+  row: Record<string, string | number | boolean | null>;
+}
+
+/** What a route adds to the message's NDJSON line: its name, topic variables and typed fields (as JSON values). */
+export interface FileTarget {
+  variables: Record<string, string>;
+  fields: Record<string, unknown>;
+}
+
+/** A message as a sink receives it: routed, or not (see RouteTargets). */
+export type DeliveryMessage = SpooledMessage & { routed?: RouteTargets };
+
+/**
  * A problem of the destination that a sink found outside a write (BigQuery's table check at start and its
  * recheck), in the classifiers' words: reasons come from a fixed vocabulary, `detail` says what to do.
  */
@@ -50,7 +87,7 @@ export interface Sink {
   /** Checks that need no network and prepares clients. Must not block on an unreachable destination. */
   start(): Promise<void>;
   /** Refused (rejects) before `start` and after `close`. */
-  write(batch: SpooledMessage[]): Promise<DeliveryOutcome[]>;
+  write(batch: DeliveryMessage[]): Promise<DeliveryOutcome[]>;
   /**
    * Only for a sink that learns about its destination outside a write. The runner calls it once, when it takes
    * the sink (which may already be started); the sink calls `report` at once with the condition it knows, and

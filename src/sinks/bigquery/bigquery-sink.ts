@@ -16,7 +16,7 @@ import type { Logger } from '../../core/logger.js';
 import type { ConditionReport, Sink, SinkCondition, SinkDescription } from '../sink.js';
 import { classifyRequestError, readInsertErrors, rowOutcomes, type InsertError, type RequestErrorClass } from './classify.js';
 import { toRawRow } from './schema.js';
-import { checkRawTable, tableName, withTimeout, type TableCheck } from './table-check.js';
+import { checkRawTable, tableName, withTimeout, type RouteTable, type TableCheck } from './table-check.js';
 import { encodeRows, planRequests, MAX_REQUEST_BYTES, type EncodedRow } from './request-plan.js';
 
 export interface BigQuerySinkOptions {
@@ -29,6 +29,14 @@ export interface BigQuerySinkOptions {
   apiEndpoint?: string;
   /** A full base URL (BIGQUERY_EMULATOR_HOST), used as it is, as the client reads that variable. */
   emulatorHost?: string;
+  /**
+   * The routes' typed tables in `dataset` (RouteTargets.bigquery names one per message), each checked at start
+   * as the raw table is: created when missing with auto-create on, NULLABLE columns added, any other difference
+   * listed and the start stopped.
+   */
+  routeTables?: RouteTable[];
+  /** False: no message goes to the raw table (routes with `unmatched` other than raw), so it is not checked. Default true. */
+  rawTable?: boolean;
   maxBatchRows: number;
   /** Largest insertAll request body; a batch whose rows encode to more is sent as several requests. */
   maxRequestBytes: number;

@@ -11,6 +11,26 @@ import type { BigQuery } from '@google-cloud/bigquery';
 import { classifyRequestError, RequestTimeoutError, type RequestErrorClass } from './classify.js';
 import { addableColumns, layoutWarnings, rawTableResource, schemaDifferences, type TableFieldSchema } from './schema.js';
 
+/**
+ * What a table must look like to take one kind of rows: the raw rows (rawTableShape), or a route's typed rows
+ * (src/routes/table-schema.ts). The check creates a missing table from `resource`, adds the NULLABLE columns
+ * `compare` lists when auto-create is on, and stops at any difference.
+ */
+export interface TableShape {
+  /** The rows it takes, in messages: "raw rows", "the rows of route pressure". */
+  rows: string;
+  /** The body of tables.insert without its tableReference: schema, partitioning, clustering, description. */
+  resource(): Record<string, unknown>;
+  /** How an existing table (tables.get) compares: NULLABLE columns to add, differences that stop writes, layout warnings. */
+  compare(table: Record<string, unknown>): { add: TableFieldSchema[]; differences: string[]; warnings: string[] };
+}
+
+/** A route's table in the sink's dataset, and the shape of its rows. */
+export interface RouteTable {
+  table: string;
+  shape: TableShape;
+}
+
 export interface TableTarget {
   projectId: string;
   dataset: string;

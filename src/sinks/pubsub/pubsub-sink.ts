@@ -29,6 +29,11 @@ export interface PubSubSinkOptions {
    * order, and stop at the first failure, so that no message is published before an earlier one of its key.
    */
   orderingKey?: 'none' | 'mqtt_topic';
+  /**
+   * Some route of the routes file sets an ordering key (RouteTargets.pubsub.orderingKey): publishes then go one
+   * at a time and in order, as with `mqtt_topic`.
+   */
+  routeOrdering?: boolean;
   logger: Logger;
   /** Counts the properties left out of messages (mqtt_ingest_properties_dropped_total). */
   metrics?: Pick<Metrics, 'propertiesDropped'>;
