@@ -9,6 +9,8 @@ import { SpoolWriter } from './spool/group-commit.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import type { Sink } from './sinks/sink.js';
 import { buildSinks } from './sinks/registry.js';
+import { loadRoutes } from './routes/config.js';
+import { Router } from './routes/router.js';
 import { runnerOptions } from './dispatch/config.js';
 import { httpOptions } from './http/config.js';
 import { spoolOptions } from './spool/config.js';
@@ -31,6 +33,7 @@ export class IngestNode {
   private spool!: Spool;
   private writer!: SpoolWriter;
   private dispatcher!: Dispatcher;
+  private router: Router | undefined;
   private sinks: Sink[] = [];
   private intake: Intake | undefined;
   private http!: HttpServer;
@@ -66,7 +69,16 @@ export class IngestNode {
   private async startSteps(): Promise<void> {
     const c = this.config;
     const dataDir = path.resolve(c.DATA_DIR);
+    // The configuration's rule checked the routes file already; read again here, it is what delivery applies.
+    const routes = loadRoutes(c);
+    this.router = routes ? new Router(routes) : undefined;
     this.sinks = buildSinks(c, dataDir, this.logger, this.metrics);
+    if (routes) {
+      this.logger.info(
+        withCode('ROUTES_LOADED', { file: routes.file, routes: routes.routes.map((r) => r.name), unmatched: routes.unmatched }),
+        `${routes.routes.length} routes from ${routes.file}; what matches none: ${routes.unmatched}`,
+      );
+    }
     const sinkNames = this.sinks.map((s) => s.name) as SinkName[];
     if (sinkNames.length === 0) {
       this.logger.warn(withCode('NO_SINK_ENABLED'), 'no sink is enabled (FILE_SINK=off and no cloud sink): messages are spooled and counted only');
@@ -102,7 +114,7 @@ export class IngestNode {
       await s.start();
       this.checkNotStopping();
     }
-    this.dispatcher = new Dispatcher(this.sinks, this.spool, this.logger, this.metrics, runnerOptions(c));
+    this.dispatcher = new Dispatcher(this.sinks, this.spool, this.logger, this.metrics, runnerOptions(c), this.router);
     this.dispatcher.start();
     this.http = new HttpServer({ ...httpOptions(c), logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this });
     this.httpPort = await this.http.start();

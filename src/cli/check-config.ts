@@ -2,6 +2,8 @@
  * `mqtt-ingest check-config [--config FILE]`: validates the configuration and prints the effective values.
  * It only reads the environment and files: no network, no broker, no spool, so it is safe in CI and on a laptop.
  */
+import { loadRoutes } from '../routes/config.js';
+import { describeRoutes } from '../routes/describe.js';
 import type { Command } from 'commander';
 import { Document, isMap, isScalar, isSeq, type Node } from 'yaml';
 import { ConfigError } from '../core/errors.js';
@@ -25,6 +27,8 @@ export function checkConfig(opts: LoadOptions, io: CheckConfigIo): number {
   }
   for (const warning of result.warnings) io.stderr.write(`warning: ${warning}\n`);
   io.stdout.write(renderEffectiveConfig(redactConfig(result.config), result.sources));
+  const routes = loadRoutes(result.config);
+  if (routes) io.stdout.write(describeRoutes(routes).map((line) => `# ${line}\n`).join(''));
   return 0;
 }
 

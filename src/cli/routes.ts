@@ -3,6 +3,7 @@
  * offline (the configuration is read as `check-config` reads it; nothing is sent): the route that matches, the
  * BigQuery row and Pub/Sub message it gives, or the dead letter and why, or that it is dropped.
  */
+import { addPropertyAttributes } from '../sinks/pubsub/property-attributes.js';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ulid } from 'ulid';
@@ -96,7 +97,9 @@ export function routesTest(opts: RoutesTestOptions, io: RoutesIo): number {
         const orderingKey = pubsub.orderingKey ?? (config.PUBSUB_ORDERING_KEY === 'mqtt_topic' ? msg.topic : undefined);
         out.push(`pubsub: ${pubsub.topic}`);
         out.push(`  data (${data.payload_encoding}): ${data.payload_encoding === 'utf8' ? JSON.stringify(data.payload) : data.payload}`);
-        out.push(`  attributes: ${JSON.stringify({ ...contractAttributes(msg), ...pubsub.attributes }, null, 2).replace(/\n/g, '\n  ')}`);
+        const attributes = { ...contractAttributes(msg), ...pubsub.attributes };
+        if (msg.properties) addPropertyAttributes(attributes, msg.properties);
+        out.push(`  attributes: ${JSON.stringify(attributes, null, 2).replace(/\n/g, '\n  ')}`);
         out.push(`  ordering key: ${orderingKey === undefined ? 'none' : JSON.stringify(orderingKey)}`);
       } else out.push('pubsub: not sent (the route does not use Pub/Sub)');
       if (bigquery) {

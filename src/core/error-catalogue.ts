@@ -27,6 +27,10 @@ export interface ErrorEntry {
 
 const NODE = {
   NODE_STARTING: { meaning: 'the node is starting; the line gives its version, broker mode and `APP_ENV`', action: 'nothing; the first line of each start' },
+  ROUTES_LOADED: {
+    meaning: 'the node read its routes file (`ROUTES_FILE`, docs/routing.md): the line gives the file, the route names in the order they are tried, and what happens to messages no route matches',
+    action: 'nothing; `mqtt-ingest check-config` prints the routes in full',
+  },
   NODE_STARTED: {
     meaning: 'the node started: spool open, sinks and HTTP up, the broker taking connections; the line gives the sinks, `DATA_DIR` and the ports',
     action: 'nothing',
@@ -171,8 +175,8 @@ const SINKS = {
     action: 'nothing is lost; report it with the line if it repeats',
   },
   MESSAGE_DEAD_LETTERED: {
-    meaning: 'a sink refused a message for good, or its stored bytes no longer match their checksum (reason `corrupt`): it is kept whole in the dead-letter store; the line gives the sink, reason, `message_id` and topic',
-    action: 'fix the cause (the table\'s schema, the publisher), then `mqtt-ingest dlq replay`; or `dlq purge` (docs/operations.md)',
+    meaning: 'a sink refused a message for good, its stored bytes no longer match their checksum (reason `corrupt`), or its route could not make it (reasons `field_invalid`, `decode_failed`, `no_route`: docs/routing.md): it is kept whole in the dead-letter store; the line gives the sink, reason, `message_id` and topic',
+    action: 'fix the cause (the table\'s schema, the publisher, the routes file), then `mqtt-ingest dlq replay`; or `dlq purge` (docs/operations.md)',
   },
   SINK_DISABLED_DEAD_LETTERED: {
     meaning: 'messages were waiting for a sink that is no longer configured: at start they went to the dead-letter store (reason `sink_disabled`)',

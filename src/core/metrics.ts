@@ -47,6 +47,20 @@ export class Metrics {
     labelNames: ['sink', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly routeMessages = new Counter({
+    name: 'mqtt_ingest_route_messages_total',
+    help:
+      'Messages per route of the routes file (ROUTES_FILE) and outcome (delivered, dropped, dead_lettered), counted once per message ' +
+      'when the first sink (Pub/Sub, else BigQuery, else the file sink) is done with it; route "unmatched" counts what matches no route.',
+    labelNames: ['route', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly messagesDropped = new Counter({
+    name: 'mqtt_ingest_messages_dropped_total',
+    help: 'Messages acknowledged and never sent, because their route says drop: true (or, route "unmatched", the routes file says unmatched: drop).',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
   readonly rejectedInbound = new Counter({
     name: 'mqtt_ingest_messages_rejected_total',
     help: 'Inbound messages refused before the spool, per reason.',

@@ -2,6 +2,8 @@ import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import type { Sink } from '../sinks/sink.js';
 import type { Spool } from '../spool/spool.js';
+import type { Router } from '../routes/router.js';
+import { RouteStage } from './route-stage.js';
 import { SinkRunner, type RunnerOptions } from './sink-runner.js';
 
 /**
@@ -11,8 +13,13 @@ import { SinkRunner, type RunnerOptions } from './sink-runner.js';
 export class Dispatcher {
   readonly runners: SinkRunner[];
 
-  constructor(sinks: Sink[], spool: Spool, logger: Logger, metrics: Metrics, opts: RunnerOptions) {
-    this.runners = sinks.map((s) => new SinkRunner(s, spool, logger.child({ component: `sink.${s.name}` }), metrics, opts));
+  /** `router`: the routes (ROUTES_FILE), applied by each runner at delivery; the first sink's runner counts them. */
+  constructor(sinks: Sink[], spool: Spool, logger: Logger, metrics: Metrics, opts: RunnerOptions, router?: Router) {
+    this.runners = sinks.map((s, i) => {
+      const log = logger.child({ component: `sink.${s.name}` });
+      const routing = router ? new RouteStage({ router, sink: s.name, counts: i === 0, metrics, logger: log }) : undefined;
+      return new SinkRunner(s, spool, log, metrics, routing ? { ...opts, routing } : opts);
+    });
   }
 
   start(): void {

@@ -9,6 +9,7 @@ import type { Sink } from '../sinks/sink.js';
 import type { Spool } from '../spool/spool.js';
 import type { DeadLetterInput } from '../spool/dead-letters.js';
 import { SinkHealth, type SinkStatus } from './sink-health.js';
+import type { RouteStage } from './route-stage.js';
 
 /** The runner's time (ARCHITECTURE §5: passed in so tests control it): wall clock for timestamps, monotonic for deadlines. */
 export type RunnerClock = DualClock;
@@ -19,8 +20,14 @@ const RECORD_RETRY_CAP_MS = 5000;
 /** What a write achieved that the spool still has to record: acknowledgements and dead letters. */
 interface Unrecorded {
   delivered: SpooledMessage[];
+  /** Done without a write (the routes: a route that does not use the sink, or drops the message): acknowledged, not counted delivered. */
+  skipped: SpooledMessage[];
   dead: DeadLetterInput[];
 }
+
+/** A message's outcome at the runner: the sink's answer, or done by routing without a write. */
+type RunnerOutcome = DeliveryOutcome | { kind: 'skipped' };
+const SKIPPED: RunnerOutcome = Object.freeze({ kind: 'skipped' });
 
 /** A sink's whole status in readiness (`components.sinks.<name>`): its destination's health and the runner's progress. */
 export interface SinkRunnerStatus extends SinkStatus {
@@ -35,6 +42,8 @@ export interface RunnerOptions {
   retryCapMs: number;
   /** Safety poll when nothing notifies (e.g. `dlq replay` from another process). */
   idlePollMs?: number;
+  /** The routes (ROUTES_FILE), applied between the lease and the write; unset: every message goes to the sink. */
+  routing?: RouteStage;
   /** A write pending longer than this shows the sink as degraded in readiness (default 10 s). */
   slowWriteMs?: number;
   clock?: RunnerClock;
@@ -151,7 +160,7 @@ export class SinkRunner {
 
   private unrecordedCount(): number {
     let n = 0;
-    for (const u of this.unrecorded) n += u.delivered.length + u.dead.length;
+    for (const u of this.unrecorded) n += u.delivered.length + u.skipped.length + u.dead.length;
     return n;
   }
 
@@ -214,25 +223,37 @@ export class SinkRunner {
   }
 
   private async writeBatch(batch: SpooledMessage[]): Promise<void> {
-    const token = {};
-    const started = this.clock.monotonic();
-    this.writeStarts.set(token, started);
-    let outcomes: DeliveryOutcome[];
-    try {
-      outcomes = await this.sink.write(batch);
-      if (outcomes.length !== batch.length) {
-        throw new Error(`sink ${this.sink.name} answered ${outcomes.length} outcomes for ${batch.length} messages`);
+    const routed = this.opts.routing?.split(batch);
+    const send = routed ? routed.send : batch;
+    let answers: DeliveryOutcome[] = [];
+    if (send.length > 0) {
+      const token = {};
+      const started = this.clock.monotonic();
+      this.writeStarts.set(token, started);
+      try {
+        answers = await this.sink.write(send);
+        if (answers.length !== send.length) {
+          throw new Error(`sink ${this.sink.name} answered ${answers.length} outcomes for ${send.length} messages`);
+        }
+      } catch (err) {
+        const failure = retryable('error', err instanceof Error ? err.message : String(err), 'degraded');
+        answers = send.map(() => failure);
+      } finally {
+        this.metrics.sinkWriteSeconds.observe({ sink: this.sink.name }, (this.clock.monotonic() - started) / 1000);
+        this.writeStarts.delete(token);
       }
-    } catch (err) {
-      const failure = retryable('error', err instanceof Error ? err.message : String(err), 'degraded');
-      outcomes = batch.map(() => failure);
-    } finally {
-      this.metrics.sinkWriteSeconds.observe({ sink: this.sink.name }, (this.clock.monotonic() - started) / 1000);
-      this.writeStarts.delete(token);
+      this.health.wrote(answers);
     }
-    this.health.wrote(outcomes);
     if (this.spool.isClosed) return;
-    this.apply(batch, outcomes);
+    if (!routed) {
+      this.apply(batch, answers, answers.length);
+      return;
+    }
+    const outcomes: RunnerOutcome[] = new Array(batch.length);
+    routed.sendIndex.forEach((index, j) => (outcomes[index] = answers[j]!));
+    for (const index of routed.skipped) outcomes[index] = SKIPPED;
+    for (const [index, o] of routed.dead) outcomes[index] = o;
+    this.apply(batch, outcomes, send.length);
   }
 
   private spoolError(what: string, err: unknown): void {
@@ -241,13 +262,16 @@ export class SinkRunner {
     this.logger.error(withCode('SPOOL_READ_FAILED', fields), `spool ${what} failed; retrying`);
   }
 
-  private apply(batch: SpooledMessage[], outcomes: DeliveryOutcome[]): void {
+  /** `written`: how many of the batch went to the sink (the rest were done by routing). */
+  private apply(batch: SpooledMessage[], outcomes: RunnerOutcome[], written: number): void {
     const delivered: SpooledMessage[] = [];
+    const skipped: SpooledMessage[] = [];
     const dead: DeadLetterInput[] = [];
     const retry: SpooledMessage[] = [];
-    let firstRetry: DeliveryOutcome | undefined;
+    let firstRetry: RunnerOutcome | undefined;
     outcomes.forEach((o, i) => {
       if (o.kind === 'delivered') delivered.push(batch[i]);
+      else if (o.kind === 'skipped') skipped.push(batch[i]);
       else if (o.kind === 'rejected') dead.push({ message: batch[i], reason: o.reason, detail: o.detail });
       else {
         retry.push(batch[i]);
@@ -255,14 +279,14 @@ export class SinkRunner {
         this.metrics.deliveryFailures.inc({ sink: this.sink.name, reason: o.reason });
       }
     });
-    if (delivered.length > 0 || dead.length > 0) {
-      this.unrecorded.push({ delivered, dead });
+    if (delivered.length > 0 || skipped.length > 0 || dead.length > 0) {
+      this.unrecorded.push({ delivered, skipped, dead });
       // While earlier outcomes wait for their backoff, this one joins them (recorded in order, with them).
       if (this.clock.monotonic() >= this.recordPausedUntil) this.recordOutcomes();
     }
     this.retryQueue.push(...retry);
-    if (retry.length === batch.length && firstRetry?.kind === 'retryable') {
-      // Nothing went through: the destination (not one message) is the problem. Back off before retrying.
+    if (written > 0 && retry.length === written && firstRetry?.kind === 'retryable') {
+      // Nothing the sink was given went through: the destination (not one message) is the problem. Back off before retrying.
       const delay = this.backoff.next();
       this.pausedUntil = this.clock.monotonic() + delay;
       this.metrics.sinkUp.set({ sink: this.sink.name }, 0);
@@ -290,13 +314,17 @@ export class SinkRunner {
     while (this.unrecorded.length > 0) {
       const u = this.unrecorded[0];
       try {
-        if (u.delivered.length > 0) {
-          this.spool.ack(sink, u.delivered);
-          this.metrics.messagesDelivered.inc({ sink }, u.delivered.length);
+        if (u.delivered.length > 0 || u.skipped.length > 0) {
+          this.spool.ack(sink, u.skipped.length === 0 ? u.delivered : [...u.delivered, ...u.skipped]);
+          if (u.delivered.length > 0) this.metrics.messagesDelivered.inc({ sink }, u.delivered.length);
+          this.opts.routing?.recorded(u.delivered, []);
+          this.opts.routing?.recorded(u.skipped, []);
           u.delivered = [];
+          u.skipped = [];
         }
         if (u.dead.length > 0) {
           this.spool.deadLetter(sink, u.dead);
+          this.opts.routing?.recorded([], u.dead);
           for (const d of u.dead) {
             this.metrics.deadLetters.inc({ sink, reason: d.reason });
             this.logger.warn(

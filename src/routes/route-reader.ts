@@ -7,7 +7,7 @@ import { bigquerySection } from '../sinks/bigquery/config.js';
 import { pubsubSection, pubsubTopic } from '../sinks/pubsub/config.js';
 import { parseFrom } from './fields.js';
 import { columnNameProblem, parseKeyTemplate, parseTopicTemplate, type TopicTemplate } from './template.js';
-import { DECODINGS, FIELD_TYPES, type BigQueryRoute, type FieldSpec, type FieldType, type PubsubRoute, type Route } from './types.js';
+import { DECODINGS, FIELD_TYPES, UNMATCHED_ROUTE, type BigQueryRoute, type FieldSpec, type FieldType, type PubsubRoute, type Route } from './types.js';
 import type { NodeReader } from './yaml-nodes.js';
 
 /** The sinks a route may send to. `null`: that sink is off; `undefined`: not known (its key has a problem). */
@@ -20,6 +20,7 @@ export interface RoutesContext {
 }
 
 export const ROUTE_NAME = /^[a-z][a-z0-9_]*$/;
+
 const ROUTE_KEYS = ['name', 'topic', 'decode', 'fields', 'pubsub', 'bigquery', 'file', 'drop'] as const;
 const SINK_KEYS = ['decode', 'fields', 'pubsub', 'bigquery', 'file'] as const;
 /** Columns every typed row has, which no variable or field may take. */
@@ -59,6 +60,8 @@ export function readRoute(r: NodeReader, node: Node, index: number, ctx: RoutesC
   if (!nameEntry) problem(node, 'name', 'is missing');
   else if (rawName === undefined || !ROUTE_NAME.test(rawName)) {
     problem(nameEntry.value, 'name', `must be lower-case letters, digits and "_", starting with a letter, got ${r.kind(nameEntry.value)}`);
+  } else if (rawName === UNMATCHED_ROUTE) {
+    problem(nameEntry.value, 'name', `"${UNMATCHED_ROUTE}" is the route label of messages no route matches (metrics); choose another name`);
   }
 
   let topic: TopicTemplate | undefined;

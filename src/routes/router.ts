@@ -9,19 +9,14 @@ import { readFields } from './fields.js';
 import { parseJson, stringifyJson, type JsonValue } from './json.js';
 import { matchTopic, renderKey } from './template.js';
 import type { RoutableMessage, Route, RouteDeadLetterReason, RoutesTable } from './types.js';
+import type { PubsubTarget, RouteTargets } from '../sinks/sink.js';
 
 /** Pub/Sub's limit on an attribute value and an ordering key (cloud.google.com/pubsub/quotas#resource_limits). */
 const MAX_ATTRIBUTE_VALUE_BYTES = 1024;
 const MAX_ORDERING_KEY_BYTES = 1024;
 
-export interface PubsubPlan {
-  /** `projects/P/topics/T` */
-  topic: string;
-  data: Buffer;
-  /** Added to the contract attributes the sink sets on every message. */
-  attributes: Record<string, string>;
-  orderingKey?: string;
-}
+/** The route's Pub/Sub message; its attributes are added to the contract attributes the sink sets on every message. */
+export type PubsubPlan = PubsubTarget;
 
 export interface BigQueryPlan {
   dataset: string;
@@ -40,6 +35,8 @@ export type RouteOutcome =
       pubsub?: PubsubPlan;
       bigquery?: BigQueryPlan;
       file: boolean;
+      /** The same, as the sinks take it (set on the message by its sink runner). */
+      targets: RouteTargets;
     }
   /** `route` unset: matched nothing, and the file says `unmatched: drop`. */
   | { kind: 'dropped'; route?: Route }
@@ -106,7 +103,11 @@ export class Router {
       for (const f of route.fields) row[f.name] = fields[f.name] ? bigqueryCell(fields[f.name]!) : null;
       bigquery = { dataset: route.bigquery.dataset, table: route.bigquery.table, insertId: msg.messageId, row };
     }
-    return { kind: 'routed', route, variables, fields, pubsub, bigquery, file: route.file };
+    const targets: RouteTargets = { route: route.name };
+    if (pubsub) targets.pubsub = pubsub;
+    if (bigquery) targets.bigquery = { table: bigquery.table, row: bigquery.row };
+    if (route.file) targets.file = { fieldsJson: fieldsJson(variables, fields) };
+    return { kind: 'routed', route, variables, fields, pubsub, bigquery, file: route.file, targets };
   }
 }
 

@@ -5,14 +5,10 @@
 import type { SpooledMessage } from '../core/message.js';
 import type { TopicTemplate, KeyTemplate } from './template.js';
 
-/** MQTT 5 properties kept with a message: user properties (a name may repeat) and the content type. */
-export interface MessageProperties {
-  userProperties?: Record<string, string | string[]>;
-  contentType?: string;
-}
+export type { MessageProperties } from '../core/message.js';
 
-/** A spooled message as routing reads it: its properties, when the publisher sent any. */
-export type RoutableMessage = SpooledMessage & { properties?: MessageProperties };
+/** A spooled message as routing reads it (its MQTT 5 properties included). */
+export type RoutableMessage = SpooledMessage;
 
 export const FIELD_TYPES = ['string', 'int', 'float', 'bool', 'timestamp', 'json'] as const;
 export type FieldType = (typeof FIELD_TYPES)[number];
@@ -21,6 +17,8 @@ export const DECODINGS = ['raw', 'json', 'sparkplug'] as const;
 export type Decoding = (typeof DECODINGS)[number];
 
 export const UNMATCHED = ['raw', 'dead_letter', 'drop'] as const;
+/** The `route` label the metrics give what matches no route; no route may take the name. */
+export const UNMATCHED_ROUTE = 'unmatched';
 export type Unmatched = (typeof UNMATCHED)[number];
 
 /** One step of a payload path: a member name or an array index. */

@@ -29,10 +29,10 @@ export interface BigQueryTarget {
   row: Record<string, string | number | boolean | null>;
 }
 
-/** What a route adds to the message's NDJSON line: its name, topic variables and typed fields (as JSON values). */
+/** What a route adds to the message's NDJSON line (`fields`), beside its name (`route`). */
 export interface FileTarget {
-  variables: Record<string, string>;
-  fields: Record<string, unknown>;
+  /** One JSON object of the topic variables and the typed fields, as text (an INT64 beyond 2^53 stays exact). */
+  fieldsJson: string;
 }
 
 /** A message as a sink receives it: routed, or not (see RouteTargets). */

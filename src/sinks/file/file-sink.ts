@@ -1,13 +1,12 @@
 import { mkdir, open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import type { SpooledMessage } from '../../core/message.js';
 import { encodePayload, rfc3339 } from '../../core/message.js';
 import { delivered, type DeliveryOutcome } from '../../core/outcome.js';
 import type { Clock } from '../../core/clock.js';
 import { systemClock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
 import { withCode } from '../../core/errors.js';
-import type { Sink, SinkDescription } from '../sink.js';
+import type { DeliveryMessage, Sink, SinkDescription } from '../sink.js';
 
 export interface FileSinkOptions {
   dir: string;
@@ -19,10 +18,11 @@ export interface FileSinkOptions {
 /**
  * One NDJSON line per message: the contract's fields, payload as text or base64, and the MQTT 5 properties:
  * `user_properties` (an object, name to value or to the array of a repeated name's values) and
- * `content_type`, both null when the message had none, so that every line has the same keys.
+ * `content_type`, both null when the message had none, so that every line has the same keys. A routed message
+ * (ROUTES_FILE) adds `route` and `fields`.
  */
-export function toFileRecord(m: SpooledMessage): string {
-  return JSON.stringify({
+export function toFileRecord(m: DeliveryMessage): string {
+  const line = JSON.stringify({
     message_id: m.messageId,
     topic: m.topic,
     qos: m.qos,
@@ -32,6 +32,9 @@ export function toFileRecord(m: SpooledMessage): string {
     user_properties: m.properties?.userProperties ?? null,
     content_type: m.properties?.contentType ?? null,
   });
+  // A routed message's line also names its route and carries its topic variables and typed fields.
+  const routed = m.routed?.file;
+  return routed ? `${line.slice(0, -1)},"route":${JSON.stringify(m.routed!.route)},"fields":${routed.fieldsJson}}` : line;
 }
 
 const FILE_RE = /^messages-(\d{8}T\d{2})-(\d{4})\.ndjson$/;
@@ -70,7 +73,7 @@ export class FileSink implements Sink {
     this.started = true;
   }
 
-  async write(batch: SpooledMessage[]): Promise<DeliveryOutcome[]> {
+  async write(batch: DeliveryMessage[]): Promise<DeliveryOutcome[]> {
     if (!this.started) throw new Error('the file sink is not started (or already closed)');
     try {
       const text = batch.map(toFileRecord).join('\n') + '\n';

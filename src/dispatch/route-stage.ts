@@ -1,0 +1,115 @@
+/**
+ * The routes at delivery (ROUTES_FILE, docs/routing.md): between a sink runner's lease and its sink's write. Each
+ * leased message is routed once (the decision is kept with the message object while it is retried), and then
+ * - goes to the sink with its route's targets (`routed`) when the route uses this sink, or as it is when it
+ *   matched no route and the file says `unmatched: raw`;
+ * - is done for this sink at once, without a write, when its route does not use the sink or drops it;
+ * - is dead-lettered for this sink with the route's reason (field_invalid, decode_failed, no_route).
+ * The spool keeps the original message, so after a restart with a changed routes file the backlog follows the
+ * new routes.
+ *
+ * The route metrics count each message once: only the stage of the node's first sink counts, when the spool
+ * has recorded what that sink did with it (so an outcome recorded twice after a retry is not counted twice).
+ */
+import type { SinkName, SpooledMessage } from '../core/message.js';
+import { rejected, type DeliveryOutcome } from '../core/outcome.js';
+import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
+import type { Router } from '../routes/router.js';
+import { UNMATCHED_ROUTE } from '../routes/types.js';
+import type { DeliveryMessage } from '../sinks/sink.js';
+import type { DeadLetterInput } from '../spool/dead-letters.js';
+
+
+/** What routing decided for one message and one sink. */
+type Decision =
+  | { kind: 'send'; route: string }
+  | { kind: 'skip'; route: string; dropped: boolean }
+  | { kind: 'dead'; route: string; outcome: DeliveryOutcome };
+
+/** A batch split by routing: what the sink writes (with the indexes in the batch), and what is done without it. */
+export interface RoutedBatch {
+  send: DeliveryMessage[];
+  sendIndex: number[];
+  /** Index in the batch → dead letter for this sink (the route's reason). */
+  dead: Map<number, DeliveryOutcome>;
+  /** Indexes done for this sink without a write. */
+  skipped: number[];
+}
+
+export interface RouteStageOptions {
+  router: Router;
+  sink: SinkName;
+  /** This stage counts the route metrics (the node's first sink). */
+  counts: boolean;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+export class RouteStage {
+  private readonly decisions = new WeakMap<SpooledMessage, Decision>();
+
+  constructor(private readonly o: RouteStageOptions) {}
+
+  split(batch: readonly SpooledMessage[]): RoutedBatch {
+    const out: RoutedBatch = { send: [], sendIndex: [], dead: new Map(), skipped: [] };
+    for (let i = 0; i < batch.length; i++) {
+      const msg = batch[i]! as DeliveryMessage;
+      const d = this.decide(msg);
+      if (d.kind === 'send') {
+        out.send.push(msg);
+        out.sendIndex.push(i);
+      } else if (d.kind === 'skip') out.skipped.push(i);
+      else out.dead.set(i, d.outcome);
+    }
+    return out;
+  }
+
+  private decide(msg: DeliveryMessage): Decision {
+    const known = this.decisions.get(msg);
+    if (known) return known;
+    const outcome = this.o.router.route(msg);
+    let d: Decision;
+    switch (outcome.kind) {
+      case 'raw':
+        d = { kind: 'send', route: UNMATCHED_ROUTE };
+        break;
+      case 'dropped':
+        d = { kind: 'skip', route: outcome.route?.name ?? UNMATCHED_ROUTE, dropped: true };
+        break;
+      case 'dead_letter': {
+        const route = outcome.route?.name ?? UNMATCHED_ROUTE;
+        const detail = outcome.route ? `route ${route}: ${outcome.detail}` : outcome.detail;
+        d = { kind: 'dead', route, outcome: rejected(outcome.reason, detail) };
+        break;
+      }
+      case 'routed':
+        if (this.o.sink in outcome.targets) {
+          msg.routed = outcome.targets;
+          d = { kind: 'send', route: outcome.route.name };
+        } else d = { kind: 'skip', route: outcome.route.name, dropped: false };
+        break;
+    }
+    this.decisions.set(msg, d);
+    return d;
+  }
+
+  /** The spool has recorded these outcomes for this sink: count them (the counting stage only). */
+  recorded(done: readonly SpooledMessage[], dead: readonly DeadLetterInput[]): void {
+    if (!this.o.counts) return;
+    const { routeMessages, messagesDropped } = this.o.metrics;
+    for (const msg of done) {
+      const d = this.decisions.get(msg);
+      if (!d) continue;
+      if (d.kind === 'skip' && d.dropped) {
+        routeMessages.inc({ route: d.route, outcome: 'dropped' });
+        messagesDropped.inc({ route: d.route });
+        this.o.logger.debug({ route: d.route, message_id: msg.messageId, topic: msg.topic }, 'message dropped by its route');
+      } else routeMessages.inc({ route: d.route, outcome: 'delivered' });
+    }
+    for (const { message } of dead) {
+      const d = this.decisions.get(message);
+      if (d) routeMessages.inc({ route: d.route, outcome: 'dead_lettered' });
+    }
+  }
+}
