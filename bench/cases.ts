@@ -124,23 +124,23 @@ export async function liveStream(broker: TestMosquitto, n: number): Promise<Case
 }
 
 /** Fills a spool directory with `n` messages routed to the Pub/Sub sink, as a backlog left by an outage. */
-function prefillSpool(dataDir: string, n: number): void {
+export function prefillSpool(dataDir: string, n: number, topic: (i: number) => string = (i) => `bench/pubsub/${i % 64}`): void {
   const spool = Spool.open({ dir: path.join(dataDir, 'spool'), maxBytes: 1e12, sinks: ['pubsub'], sync: 'normal' });
   for (let start = 0; start < n; start += 10_000) {
     const batch = [];
     for (let i = start; i < Math.min(n, start + 10_000); i++) {
-      batch.push({ topic: `bench/pubsub/${i % 64}`, payload: Buffer.from(benchPayload(i)), qos: 1 as const, retain: false, receivedAt: Date.now() });
+      batch.push({ topic: topic(i), payload: Buffer.from(benchPayload(i)), qos: 1 as const, retain: false, receivedAt: Date.now() });
     }
     spool.append(batch);
   }
   spool.close();
 }
 
-function pubsubEnv(emu: PubSubEmulator, topic: string) {
+export function pubsubEnv(emu: PubSubEmulator, topic: string) {
   return { ...spoolOnly, GCP_PROJECT_ID: emu.projectId, PUBSUB_TOPIC: topic, PUBSUB_EMULATOR_HOST: emu.host };
 }
 
-async function createTopic(emu: PubSubEmulator, topic: string, subscription?: string): Promise<void> {
+export async function createTopic(emu: PubSubEmulator, topic: string, subscription?: string): Promise<void> {
   const pubsub = new PubSub({ projectId: emu.projectId, apiEndpoint: emu.host, emulatorMode: true });
   try {
     const [t] = await pubsub.createTopic(topic);
@@ -383,7 +383,7 @@ export async function embeddedVsMosquitto(n: number, publishers: number): Promis
 }
 
 /** A row comparing two rates: against a goal ratio, or `report` (shown, no goal). */
-function result(
+export function result(
   name: string,
   nodeRate: number,
   baseRate: number,
