@@ -26,6 +26,16 @@ describe('classifyPublishError', () => {
     expect(gcloud).toBeGreaterThan(provision);
   });
 
+  it("a route's topic names where it is set instead of PUBSUB_TOPIC", () => {
+    const route = 'projects/demo-project/topics/pressure-readings';
+    const missing = classifyPublishError(grpcError(GrpcStatus.NOT_FOUND, 'Topic not found'), route, "the route's pubsub.topic in ROUTES_FILE");
+    expect(missing.detail).toContain(`Pub/Sub topic ${route} does not exist`);
+    expect(missing.detail).toContain('`gcloud pubsub topics create pressure-readings --project=demo-project`');
+    expect(missing.detail).toContain("or correct the route's pubsub.topic in ROUTES_FILE");
+    expect(missing.detail).not.toContain('PUBSUB_TOPIC');
+    expect(classifyPublishError(grpcError(GrpcStatus.NOT_FOUND, 'Topic not found'), TOPIC).detail).toContain('or correct PUBSUB_TOPIC / GCP_PROJECT_ID');
+  });
+
   it.each([GrpcStatus.PERMISSION_DENIED, GrpcStatus.UNAUTHENTICATED])('code %i is a permission problem', (code) => {
     const c = classifyPublishError(grpcError(code, 'User not authorized to perform this action.'), TOPIC);
     expect(c).toMatchObject({ kind: 'failing', reason: 'permission_denied' });

@@ -69,15 +69,18 @@ const DEGRADED_BY_CODE: Record<number, DegradedReason> = {
  */
 const RESOURCE_NAME_TEXT = /\[topics\] name|resource name|topic name/i;
 
-/** Classifies one publish error. `topic` is the full topic name, used in operator-facing details. */
-export function classifyPublishError(err: unknown, topic: string): PublishErrorClass {
+/**
+ * Classifies one publish error. `topic` is the full name of the topic the request went to, used in
+ * operator-facing details; `setting` is where that topic is configured (a route's topic is set in ROUTES_FILE).
+ */
+export function classifyPublishError(err: unknown, topic: string, setting = 'PUBSUB_TOPIC / GCP_PROJECT_ID'): PublishErrorClass {
   const text = errorText(err);
   const code = underlyingCode(err, text);
 
   if (typeof code === 'number') {
     switch (code) {
       case GrpcStatus.NOT_FOUND:
-        return { kind: 'failing', reason: 'topic_not_found', detail: topicNotFoundDetail(topic, text) };
+        return { kind: 'failing', reason: 'topic_not_found', detail: topicNotFoundDetail(topic, text, setting) };
       case GrpcStatus.PERMISSION_DENIED:
         return { kind: 'failing', reason: 'permission_denied', detail: permissionDetail(topic, text) };
       case GrpcStatus.UNAUTHENTICATED:
@@ -94,7 +97,7 @@ export function classifyPublishError(err: unknown, topic: string): PublishErrorC
           return {
             kind: 'failing',
             reason: 'invalid_topic',
-            detail: `Pub/Sub rejects the topic name ${topic}: correct PUBSUB_TOPIC / GCP_PROJECT_ID (${text})`,
+            detail: `Pub/Sub rejects the topic name ${topic}: correct ${setting} (${text})`,
           };
         }
         return { kind: 'invalid', reason: 'invalid_argument', detail: text };
@@ -150,12 +153,12 @@ function permissionDetail(topic: string, text: string): string {
  * `mqtt-ingest provision` first: it creates the topic from the node's own configuration (the emulator's too,
  * which forgets its topics when it restarts), so nothing has to be typed twice; gcloud is the alternative.
  */
-function topicNotFoundDetail(topic: string, text: string): string {
+function topicNotFoundDetail(topic: string, text: string, setting: string): string {
   const [, project, id] = /^projects\/([^/]+)\/topics\/(.+)$/.exec(topic) ?? [];
   const gcloud = project && id ? `gcloud pubsub topics create ${id} --project=${project}` : 'gcloud pubsub topics create';
   return (
     `Pub/Sub topic ${topic} does not exist: create it with \`mqtt-ingest provision\` (same configuration as the node), ` +
-    `or with \`${gcloud}\`; or correct PUBSUB_TOPIC / GCP_PROJECT_ID (${text})`
+    `or with \`${gcloud}\`; or correct ${setting} (${text})`
   );
 }
 

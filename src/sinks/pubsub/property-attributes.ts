@@ -10,7 +10,7 @@ export const CONTENT_TYPE_ATTRIBUTE = 'mqtt_content_type';
 export const USER_PROPERTY_PREFIX = 'mqtt_user_';
 export const MAX_ATTRIBUTES = 100;
 export const MAX_ATTRIBUTE_KEY_BYTES = 256;
-/** Pub/Sub's limit per attribute value (as MAX_ATTRIBUTE_VALUE_BYTES in pubsub-sink.ts). */
+/** Pub/Sub's limit per attribute value (as MAX_ATTRIBUTE_VALUE_BYTES in outgoing.ts). */
 const MAX_VALUE_BYTES = 1024;
 
 /**

@@ -72,6 +72,14 @@ describe('PubSubSink without a reachable Pub/Sub', () => {
   });
 
 
+  it('is ordered, one write at a time, with PUBSUB_ORDERING_KEY=mqtt_topic or when a route sets an ordering key', () => {
+    expect(sink().maxInFlight).toBe(2);
+    expect(sink({ orderingKey: 'mqtt_topic' }).maxInFlight).toBe(1);
+    expect(sink({ routeOrdering: true }).maxInFlight).toBe(1);
+    expect(sink({ routeOrdering: true }).isOrdered).toBe(true);
+    expect(sink({ orderingKey: 'none', routeOrdering: false }).isOrdered).toBe(false);
+  });
+
   it('throws when written before start', async () => {
     await expect(sink().write([msg()])).rejects.toThrow(/not started/);
   });

@@ -1,18 +1,25 @@
 import { PubSub, v1, type CallOptions, type ClientConfig } from '@google-cloud/pubsub';
-import { rfc3339, type SpooledMessage } from '../../core/message.js';
 import { delivered, rejected, retryable, type DeliveryOutcome } from '../../core/outcome.js';
 import { withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
-import type { Sink, SinkDescription } from '../sink.js';
+import type { DeliveryMessage, Sink, SinkDescription } from '../sink.js';
 import { classifyPublishError } from './classify.js';
+import { isOutgoing, outgoing } from './outgoing.js';
 import { HELD_BACK, Publication, type PublishRequestMessage } from './publication.js';
-import { addPropertyAttributes, type PropertyDrops } from './property-attributes.js';
+import type { PropertyDrops } from './property-attributes.js';
+
+export { checkLimits, contractAttributes, MAX_ATTRIBUTE_VALUE_BYTES, MAX_MESSAGE_BYTES } from './outgoing.js';
 
 /**
  * Pub/Sub sink (contract §3): data = the MQTT payload bytes unchanged; attributes message_id, mqtt_topic,
  * mqtt_qos, mqtt_retain ("true"/"false"), received_at (RFC 3339 UTC, ms), and the MQTT 5 properties as
  * mqtt_content_type and mqtt_user_<name> (property-attributes.ts). One outcome per message.
+ *
+ * A routed message (RouteTargets.pubsub, set by the routes) goes to its route's topic instead, with the
+ * route's data, the route's attributes added to the contract's (before the properties) and the route's
+ * ordering key (outgoing.ts). One write may so name several topics: each gets its own requests, and a failure
+ * is told with the topic it happened on, so a missing route topic holds up only its own messages.
  */
 export interface PubSubSinkOptions {
   /** The project the client works in (the topic's path names its own). */
@@ -41,9 +48,6 @@ export interface PubSubSinkOptions {
   publishTimeoutMs?: number;
 }
 
-/** Pub/Sub's limits (cloud.google.com/pubsub/quotas#resource_limits): 10 MB per message, 1,024 bytes per attribute value. */
-export const MAX_MESSAGE_BYTES = 10_000_000;
-export const MAX_ATTRIBUTE_VALUE_BYTES = 1024;
 /**
  * The client makes one attempt per publish and retries nothing itself: the dispatcher owns retries (with
  * the node's backoff, capped by RETRY_MAX_DELAY_MS), so every failed attempt is counted in
@@ -52,55 +56,8 @@ export const MAX_ATTRIBUTE_VALUE_BYTES = 1024;
  */
 const CLIENT_RETRY_CODES: number[] = [];
 
-/** How many attributes contractAttributes gives every message. */
-const CONTRACT_ATTRIBUTES = 5;
-
-/** The contract's attributes for one message. */
-export function contractAttributes(msg: SpooledMessage): Record<string, string> {
-  return {
-    message_id: msg.messageId,
-    mqtt_topic: msg.topic,
-    mqtt_qos: String(msg.qos),
-    mqtt_retain: msg.retain ? 'true' : 'false',
-    received_at: rfc3339(msg.receivedAt),
-  };
-}
-
-/**
- * A rejection when the message breaks one of Pub/Sub's limits, else undefined. Checked before publishing so
- * one bad message is dead-lettered alone instead of failing the RPC it would share with its neighbours. The
- * emulator checks neither limit (it accepts 1,025-byte attributes, and a request over its 11,000,000-byte
- * gRPC limit hangs until the deadline), so only this check keeps tests honest.
- */
-export function checkLimits(msg: SpooledMessage, attributes: Record<string, string>): DeliveryOutcome | undefined {
-  const size = messageSize(msg, attributes);
-  return typeof size === 'number' ? undefined : size;
-}
-
-/** The message's size as the client library counts it (calculateMessageSize: data plus each attribute key and value), or why it cannot be sent. */
-function messageSize(msg: SpooledMessage, attributes: Record<string, string>): number | DeliveryOutcome {
-  let attributeBytes = 0;
-  for (const key in attributes) {
-    const value = attributes[key]!;
-    const valueBytes = Buffer.byteLength(value);
-    if (valueBytes > MAX_ATTRIBUTE_VALUE_BYTES) {
-      return rejected(
-        'attribute_too_long',
-        `attribute ${key} is ${valueBytes} bytes; Pub/Sub allows ${MAX_ATTRIBUTE_VALUE_BYTES} (an MQTT topic that long cannot be an attribute)`,
-      );
-    }
-    attributeBytes += key.length + valueBytes; // keys are ASCII
-  }
-  const size = msg.payload.length + attributeBytes;
-  if (size > MAX_MESSAGE_BYTES) {
-    return rejected(
-      'too_large',
-      `message is ${size} bytes (payload ${msg.payload.length} + attributes ${attributeBytes}); Pub/Sub allows ${MAX_MESSAGE_BYTES}`,
-    );
-  }
-  return size;
-}
-
+/** Where a route's topic is set, for the details of a failure on it (classify.ts). */
+const ROUTE_TOPIC_SETTING = "the route's pubsub.topic in ROUTES_FILE";
 
 export class PubSubSink implements Sink {
   readonly name = 'pubsub' as const;
@@ -134,7 +91,7 @@ export class PubSubSink implements Sink {
     this.publishTimeoutMs = opts.publishTimeoutMs ?? 60_000;
     this.maxBatchMessages = opts.maxBatchMessages;
     this.maxBatchBytes = opts.maxBatchBytes;
-    this.ordered = opts.orderingKey === 'mqtt_topic';
+    this.ordered = opts.orderingKey === 'mqtt_topic' || opts.routeOrdering === true;
     // With ordering keys, a second publish in flight could land before an earlier one that fails.
     this.maxInFlight = this.ordered ? 1 : opts.maxInFlight;
     this.describe = {
@@ -242,45 +199,31 @@ export class PubSubSink implements Sink {
     };
   }
 
-  private countDrops(drops: PropertyDrops): void {
+  private readonly countDrops = (drops: PropertyDrops): void => {
     for (const reason in drops) this.opts.metrics?.propertiesDropped.inc({ sink: 'pubsub', reason }, drops[reason as keyof PropertyDrops]);
-  }
+  };
 
-  async write(batch: SpooledMessage[]): Promise<DeliveryOutcome[]> {
+  async write(batch: DeliveryMessage[]): Promise<DeliveryOutcome[]> {
     if (!this.clientConfig || this.closed) throw new Error('the Pub/Sub sink is not started (or already closed)');
     const outcomes: DeliveryOutcome[] = new Array(batch.length);
     const sendable: number[] = [];
     const messages: PublishRequestMessage[] = [];
     const sizes: number[] = [];
+    const topics: string[] = [];
+    const options = { topic: this.topicName, mqttTopicKey: this.opts.orderingKey === 'mqtt_topic', countDrops: this.countDrops };
     for (let i = 0; i < batch.length; i++) {
-      const msg = batch[i]!;
-      let attributes = contractAttributes(msg);
-      let size = messageSize(msg, attributes);
-      if (msg.properties !== undefined && typeof size === 'number') {
-        const drops = addPropertyAttributes(attributes, msg.properties);
-        if (drops) this.countDrops(drops);
-        size = messageSize(msg, attributes);
-        if (typeof size !== 'number') {
-          // The properties made it too large: it goes without them rather than not at all.
-          this.countDrops({ message_too_large: Object.keys(attributes).length - CONTRACT_ATTRIBUTES });
-          attributes = contractAttributes(msg);
-          size = messageSize(msg, attributes);
-        }
+      const out = outgoing(batch[i]!, options);
+      if (!isOutgoing(out)) {
+        outcomes[i] = out;
+        continue;
       }
-      if (typeof size !== 'number') outcomes[i] = size;
-      else {
-        sendable.push(i);
-        if (this.ordered) {
-          messages.push({ data: msg.payload, attributes, orderingKey: msg.topic });
-          sizes.push(size + Buffer.byteLength(msg.topic));
-        } else {
-          messages.push({ data: msg.payload, attributes });
-          sizes.push(size);
-        }
-      }
+      sendable.push(i);
+      messages.push(out.message);
+      sizes.push(out.size);
+      topics.push(out.topic);
     }
 
-    const results = await new Publication(this, messages, sizes).run();
+    const results = await new Publication(this, messages, sizes, topics).run();
     results.forEach((result, j) => {
       const index = sendable[j]!;
       if (result === undefined) {
@@ -291,7 +234,7 @@ export class PubSubSink implements Sink {
         outcomes[index] = retryable('held_back', 'not sent: an earlier message of the same write failed, and ordering keys keep the order');
         return;
       }
-      const cls = classifyPublishError(result, this.topicName);
+      const cls = this.classify(result, topics[j]!);
       // A refused (invalid) message is the message's problem, not the destination's: it carries no health.
       outcomes[index] = cls.kind === 'invalid' ? rejected(cls.reason, cls.detail) : retryable(cls.reason, cls.detail, cls.kind);
     });
@@ -299,18 +242,23 @@ export class PubSubSink implements Sink {
     return outcomes;
   }
 
-  /** One Publish RPC: undefined when Pub/Sub took every message, else its error. */
-  async publishRequest(messages: PublishRequestMessage[]): Promise<unknown> {
+  /** One Publish RPC to `topic` (default: the sink's own): undefined when Pub/Sub took every message, else its error. */
+  async publishRequest(messages: PublishRequestMessage[], topic = this.topicName): Promise<unknown> {
     let publisher: v1.PublisherClient | undefined;
     try {
       publisher = await this.connect();
-      await publisher.publish({ topic: this.topicName, messages }, this.callOptions());
+      await publisher.publish({ topic, messages }, this.callOptions());
       return undefined;
     } catch (err) {
       const error = err ?? new Error('publish failed');
-      if (publisher) this.retireOnCredentialsFailure(publisher, error);
+      if (publisher) this.retireOnCredentialsFailure(publisher, error, topic);
       return error;
     }
+  }
+
+  /** A publish error in the words of the topic it failed on; a route's topic is set in ROUTES_FILE, not PUBSUB_TOPIC. */
+  private classify(err: unknown, topic: string) {
+    return classifyPublishError(err, topic, topic === this.topicName ? undefined : ROUTE_TOPIC_SETTING);
   }
 
   /**
@@ -318,8 +266,8 @@ export class PubSubSink implements Sink {
    * `cachedCredential`): after the credentials were refused (a revoked refresh token, a replaced key file),
    * only a new client reads them again. The next write makes one (connect).
    */
-  private retireOnCredentialsFailure(publisher: v1.PublisherClient, err: unknown): void {
-    const cls = classifyPublishError(err, this.topicName);
+  private retireOnCredentialsFailure(publisher: v1.PublisherClient, err: unknown, topic: string): void {
+    const cls = this.classify(err, topic);
     if (cls.kind !== 'failing' || !cls.credentials || this.publisher !== publisher) return;
     this.publisher = undefined;
     publisher.close().catch(() => undefined);
@@ -346,12 +294,13 @@ export class PubSubSink implements Sink {
     }
   }
 
-  private logRejections(batch: SpooledMessage[], outcomes: DeliveryOutcome[]): void {
+  private logRejections(batch: DeliveryMessage[], outcomes: DeliveryOutcome[]): void {
     outcomes.forEach((o, i) => {
       if (o.kind !== 'rejected') return;
       const msg = batch[i]!;
+      const route = msg.routed?.pubsub ? { route: msg.routed.route, topic: msg.routed.pubsub.topic } : {};
       this.logger.warn(
-        withCode('PUBSUB_MESSAGE_REFUSED', { sink: this.name, messageId: msg.messageId, mqttTopic: msg.topic.slice(0, 200), reason: o.reason, detail: o.detail }),
+        withCode('PUBSUB_MESSAGE_REFUSED', { sink: this.name, messageId: msg.messageId, mqttTopic: msg.topic.slice(0, 200), ...route, reason: o.reason, detail: o.detail }),
         'Pub/Sub cannot take this message; it will be dead-lettered',
       );
     });
