@@ -27,6 +27,13 @@ type Decision =
   | { kind: 'skip'; route: string; dropped: boolean }
   | { kind: 'dead'; route: string; outcome: DeliveryOutcome };
 
+/**
+ * A leased message with what routing decided for it. Kept on the message object itself (the runner's own, held
+ * while it is retried) rather than in a WeakMap: an ephemeron table per runner cost more in garbage collection
+ * than the routing did.
+ */
+type Decided = DeliveryMessage & { routeDecision?: Decision };
+
 /** A batch split by routing: what the sink writes (with the indexes in the batch), and what is done without it. */
 export interface RoutedBatch {
   send: DeliveryMessage[];
@@ -47,14 +54,12 @@ export interface RouteStageOptions {
 }
 
 export class RouteStage {
-  private readonly decisions = new WeakMap<SpooledMessage, Decision>();
-
   constructor(private readonly o: RouteStageOptions) {}
 
   split(batch: readonly SpooledMessage[]): RoutedBatch {
     const out: RoutedBatch = { send: [], sendIndex: [], dead: new Map(), skipped: [] };
     for (let i = 0; i < batch.length; i++) {
-      const msg = batch[i]! as DeliveryMessage;
+      const msg = batch[i]! as Decided;
       const d = this.decide(msg);
       if (d.kind === 'send') {
         out.send.push(msg);
@@ -65,8 +70,8 @@ export class RouteStage {
     return out;
   }
 
-  private decide(msg: DeliveryMessage): Decision {
-    const known = this.decisions.get(msg);
+  private decide(msg: Decided): Decision {
+    const known = msg.routeDecision;
     if (known) return known;
     const outcome = this.o.router.route(msg);
     let d: Decision;
@@ -90,26 +95,36 @@ export class RouteStage {
         } else d = { kind: 'skip', route: outcome.route.name, dropped: false };
         break;
     }
-    this.decisions.set(msg, d);
+    msg.routeDecision = d;
     return d;
   }
 
-  /** The spool has recorded these outcomes for this sink: count them (the counting stage only). */
+  /** The spool has recorded these outcomes for this sink: count them (the counting stage only), a batch at a time. */
   recorded(done: readonly SpooledMessage[], dead: readonly DeadLetterInput[]): void {
     if (!this.o.counts) return;
-    const { routeMessages, messagesDropped } = this.o.metrics;
-    for (const msg of done) {
-      const d = this.decisions.get(msg);
+    const counts = new Map<string, { route: string; outcome: string; n: number }>();
+    const count = (route: string, outcome: string) => {
+      const key = `${route}\n${outcome}`;
+      const c = counts.get(key);
+      if (c) c.n += 1;
+      else counts.set(key, { route, outcome, n: 1 });
+    };
+    for (const msg of done as readonly Decided[]) {
+      const d = msg.routeDecision;
       if (!d) continue;
       if (d.kind === 'skip' && d.dropped) {
-        routeMessages.inc({ route: d.route, outcome: 'dropped' });
-        messagesDropped.inc({ route: d.route });
+        count(d.route, 'dropped');
         this.o.logger.debug({ route: d.route, message_id: msg.messageId, topic: msg.topic }, 'message dropped by its route');
-      } else routeMessages.inc({ route: d.route, outcome: 'delivered' });
+      } else count(d.route, 'delivered');
     }
     for (const { message } of dead) {
-      const d = this.decisions.get(message);
-      if (d) routeMessages.inc({ route: d.route, outcome: 'dead_lettered' });
+      const d = (message as Decided).routeDecision;
+      if (d) count(d.route, 'dead_lettered');
+    }
+    const { routeMessages, messagesDropped } = this.o.metrics;
+    for (const { route, outcome, n } of counts.values()) {
+      routeMessages.inc({ route, outcome }, n);
+      if (outcome === 'dropped') messagesDropped.inc({ route }, n);
     }
   }
 }

@@ -111,10 +111,13 @@ export class Router {
   }
 }
 
+/** Refuses bytes that are not UTF-8 instead of replacing them (made once: a decoder per message costs). */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 function decodeJson(payload: Buffer): { ok: true; value: JsonValue } | { ok: false; detail: string } {
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(payload);
+    text = UTF8.decode(payload);
   } catch {
     return { ok: false, detail: 'payload is not valid UTF-8, so not JSON (decode: json)' };
   }

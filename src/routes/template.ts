@@ -63,16 +63,23 @@ export function matchTopic(template: TopicTemplate, levels: readonly string[]): 
   const t = template.levels;
   const first = t[0];
   if (first && first.kind !== 'literal' && levels[0]!.startsWith('$')) return undefined;
-  let variables: Record<string, string> | undefined;
+  // Literals first, so that a topic of another route costs no object for what it would have captured.
+  let end = t.length;
   for (let i = 0; i < t.length; i++) {
     const level = t[i]!;
-    if (level.kind === 'hash') return variables ?? {};
-    if (i >= levels.length) return undefined;
-    if (level.kind === 'literal') {
-      if (level.text !== levels[i]) return undefined;
-    } else if (level.kind === 'variable') (variables ??= {})[level.name] = levels[i]!;
+    if (level.kind === 'hash') {
+      end = i;
+      break;
+    }
+    if (i >= levels.length || (level.kind === 'literal' && level.text !== levels[i])) return undefined;
   }
-  return t.length === levels.length ? (variables ?? {}) : undefined;
+  if (end === t.length && t.length !== levels.length) return undefined;
+  const variables: Record<string, string> = {};
+  for (let i = 0; i < end; i++) {
+    const level = t[i]!;
+    if (level.kind === 'variable') variables[level.name] = levels[i]!;
+  }
+  return variables;
 }
 
 /** True when every topic `later` matches, `earlier` matches too: then a route with `later` after it never matches. */
