@@ -17,7 +17,7 @@ import type { Logger } from '../../core/logger.js';
 import type { ConditionReport, DeliveryMessage, Sink, SinkCondition, SinkDescription } from '../sink.js';
 import type { RequestErrorClass } from './classify.js';
 import { toRawRow } from './schema.js';
-import { rawTableShape, tableName, type RouteTable, type TableCheck } from './table-check.js';
+import { rawTableShape, tableName, type RouteTable } from './table-check.js';
 import { TableWriter, type WriterHost } from './table-writer.js';
 import type { RowJson } from './request-plan.js';
 
@@ -229,7 +229,7 @@ export class BigQuerySink implements Sink {
   private unknownTable(m: DeliveryMessage): string {
     const routed = m.routed?.bigquery;
     if (!routed) {
-      return `message ${m.messageId} has no route table and the raw table ${this.table} is not in use (rawTable off): the routes and the BigQuery sink's tables disagree`;
+      return `message ${m.messageId} has no route table, and the raw table ${this.table} takes no messages with these routes (unmatched is not raw): the routes and the BigQuery sink's tables disagree`;
     }
     const known = [...this.routes.keys()];
     return (

@@ -174,7 +174,7 @@ describe('BigQuerySink with route tables: start', () => {
     expect([...s.tables.keys()].sort()).toEqual(['telemetry.flow', 'telemetry.pressure']);
     expect(s.requests.some((r) => r.path.includes('/tables/raw'))).toBe(false);
     const outcomes = await b.write([msg(), pressure(table)]);
-    expect(outcomes[0]).toMatchObject({ kind: 'rejected', reason: 'invalid', detail: expect.stringContaining('the raw table test-project:telemetry.raw is not in use') });
+    expect(outcomes[0]).toMatchObject({ kind: 'rejected', reason: 'invalid', detail: expect.stringContaining('has no route table, and the raw table test-project:telemetry.raw takes no messages with these routes') });
     expect(outcomes[1]).toEqual({ kind: 'delivered' });
     expect(s.tables.has('telemetry.raw')).toBe(false);
   });
