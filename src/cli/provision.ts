@@ -1,6 +1,7 @@
 /**
  * `mqtt-ingest provision [--dry-run] [--config FILE] [--verification-subscription NAME] [--service-account EMAIL]`
- * Creates what the configuration names (src/deploy/provision.ts) and checks the node's permissions on it.
+ * Creates what the configuration names (src/deploy/provision.ts), with ROUTES_FILE also every route's Pub/Sub
+ * topic and typed BigQuery table, and checks the node's permissions on it.
  * Exit 0: everything exists (or would be created, with --dry-run) and no permission is missing; 1 otherwise;
  * 2 on bad usage. It reads the same configuration as `run` (environment and --config), so it provisions exactly
  * what the node will use: run it with the environment's descriptor variables (docs/operations.md).
@@ -22,6 +23,8 @@ import { environmentSource, ENVIRONMENTS, isDeployEnv } from '../deploy/render.j
 import { SMOKE_TOPIC_PREFIX } from '../deploy/smoke.js';
 import { endCommand, ServiceCalls, waitNoticeMs, type Service } from '../deploy/waiting.js';
 import { baseUrlOf } from '../sinks/bigquery/bigquery-sink.js';
+import { loadRoutes } from '../routes/config.js';
+import { sinkRouting } from '../routes/destinations.js';
 
 interface ProvisionCliOptions {
   dryRun?: boolean;
@@ -85,6 +88,16 @@ export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.Pr
     return 1;
   }
   const c = loaded.config;
+  let routing;
+  try {
+    // Read again as `run` reads it: the configuration's rule has checked the file already.
+    const routes = loadRoutes(c);
+    routing = routes ? sinkRouting(routes) : undefined;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.stderr.write(`provision: invalid configuration:\n${err.problems.map((p) => `  - ${p}\n`).join('')}`);
+    return 1;
+  }
   const topic = pubsubTopic(c);
   const projectId = topic?.projectId ?? c.GCP_PROJECT_ID;
   if (!projectId) {
@@ -106,7 +119,16 @@ export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.Pr
     topic: topic?.path,
     verificationSubscription: sub ? (sub.startsWith('projects/') ? sub : `projects/${projectId}/subscriptions/${sub}`) : undefined,
     smokeTopicPrefix: opts.smokeTopicPrefix,
-    bigquery: c.BIGQUERY_DATASET && c.BIGQUERY_TABLE ? { dataset: c.BIGQUERY_DATASET, table: c.BIGQUERY_TABLE, location: c.BIGQUERY_LOCATION } : undefined,
+    bigquery:
+      c.BIGQUERY_DATASET && c.BIGQUERY_TABLE
+        ? {
+            dataset: c.BIGQUERY_DATASET,
+            table: c.BIGQUERY_TABLE,
+            location: c.BIGQUERY_LOCATION,
+            ...(routing ? { rawTable: routing.rawTable, routeTables: routing.bigqueryTables } : {}),
+          }
+        : undefined,
+    routeTopics: routing?.pubsubTopics,
     secrets: Object.entries(loaded.secretRefs).map(([key, ref]) => ({ key, secretName: ref.secretName })),
   };
 
@@ -115,7 +137,7 @@ export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.Pr
 
   // Emulators and plain-http stand-ins take no credentials; Google's endpoints and impersonation do.
   const needCredentials = [
-    topic && !c.PUBSUB_EMULATOR_HOST ? 'Pub/Sub' : '',
+    (topic || target.routeTopics?.length) && !c.PUBSUB_EMULATOR_HOST ? 'Pub/Sub' : '',
     target.bigquery && !endpoints.bigquery.at.startsWith('http://') ? 'BigQuery' : '',
     target.secrets.length && !c.SECRET_MANAGER_API_ENDPOINT?.startsWith('http://') ? 'Secret Manager' : '',
     opts.serviceAccount ? `impersonating ${opts.serviceAccount}` : '',
@@ -165,7 +187,7 @@ export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.Pr
 export function registerProvision(program: Command): void {
   program
     .command('provision')
-    .description('create the Pub/Sub topic, BigQuery dataset and table the configuration names, and check the permissions on them')
+    .description('create the Pub/Sub topic, BigQuery dataset and table the configuration names (and its routes\' topics and tables), and check the permissions on them')
     .option('--dry-run', 'only look: report what exists and what would be created')
     .option('--env <env>', "use that environment's variables from deploy/environments (dev, pprd, prd)")
     .option('--config <file>', 'YAML config file (else CONFIG_FILE); the environment overrides it')

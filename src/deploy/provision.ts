@@ -1,8 +1,10 @@
 /**
  * `mqtt-ingest provision`: creates, idempotently, what the node writes to (the Pub/Sub topic, an optional
- * verification subscription for the smoke test, the BigQuery dataset and raw table) and checks with
- * testIamPermissions that the node's identity may use them. Every step says what it found and did; with
- * `dryRun` nothing is created and missing resources read "would create".
+ * verification subscription for the smoke test, the BigQuery dataset and raw table, and with a routes file
+ * every route's topic and typed table) and checks with testIamPermissions that the node's identity may use
+ * them. Every step says what it found and did; with `dryRun` nothing is created and missing resources read
+ * "would create". A route's table that lacks only the NULLABLE columns of new optional fields gets them
+ * (tables.patch), as the node does at start with BIGQUERY_AUTO_CREATE on.
  *
  * testIamPermissions answers for the caller. So that the check is about the node's service account rather than
  * the operator who provisions, `impersonatedAuth()` lets the check act as that account (the operator needs
@@ -15,6 +17,7 @@ import type { BigQuery } from '@google-cloud/bigquery';
 import type { PubSub } from '@google-cloud/pubsub';
 import type { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import { layoutWarnings, rawTableResource, schemaDifferences, type TableFieldSchema } from '../sinks/bigquery/schema.js';
+import type { RouteTable } from '../sinks/bigquery/table-check.js';
 
 export interface ProvisionTarget {
   projectId: string;
@@ -24,7 +27,17 @@ export interface ProvisionTarget {
   verificationSubscription?: string;
   /** MQTT topic prefix of the smoke test; the verification subscription filters on it. */
   smokeTopicPrefix: string;
-  bigquery?: { dataset: string; table: string; location?: string };
+  bigquery?: {
+    dataset: string;
+    table: string;
+    location?: string;
+    /** False: no message goes to the raw table (a routes file whose `unmatched` is not raw), so it is not made. */
+    rawTable?: boolean;
+    /** The routes' typed tables in the dataset (ROUTES_FILE), made from their shapes. */
+    routeTables?: RouteTable[];
+  };
+  /** The routes' Pub/Sub topics (ROUTES_FILE), projects/P/topics/T; `topic` among them is provisioned once. */
+  routeTopics?: string[];
   /** Secret Manager secrets the configuration references (projects/P/secrets/S), by config key. */
   secrets: { key: string; secretName: string }[];
 }
@@ -43,7 +56,8 @@ export type ServiceKey = 'pubsub' | 'bigquery' | 'secretManager';
 export type CallService = <T>(service: ServiceKey, what: string, fn: () => Promise<T>) => Promise<T>;
 const direct: CallService = (_service, _what, fn) => fn();
 
-export type StepState = 'exists' | 'created' | 'would create' | 'differs' | 'failed';
+/** `updated` / `would update`: a route's table gains the NULLABLE columns of new optional fields. */
+export type StepState = 'exists' | 'created' | 'would create' | 'updated' | 'would update' | 'differs' | 'failed';
 export interface Step {
   what: string;
   state: StepState;
@@ -103,14 +117,24 @@ export async function provision(
       await ensureVerificationSubscription(clients.pubsub, target, topicOk, opts.dryRun, steps, call);
     }
   }
-  if (target.bigquery && clients.bigquery) await ensureTable(clients.bigquery, target, opts.dryRun, steps, call);
+  const routeTopics = (target.routeTopics ?? []).filter((t) => t !== target.topic);
+  for (const topic of routeTopics) await ensureTopic(clients.pubsub, topic, opts.dryRun, steps, call);
+  if (target.bigquery && clients.bigquery) await ensureTables(clients.bigquery, target, opts.dryRun, steps, call);
 
   const check = clients.check ?? clients;
   // Whether a step found or made the resource: then a NOT_FOUND from testIamPermissions means the endpoint lacks it.
-  const present = (prefix: string) => steps.some((s) => s.what.startsWith(prefix) && (s.state === 'exists' || s.state === 'created'));
+  const present = (what: string) => steps.some((s) => s.what === what && (s.state === 'exists' || s.state === 'created' || s.state === 'updated'));
   const permissions: PermissionResult[] = [];
-  if (target.topic) permissions.push(...(await checkTopic(check.pubsub, target.topic, present(`Pub/Sub topic ${target.topic}`), call)));
-  if (target.bigquery && check.bigquery) permissions.push(...(await checkTable(check.bigquery, target, present('BigQuery table'), call)));
+  for (const topic of [...(target.topic ? [target.topic] : []), ...routeTopics]) {
+    permissions.push(...(await checkTopic(check.pubsub, topic, present(`Pub/Sub topic ${topic}`), call)));
+  }
+  if (target.bigquery && check.bigquery) {
+    const { dataset, table, rawTable, routeTables } = target.bigquery;
+    for (const t of [...(rawTable === false ? [] : [table]), ...(routeTables ?? []).map((r) => r.table)]) {
+      const name = `${target.projectId}:${dataset}.${t}`;
+      permissions.push(...(await checkTable(check.bigquery, name, dataset, t, present(`BigQuery table ${name}`), call)));
+    }
+  }
   // Secrets are not provisioned here (their values are the operator's): a missing one is reported as such.
   if (check.secretManager) for (const s of target.secrets) permissions.push(...(await checkSecret(check.secretManager, s.secretName, call)));
 
@@ -186,11 +210,10 @@ async function ensureVerificationSubscription(
   }
 }
 
-async function ensureTable(bigquery: BigQuery, target: ProvisionTarget, dryRun: boolean, steps: Step[], call: CallService): Promise<void> {
-  const { dataset: datasetId, table: tableId, location } = target.bigquery!;
+async function ensureTables(bigquery: BigQuery, target: ProvisionTarget, dryRun: boolean, steps: Step[], call: CallService): Promise<void> {
+  const { dataset: datasetId, table: tableId, location, rawTable, routeTables = [] } = target.bigquery!;
   const dataset = bigquery.dataset(datasetId, location ? { location } : {});
   const datasetWhat = `BigQuery dataset ${target.projectId}:${datasetId}`;
-  const tableWhat = `BigQuery table ${target.projectId}:${datasetId}.${tableId}`;
   let datasetExists = false;
   try {
     [datasetExists] = await call('bigquery', `dataset ${target.projectId}:${datasetId}: get`, () => dataset.exists());
@@ -210,28 +233,90 @@ async function ensureTable(bigquery: BigQuery, target: ProvisionTarget, dryRun: 
     steps.push({ what: datasetWhat, state: 'failed', detail: describe(err, 'bigquery.datasets.get and bigquery.datasets.create (roles/bigquery.dataEditor)') });
     return;
   }
+  const tables: TableSpec[] = [];
+  if (rawTable !== false) {
+    tables.push({
+      id: tableId,
+      resource: rawTableResource,
+      planned: 'with the raw schema (docs/bigquery.md)',
+      made: 'with the raw schema, day-partitioned on received_at',
+      // Missing columns are differences too: the node adds them at start itself (docs/bigquery.md).
+      compare: (meta) => {
+        const problems = schemaDifferences((meta.schema as { fields?: TableFieldSchema[] } | undefined)?.fields);
+        const warnings = layoutWarnings(meta as Parameters<typeof layoutWarnings>[0]);
+        return { add: [], differences: problems, fits: warnings.length ? warnings.join('; ') : 'the raw schema' };
+      },
+    });
+  }
+  for (const { table, shape } of routeTables) {
+    const typed = `typed, for ${shape.rows}`;
+    tables.push({
+      id: table,
+      resource: () => shape.resource(),
+      planned: typed,
+      made: `${typed}, day-partitioned on received_at`,
+      compare: (meta) => {
+        const { add, differences, warnings } = shape.compare(meta);
+        return { add, differences, fits: warnings.length ? warnings.join('; ') : typed };
+      },
+    });
+  }
+  for (const spec of tables) await ensureTable(bigquery, target, datasetExists, spec, dryRun, steps, call);
+}
+
+/** One table provision makes: the raw table, or a route's typed table. */
+interface TableSpec {
+  id: string;
+  resource(): Record<string, unknown>;
+  /** The detail of `would create` and `created`. */
+  planned: string;
+  made: string;
+  /** An existing table: NULLABLE columns to add, differences, and the detail of `exists`. */
+  compare(meta: Record<string, unknown>): { add: TableFieldSchema[]; differences: string[]; fits: string };
+}
+
+async function ensureTable(
+  bigquery: BigQuery,
+  target: ProvisionTarget,
+  datasetExists: boolean,
+  spec: TableSpec,
+  dryRun: boolean,
+  steps: Step[],
+  call: CallService,
+): Promise<void> {
+  const { dataset: datasetId, location } = target.bigquery!;
+  const tableWhat = `BigQuery table ${target.projectId}:${datasetId}.${spec.id}`;
   if (!datasetExists) {
-    steps.push({ what: tableWhat, state: 'would create', detail: 'with the raw schema (docs/bigquery.md)' });
+    steps.push({ what: tableWhat, state: 'would create', detail: spec.planned });
     return;
   }
-  const table = dataset.table(tableId);
+  const dataset = bigquery.dataset(datasetId, location ? { location } : {});
+  const table = dataset.table(spec.id);
   try {
-    const tableName = `table ${target.projectId}:${datasetId}.${tableId}`;
+    const tableName = `table ${target.projectId}:${datasetId}.${spec.id}`;
     const [exists] = await call('bigquery', `${tableName}: get`, () => table.exists());
     if (exists) {
       const [meta] = await call('bigquery', `${tableName}: get`, () => table.getMetadata());
-      const problems = schemaDifferences((meta.schema as { fields?: TableFieldSchema[] } | undefined)?.fields);
-      const warnings = layoutWarnings(meta as Parameters<typeof layoutWarnings>[0]);
-      if (problems.length > 0) steps.push({ what: tableWhat, state: 'differs', detail: problems.join('; ') });
-      else steps.push({ what: tableWhat, state: 'exists', detail: warnings.length ? warnings.join('; ') : 'the raw schema' });
+      const { add, differences, fits } = spec.compare(meta as Record<string, unknown>);
+      const columns = add.map((f) => `${f.name} (${f.type} NULLABLE)`).join(', ');
+      if (differences.length > 0) {
+        const missing = add.map((f) => `column ${f.name} is missing (want ${f.type} NULLABLE)`);
+        steps.push({ what: tableWhat, state: 'differs', detail: [...differences, ...missing].join('; ') });
+      } else if (add.length === 0) steps.push({ what: tableWhat, state: 'exists', detail: fits });
+      else if (dryRun) steps.push({ what: tableWhat, state: 'would update', detail: `would add the columns ${columns}` });
+      else {
+        const fields = ((meta as { schema?: { fields?: TableFieldSchema[] } }).schema?.fields ?? []).concat(add);
+        await call('bigquery', `${tableName}: patch`, () => table.setMetadata({ schema: { fields } }));
+        steps.push({ what: tableWhat, state: 'updated', detail: `added the columns ${columns}` });
+      }
       return;
     }
     if (dryRun) {
-      steps.push({ what: tableWhat, state: 'would create', detail: 'with the raw schema (docs/bigquery.md)' });
+      steps.push({ what: tableWhat, state: 'would create', detail: spec.planned });
       return;
     }
-    await call('bigquery', `${tableName}: insert`, () => dataset.createTable(tableId, rawTableResource()));
-    steps.push({ what: tableWhat, state: 'created', detail: 'with the raw schema, day-partitioned on received_at' });
+    await call('bigquery', `${tableName}: insert`, () => dataset.createTable(spec.id, spec.resource()));
+    steps.push({ what: tableWhat, state: 'created', detail: spec.made });
   } catch (err) {
     if (isAlreadyExists(err)) steps.push({ what: tableWhat, state: 'exists' });
     else steps.push({ what: tableWhat, state: 'failed', detail: describe(err, 'bigquery.tables.create (roles/bigquery.dataEditor)') });
@@ -268,9 +353,7 @@ function checkTopic(pubsub: PubSub, topic: string, exists: boolean, call: CallSe
   return permissionResults(topic, NODE_PERMISSIONS.topic, ask, exists);
 }
 
-function checkTable(bigquery: BigQuery, target: ProvisionTarget, exists: boolean, call: CallService): Promise<PermissionResult[]> {
-  const { dataset, table } = target.bigquery!;
-  const name = `${target.projectId}:${dataset}.${table}`;
+function checkTable(bigquery: BigQuery, name: string, dataset: string, table: string, exists: boolean, call: CallService): Promise<PermissionResult[]> {
   const ask = async () => {
     const [response] = await call('bigquery', `table ${name}: testIamPermissions`, () =>
       bigquery.dataset(dataset).table(table).testIamPermissions([...NODE_PERMISSIONS.table]),

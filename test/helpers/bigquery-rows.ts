@@ -2,6 +2,12 @@
  * Row and schema checks of the local BigQuery server (bigquery-server.ts), as strict as BigQuery's
  * `tabledata.insertAll`: an unknown field, a value of the wrong type or a missing REQUIRED value makes the
  * row `invalid` with BigQuery's words (https://cloud.google.com/bigquery/docs/reference/rest/v2/tabledata/insertAll).
+ *
+ * A cell is taken as BigQuery takes JSON rows: INTEGER an integer number or a string of decimal digits, within
+ * INT64; FLOAT a finite number or decimal text; BOOLEAN true/false (also as text); TIMESTAMP a date-time text
+ * (RFC 3339, or with a space) of a real date between years 1 and 9999, or a number of seconds since the
+ * epoch within that range; STRING text only; JSON the JSON text of a value (BigQuery's clients serialise JSON
+ * cells before insertAll). Objects and arrays are refused for every type but a REPEATED column's array.
  */
 
 export interface FieldSchema {
@@ -83,8 +89,11 @@ export function rowErrors(json: unknown, fields: FieldSchema[], ignoreUnknownVal
       pushProblem(errors, key, field, value);
     }
   }
+  // Column names ignore case, in the row as in the schema.
+  const given = new Map(Object.entries(row).map(([k, v]) => [k.toLowerCase(), v]));
   for (const f of fields) {
-    if ((f.mode ?? '').toUpperCase() === 'REQUIRED' && (row[f.name] === null || row[f.name] === undefined)) {
+    const value = given.get(f.name.toLowerCase());
+    if ((f.mode ?? '').toUpperCase() === 'REQUIRED' && (value === null || value === undefined)) {
       errors.push(invalid(f.name, `Missing required field: ${f.name}.`));
     }
   }
@@ -100,7 +109,14 @@ function invalid(location: string, message: string): RowError {
   return { reason: 'invalid', location, debugInfo: '', message };
 }
 
-const TIMESTAMP_TEXT = /^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d{1,12})?)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)?$/i;
+const TIMESTAMP_TEXT = /^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d{1,12})?)?)?\s*(?:Z|UTC|[+-](\d{2})(?::?(\d{2}))?)?$/i;
+/** INT64's range. */
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+/** TIMESTAMP's range in seconds: 0001-01-01 00:00:00 to 9999-12-31 23:59:59.999999 UTC. */
+const TIMESTAMP_MIN_SECONDS = -62_135_596_800;
+const TIMESTAMP_END_SECONDS = 253_402_300_800;
+const DECIMAL_TEXT = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
 function valueProblem(key: string, type: string, value: unknown): string | undefined {
   const shown = typeof value === 'string' ? value.slice(0, 100) : JSON.stringify(value)?.slice(0, 100);
@@ -111,15 +127,16 @@ function valueProblem(key: string, type: string, value: unknown): string | undef
     case 'BYTES':
       return typeof value === 'string' && /^[A-Za-z0-9+/]*={0,2}$/.test(value) ? undefined : `Could not parse '${shown}' as bytes (base64).`;
     case 'INTEGER': {
+      // A JSON number beyond 2^53 arrives rounded to a double here; within INT64 it is still a whole number.
       const ok =
-        (typeof value === 'number' && Number.isSafeInteger(value)) ||
-        (typeof value === 'string' && /^[+-]?\d{1,19}$/.test(value.trim()) && BigInt(value.trim()) <= 9223372036854775807n && BigInt(value.trim()) >= -9223372036854775808n);
+        (typeof value === 'number' && Number.isInteger(value) && value >= -(2 ** 63) && value < 2 ** 63) ||
+        (typeof value === 'string' && /^[+-]?\d+$/.test(value) && BigInt(value) >= INT64_MIN && BigInt(value) <= INT64_MAX);
       return ok ? undefined : `Cannot convert value to integer (bad value): ${shown}`;
     }
     case 'FLOAT':
     case 'NUMERIC':
     case 'BIGNUMERIC': {
-      const ok = (typeof value === 'number' && Number.isFinite(value)) || (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value)));
+      const ok = (typeof value === 'number' && Number.isFinite(value)) || (typeof value === 'string' && DECIMAL_TEXT.test(value) && Number.isFinite(Number(value)));
       return ok ? undefined : `Cannot convert value to floating point (bad value): ${shown}`;
     }
     case 'BOOLEAN': {
@@ -141,12 +158,21 @@ function valueProblem(key: string, type: string, value: unknown): string | undef
 }
 
 function timestampOk(value: unknown): boolean {
-  if (typeof value === 'number') return Number.isFinite(value); // seconds since the epoch
+  // A number is seconds since the epoch.
+  if (typeof value === 'number') return Number.isFinite(value) && value >= TIMESTAMP_MIN_SECONDS && value < TIMESTAMP_END_SECONDS;
   if (typeof value !== 'string') return false;
   const m = TIMESTAMP_TEXT.exec(value.trim());
   if (!m) return false;
-  const [month, day, hour, minute, second] = [m[2], m[3], m[4] ?? '0', m[5] ?? '0', m[6] ?? '0'].map(Number);
-  return month >= 1 && month <= 12 && day >= 1 && day <= 31 && hour <= 23 && minute <= 59 && second <= 60;
+  const [year, month, day, hour, minute, second, offsetHours, offsetMinutes] = [m[1], m[2], m[3], m[4] ?? '0', m[5] ?? '0', m[6] ?? '0', m[7] ?? '0', m[8] ?? '0'].map(Number) as number[];
+  const daysInMonth = new Date(Date.UTC(2000, month!, 0)).getUTCDate() - (month === 2 && !leapYear(year!) ? 1 : 0);
+  return (
+    year! >= 1 && month! >= 1 && month! <= 12 && day! >= 1 && day! <= daysInMonth &&
+    hour! <= 23 && minute! <= 59 && second! <= 59 && offsetHours! <= 14 && offsetMinutes! <= 59
+  );
+}
+
+function leapYear(year: number): boolean {
+  return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
 }
 
 /** insertAll takes a JSON cell as JSON text; its nesting is limited. */

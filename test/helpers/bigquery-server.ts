@@ -15,13 +15,16 @@
  *   a request over 10,485,760 bytes is refused whole with `badRequest`, as BigQuery does.
  *
  * Tests steer it: `failNext` (503, 429, 500, or 403 with reason rateLimitExceeded, quotaExceeded or
- * accessDenied), `hang`, `rejectWhen` (refuse chosen rows as invalid), and may seed or inspect `datasets`
- * and `tables`. It serves under `/bigquery/v2`, so it works both as the `apiEndpoint` host URL and as a
+ * accessDenied; for every table, or one), `hang`, `rejectWhen` (refuse chosen rows as invalid), `grant`
+ * (tables.testIamPermissions, which it answers only once told what to grant), and may seed or inspect
+ * `datasets` and `tables`. It serves under `/bigquery/v2`, so it works both as the `apiEndpoint` host URL and as a
  * BIGQUERY_EMULATOR_HOST base URL (`${url}/bigquery/v2`).
  */
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { rowErrors, schemaProblem, type FieldSchema, type RowError } from './bigquery-rows.js';
+import { rowErrors, type FieldSchema, type RowError } from './bigquery-rows.js';
+import { tableDefinitionProblem } from './bigquery-tables.js';
+import { DEFAULT_REASON, domainFor, errorBody, HttpError, messageFor } from './bigquery-errors.js';
 import { PatchRefused, patchedFields } from './bigquery-patch.js';
 
 export type { FieldSchema } from './bigquery-rows.js';
@@ -76,12 +79,20 @@ export interface BigQueryServer {
   tables: Map<string, TableState>;
   /** Rows whose insertId had already been stored (dropped, answered as inserted). */
   readonly duplicates: number;
-  /** The next `count` requests (insertAll only unless `which: 'all'`) fail with this status. */
-  failNext(status: 503 | 429 | 500 | 403 | 404, count: number, opts?: { reason?: string; which?: Which }): void;
+  /**
+   * The next `count` requests (insertAll only unless `which: 'all'`) fail with this status; with `table`
+   * (`dataset.table`), only the requests about that table (tables.get, tables.patch, insertAll).
+   */
+  failNext(status: 503 | 429 | 500 | 403 | 404, count: number, opts?: { reason?: string; which?: Which; table?: string }): void;
   /** Forgets the failures still queued by failNext. */
   clearFailures(): void;
   /** While on, requests (insertAll only unless `which: 'all'`) are read and never answered. */
   hang(on: boolean, which?: Which): void;
+  /**
+   * What tables.testIamPermissions answers for a table (`dataset.table`): the permissions asked that are listed
+   * here. Until the first grant the server has no such method (404), as an endpoint that lacks it.
+   */
+  grant(table: string, permissions: string[]): void;
   /** Rows the predicate answers a message for are refused as `invalid` with that message. */
   rejectWhen(predicate: ((row: Record<string, unknown>, table: string) => string | false | undefined) | undefined): void;
   /** The rows stored in a table, in insertion order. */
@@ -95,35 +106,13 @@ export interface BigQueryServer {
 export const REQUEST_LIMIT_BYTES = 10_485_760;
 const MAX_ROWS_PER_REQUEST = 50_000;
 
-const STATUS_TEXT: Record<number, string> = {
-  400: 'INVALID_ARGUMENT',
-  403: 'PERMISSION_DENIED',
-  404: 'NOT_FOUND',
-  409: 'ALREADY_EXISTS',
-  429: 'RESOURCE_EXHAUSTED',
-  500: 'INTERNAL',
-  503: 'UNAVAILABLE',
-};
-
-const DEFAULT_REASON: Record<number, string> = { 403: 'accessDenied', 404: 'notFound', 429: 'rateLimitExceeded', 500: 'backendError', 503: 'backendError' };
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly reason: string,
-    message: string,
-    readonly domain = 'global',
-  ) {
-    super(message);
-  }
-}
-
 export async function startBigQueryServer(opts: { projectId?: string; port?: number } = {}): Promise<BigQueryServer> {
   const projectId = opts.projectId ?? 'test-project';
   const datasets = new Map<string, { location: string }>();
   const tables = new Map<string, TableState>();
   const requests: LoggedRequest[] = [];
-  const failures: { status: number; reason: string; which: Which }[] = [];
+  const failures: { status: number; reason: string; which: Which; table?: string }[] = [];
+  let grants: Map<string, string[]> | undefined;
   let hanging: Which | undefined;
   let rejector: ((row: Record<string, unknown>, table: string) => string | false | undefined) | undefined;
   let duplicates = 0;
@@ -139,6 +128,15 @@ export async function startBigQueryServer(opts: { projectId?: string; port?: num
 
   const handle = async (req: http.IncomingMessage, body: Buffer): Promise<{ status: number; json: unknown; rows?: unknown[] }> => {
     const path = new URL(req.url ?? '/', 'http://x').pathname.replace(/\/+$/, '');
+    const iam = /^\/bigquery\/v2\/projects\/([^/]+)\/datasets\/([^/]+)\/tables\/([^/]+):testIamPermissions$/.exec(path);
+    if (iam && grants && req.method === 'POST') {
+      const [, , dataset, table] = iam.map((s) => decodeURIComponent(s));
+      if (!tables.has(`${dataset}.${table}`)) throw new HttpError(404, 'notFound', `Not found: Table ${projectId}:${dataset}.${table}`);
+      const asked: unknown = parseJson(body).permissions;
+      const mine = new Set(grants.get(`${dataset}.${table}`) ?? []);
+      const permissions = Array.isArray(asked) ? asked.filter((p): p is string => typeof p === 'string' && mine.has(p)) : [];
+      return { status: 200, json: permissions.length ? { permissions } : {} };
+    }
     const m = /^\/bigquery\/v2\/projects\/([^/]+)\/datasets(?:\/([^/]+)(?:\/tables(?:\/([^/]+)(\/insertAll)?)?)?)?$/.exec(path);
     if (!m) throw new HttpError(404, 'notFound', `Not found: URL ${path}`);
     const [, project, dataset, table, insertAll] = m.map((s) => (s === undefined ? undefined : decodeURIComponent(s)));
@@ -190,28 +188,9 @@ export async function startBigQueryServer(opts: { projectId?: string; port?: num
       throw new HttpError(400, 'invalid', 'tableReference does not match the request path.');
     }
     if (tables.has(`${dataset}.${id}`)) throw new HttpError(409, 'duplicate', `Already Exists: Table ${projectId}:${dataset}.${id}`);
-    const fields = json.schema?.fields as FieldSchema[];
-    const problem = schemaProblem(fields);
+    const problem = tableDefinitionProblem(json);
     if (problem) throw new HttpError(400, 'invalid', problem);
-    const byName = new Map(fields.map((f) => [f.name.toLowerCase(), String(f.type).toUpperCase()]));
-    const p = json.timePartitioning;
-    if (p) {
-      if (!['DAY', 'HOUR', 'MONTH', 'YEAR'].includes(String(p.type))) throw new HttpError(400, 'invalid', `Invalid time partitioning type ${String(p.type)}.`);
-      const type = p.field === undefined ? 'TIMESTAMP' : byName.get(String(p.field).toLowerCase());
-      if (!type) throw new HttpError(400, 'invalid', `The field specified for time partitioning can only be of type TIMESTAMP, DATE or DATETIME. The type found is: NULL.`);
-      if (!['TIMESTAMP', 'DATE', 'DATETIME'].includes(type)) {
-        throw new HttpError(400, 'invalid', `The field specified for time partitioning can only be of type TIMESTAMP, DATE or DATETIME. The type found is: ${type}.`);
-      }
-    }
-    const clustering = json.clustering?.fields;
-    if (clustering !== undefined) {
-      if (!Array.isArray(clustering) || clustering.length === 0 || clustering.length > 4) throw new HttpError(400, 'invalid', 'Too many or too few clustering fields (1 to 4).');
-      for (const c of clustering) {
-        const type = byName.get(String(c).toLowerCase());
-        if (!type) throw new HttpError(400, 'invalid', `The field specified for clustering cannot be found in the schema. Invalid field: ${String(c)}.`);
-        if (type === 'JSON' || type === 'FLOAT') throw new HttpError(400, 'invalid', `Field ${String(c)} is of type ${type} which is not supported for clustering.`);
-      }
-    }
+    const fields = json.schema.fields as FieldSchema[];
     const state: TableState = {
       resource: { ...json, tableReference: { projectId, datasetId: dataset, tableId: id }, schema: { fields } } as TableResource,
       rows: [],
@@ -286,9 +265,12 @@ export async function startBigQueryServer(opts: { projectId?: string; port?: num
         res.end(JSON.stringify(json));
       };
       if (hanging && (hanging === 'all' || isInsert)) return; // read, never answered: the client's timeout decides
-      const failure = failures[0];
-      if (failure && (failure.which === 'all' || isInsert)) {
-        failures.shift();
+      const about = /\/datasets\/([^/]+)\/tables\/([^/:]+)/.exec(path);
+      const table = about ? `${decodeURIComponent(about[1]!)}.${decodeURIComponent(about[2]!)}` : undefined;
+      const index = failures.findIndex((f) => (f.which === 'all' || isInsert) && (f.table === undefined || f.table === table));
+      const failure = index >= 0 ? failures[index] : undefined;
+      if (failure) {
+        failures.splice(index, 1);
         return send(failure.status, errorBody(new HttpError(failure.status, failure.reason, messageFor(failure.reason), domainFor(failure.reason))));
       }
       if (isInsert && body.length > REQUEST_LIMIT_BYTES) {
@@ -329,13 +311,17 @@ export async function startBigQueryServer(opts: { projectId?: string; port?: num
       return duplicates;
     },
     failNext(status, count, o = {}) {
-      for (let i = 0; i < count; i++) failures.push({ status, reason: o.reason ?? DEFAULT_REASON[status] ?? 'backendError', which: o.which ?? 'insertAll' });
+      for (let i = 0; i < count; i++) failures.push({ status, reason: o.reason ?? DEFAULT_REASON[status] ?? 'backendError', which: o.which ?? 'insertAll', table: o.table });
     },
     clearFailures() {
       failures.length = 0;
     },
     hang(on, which = 'insertAll') {
       hanging = on ? which : undefined;
+    },
+    grant(table, permissions) {
+      grants ??= new Map();
+      grants.set(table, permissions);
     },
     rejectWhen(predicate) {
       rejector = predicate;
@@ -371,34 +357,4 @@ function parseJson(body: Buffer): Record<string, any> {
     // fall through
   }
   throw new HttpError(400, 'parseError', 'Parse Error');
-}
-
-function errorBody(e: HttpError) {
-  return {
-    error: {
-      code: e.status,
-      message: e.message,
-      errors: [{ message: e.message, domain: e.domain, reason: e.reason }],
-      status: STATUS_TEXT[e.status] ?? 'UNKNOWN',
-    },
-  };
-}
-
-function domainFor(reason: string): string {
-  return reason === 'rateLimitExceeded' || reason === 'quotaExceeded' ? 'usageLimits' : 'global';
-}
-
-function messageFor(reason: string): string {
-  switch (reason) {
-    case 'rateLimitExceeded':
-      return 'Exceeded rate limits: too many api requests per user per method for this user_method. For more information, see https://cloud.google.com/bigquery/docs/troubleshoot-quotas';
-    case 'quotaExceeded':
-      return 'Quota exceeded: Your table exceeded quota for streaming insert bytes per second.';
-    case 'accessDenied':
-      return 'Access Denied: Table: Permission bigquery.tables.updateData denied (or it may not exist).';
-    case 'notFound':
-      return 'Not found: Table';
-    default:
-      return 'Error encountered during execution. Retrying may solve the problem.';
-  }
 }

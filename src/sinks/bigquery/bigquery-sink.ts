@@ -1,7 +1,9 @@
 /**
- * BigQuery sink (contract §3, "BigQuery row"): each message becomes one raw row (schema.ts), streamed with
+ * BigQuery sink (contract §3, "BigQuery row"): each message becomes one raw row (schema.ts), or the typed row
+ * its route gives it (RouteTargets.bigquery, for a route's table in the same dataset), streamed with
  * `tabledata.insertAll`, `insertId` = `message_id`, so every retry of ours is de-duplicated by BigQuery.
- * One outcome per message: a 200 with `insertErrors` is not success (classify.ts `rowOutcomes`).
+ * One outcome per message: a 200 with `insertErrors` is not success (classify.ts `rowOutcomes`). Each table
+ * has its writer (table-writer.ts: its check, its requests); the sink groups a batch's rows per table.
  *
  * Who retries: our dispatcher, with the node's backoff, while the spool holds the rows. The client's own
  * retries are off (`autoRetry: false`; `maxRetries: 0` is ignored by @google-cloud/common, which treats 0 as
@@ -9,15 +11,15 @@
  * failed attempt is counted and shown at once.
  */
 import { BigQuery, type BigQueryOptions, type Table } from '@google-cloud/bigquery';
-import type { SpooledMessage } from '../../core/message.js';
-import { delivered, rejected, retryable, type DeliveryOutcome, type DestinationHealth } from '../../core/outcome.js';
-import { IngestError, withCode } from '../../core/errors.js';
+import { rejected, type DeliveryOutcome } from '../../core/outcome.js';
+import { IngestError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { ConditionReport, Sink, SinkCondition, SinkDescription } from '../sink.js';
-import { classifyRequestError, readInsertErrors, rowOutcomes, type InsertError, type RequestErrorClass } from './classify.js';
+import type { ConditionReport, DeliveryMessage, Sink, SinkCondition, SinkDescription } from '../sink.js';
+import type { RequestErrorClass } from './classify.js';
 import { toRawRow } from './schema.js';
-import { checkRawTable, tableName, withTimeout, type RouteTable, type TableCheck } from './table-check.js';
-import { encodeRows, planRequests, MAX_REQUEST_BYTES, type EncodedRow } from './request-plan.js';
+import { rawTableShape, tableName, type RouteTable } from './table-check.js';
+import { TableWriter, type WriterHost } from './table-writer.js';
+import type { RowJson } from './request-plan.js';
 
 export interface BigQuerySinkOptions {
   projectId: string;
@@ -76,22 +78,20 @@ export class BigQuerySink implements Sink {
   readonly describe: SinkDescription;
 
   private readonly opts: BigQuerySinkOptions;
-  private readonly logger: Logger;
   private readonly requestTimeoutMs: number;
   private readonly table: string;
+  /** The raw table's writer; undefined when no message goes there (`rawTable: false`). */
+  private readonly raw?: TableWriter;
+  /** The route tables' writers, by table id. */
+  private readonly routes = new Map<string, TableWriter>();
   private client?: BigQuery;
-  private tableRef?: Table;
-  /** The table must be checked (again) before rows are sent: unreachable at start, or found missing since. */
-  private needsCheck = false;
-  private checking?: Promise<TableCheck>;
   private recheckTimer?: NodeJS.Timeout;
-  /** What the last table check found wrong (undefined: nothing), for the runner (watchCondition). */
+  /** What the table checks found wrong (undefined: nothing), for the runner (watchCondition). */
   private condition?: SinkCondition;
   private report?: ConditionReport;
 
   constructor(opts: BigQuerySinkOptions) {
     this.opts = opts;
-    this.logger = opts.logger;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.maxBatchMessages = opts.maxBatchRows;
     // The dispatcher measures payload bytes; rows encode larger (JSON escaping, base64, the data column),
@@ -99,39 +99,68 @@ export class BigQuerySink implements Sink {
     this.maxBatchBytes = opts.maxRequestBytes;
     this.maxInFlight = opts.maxInFlight;
     this.table = tableName(opts);
+    const routeTables = opts.routeTables ?? [];
+    const host: WriterHost = {
+      logger: opts.logger,
+      requestTimeoutMs: this.requestTimeoutMs,
+      maxBatchRows: opts.maxBatchRows,
+      maxRequestBytes: opts.maxRequestBytes,
+      namesTables: routeTables.length > 0,
+      credentialsFailed: (cls) => this.onCredentialsFailure(cls),
+      checked: () => this.onCheck(),
+    };
+    const target = (table: string) => ({ projectId: opts.projectId, dataset: opts.dataset, table, location: opts.location, autoCreate: opts.autoCreate });
+    if (opts.rawTable !== false) this.raw = new TableWriter(target(opts.table), rawTableShape(), host);
+    for (const t of routeTables) if (!this.routes.has(t.table)) this.routes.set(t.table, new TableWriter(target(t.table), t.shape, host));
     this.describe = {
       context: { table: this.table },
       words: {
         failing: 'BigQuery writes are failing',
         degraded: 'BigQuery is unavailable or throttling; the spool keeps the rows and the dispatcher retries',
         recovered: 'BigQuery writes recovered',
-        action: `writing to ${this.table}`,
+        action: routeTables.length > 0 ? `writing to the tables of ${opts.projectId}:${opts.dataset}` : `writing to ${this.table}`,
       },
     };
   }
 
-  /** The table check's findings: at start (before the runner exists), before a write, and on the recheck. */
+  /** The raw table's client object (tests replace its insert). */
+  get tableRef(): Table | undefined {
+    return this.raw?.ref;
+  }
+
+  private get writers(): TableWriter[] {
+    return [...(this.raw ? [this.raw] : []), ...this.routes.values()];
+  }
+
+  /** The table checks' findings: at start (before the runner exists), before a write, and on the recheck. */
   watchCondition(report: ConditionReport): void {
     this.report = report;
     report(this.condition);
   }
 
   /**
-   * Creates the client and checks the table (creating it and its dataset when auto-create is on). A table
-   * that definitely cannot take raw rows stops the start with every difference listed; an unreachable
-   * BigQuery or a refused permission does not (the node keeps spooling): it is reported as the sink's
-   * condition (logged and shown in the status by its runner), and checked again before the first write.
+   * Creates the client and checks every table (creating them and their dataset when auto-create is on). A
+   * table that definitely cannot take its rows stops the start, with every difference of every such table
+   * listed; an unreachable BigQuery or a refused permission does not (the node keeps spooling): it is reported
+   * as the sink's condition (logged and shown in the status by its runner), naming the table, and that table
+   * is checked again before its next write and by the recheck timer.
    */
   async start(): Promise<void> {
     if (this.client) return;
     this.newClient();
-    const check = await this.checkTable(this.opts.startTimeoutMs ?? 10_000, true);
-    if (check.state === 'mismatch') {
-      throw new IngestError(
-        'SINK_START_FAILED',
-        `BigQuery table ${this.table} cannot take raw rows:\n${check.problems.map((p) => `  - ${p}`).join('\n')}`,
-        { context: { sink: this.name, table: this.table, problems: check.problems } },
-      );
+    const writers = this.writers;
+    const checks = await Promise.all(writers.map((w) => w.check(this.opts.startTimeoutMs ?? 10_000, true)));
+    const bad = writers.flatMap((w, i) => {
+      const check = checks[i]!;
+      return check.state === 'mismatch' ? [{ writer: w, problems: check.problems }] : [];
+    });
+    if (bad.length > 0) {
+      const text = bad.map(({ writer, problems }) => `BigQuery table ${writer.name} cannot take ${writer.shape.rows}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+      const context =
+        bad.length === 1
+          ? { sink: this.name, table: bad[0]!.writer.name, problems: bad[0]!.problems }
+          : { sink: this.name, table: bad.map((b) => b.writer.name).join(', '), problems: bad.flatMap((b) => b.problems.map((p) => `${b.writer.name}: ${p}`)) };
+      throw new IngestError('SINK_START_FAILED', text.join('\n'), { context });
     }
   }
 
@@ -160,7 +189,7 @@ export class BigQuerySink implements Sink {
     // source (it may come from a YAML file), so the base URL is set from it explicitly.
     client.baseUrl = baseUrl;
     this.client = client;
-    this.tableRef = client.dataset(this.opts.dataset, { location: this.opts.location }).table(this.opts.table);
+    for (const w of this.writers) w.bind(client);
   }
 
   /** After a credentials failure the next request loads the credentials anew (see newClient). */
@@ -169,121 +198,62 @@ export class BigQuerySink implements Sink {
     this.newClient();
   }
 
-  async write(batch: SpooledMessage[]): Promise<DeliveryOutcome[]> {
-    if (!this.client || !this.tableRef) throw new Error('the BigQuery sink is not started (or already closed)');
-    if (this.needsCheck) {
-      const check = await this.checkTable(this.requestTimeoutMs);
-      if (check.state !== 'ready') {
-        const cls = check.state === 'mismatch' ? mismatch(check.problems) : check.cls;
-        return batch.map(() => retryable(cls.reason, cls.detail, healthOf(cls)));
-      }
-    }
+  /**
+   * Raw rows go to the raw table, routed rows to their route's table; each table's rows are checked, planned
+   * and sent by its writer, the tables one after the other, and the outcomes come back in the batch's order.
+   */
+  async write(batch: DeliveryMessage[]): Promise<DeliveryOutcome[]> {
+    if (!this.client) throw new Error('the BigQuery sink is not started (or already closed)');
     const outcomes: DeliveryOutcome[] = new Array(batch.length);
-    const rows = encodeRows(batch.map(toRawRow), batch.map((m) => m.messageId));
-    const sendable: number[] = [];
-    rows.forEach((row, i) => {
-      if (row.bytes > MAX_REQUEST_BYTES) {
-        outcomes[i] = rejected(
-          'too_large',
-          `the row is ${row.bytes} bytes as JSON; BigQuery's insertAll takes at most ${MAX_REQUEST_BYTES} bytes per request`,
-        );
-      } else sendable.push(i);
+    const groups = new Map<TableWriter, { indexes: number[]; rows: { insertId: string; json: RowJson }[] }>();
+    batch.forEach((m, i) => {
+      const routed = m.routed?.bigquery;
+      const writer = routed ? this.routes.get(routed.table) : this.raw;
+      if (!writer) {
+        outcomes[i] = rejected('invalid', this.unknownTable(m));
+        return;
+      }
+      let group = groups.get(writer);
+      if (!group) groups.set(writer, (group = { indexes: [], rows: [] }));
+      group.indexes.push(i);
+      group.rows.push({ insertId: m.messageId, json: routed ? routed.row : toRawRow(m) });
     });
-    // One request at a time, so that BIGQUERY_MAX_IN_FLIGHT (writes at once) bounds the requests at once.
-    for (const indexes of planRequests(sendable, rows, this.maxBatchMessages, this.opts.maxRequestBytes)) {
-      const answered = await this.insert(indexes.map((i) => rows[i]!));
-      answered.forEach((o, k) => (outcomes[indexes[k]!] = o));
+    for (const [writer, group] of groups) {
+      const answered = await writer.write(group.rows);
+      answered.forEach((o, k) => (outcomes[group.indexes[k]!] = o));
     }
     return outcomes;
   }
 
-  /**
-   * One insertAll request (split further when BigQuery refuses it as a whole). Rows left `stopped` by an
-   * invalid neighbour are valid: they are sent once more at once, without the rows BigQuery refused. Rows a
-   * failed request leaves retryable carry the destination's health; rows stopped by a neighbour carry none.
-   */
-  private async insert(rows: EncodedRow[], resend = true): Promise<DeliveryOutcome[]> {
-    try {
-      await withTimeout(
-        this.tableRef!.insert(rows.map((r) => r.raw), { raw: true, partialRetries: 0 }),
-        this.requestTimeoutMs,
-        `insertAll into ${this.table}`,
-      );
-      return rows.map(() => delivered);
-    } catch (err) {
-      const partial = partialFailure(err, rows.length);
-      if (partial === 'unreadable') {
-        // BigQuery refused some rows and we cannot tell which: none is known to be stored, so all are sent again
-        // (insertId makes BigQuery drop the copies of rows it did store).
-        const detail = 'BigQuery reported failed rows in a form that cannot be read (insertErrors); the whole request is retried';
-        return rows.map(() => retryable('unreadable_response', detail, 'degraded'));
-      }
-      if (partial) {
-        const outcomes = rowOutcomes(rows.length, partial);
-        const stopped = outcomes.flatMap((o, i) => (o.kind === 'retryable' && o.reason === 'stopped' ? [i] : []));
-        if (resend && stopped.length > 0 && stopped.length < rows.length) {
-          const again = await this.insert(stopped.map((i) => rows[i]!), false);
-          again.forEach((o, k) => (outcomes[stopped[k]!] = o));
-        }
-        return outcomes;
-      }
-      const cls = classifyRequestError(err, this.table);
-      if (cls.kind === 'invalid') {
-        if (rows.length === 1) return [rejected(cls.reason, cls.detail)];
-        // A request refused whole (e.g. over BigQuery's size limit): halve it until the culprit stands alone.
-        const half = Math.ceil(rows.length / 2);
-        return [...(await this.insert(rows.slice(0, half))), ...(await this.insert(rows.slice(half)))];
-      }
-      if (cls.reason === 'not_found') this.needsCheck = true; // deleted meanwhile: check (and re-create) before the next write
-      this.onCredentialsFailure(cls);
-      return rows.map(() => retryable(cls.reason, cls.detail, cls.kind));
+  /** A message for a table the sink was not given: the routes and the sink's options disagree (a defect). */
+  private unknownTable(m: DeliveryMessage): string {
+    const routed = m.routed?.bigquery;
+    if (!routed) {
+      return `message ${m.messageId} has no route table, and the raw table ${this.table} takes no messages with these routes (unmatched is not raw): the routes and the BigQuery sink's tables disagree`;
     }
+    const known = [...this.routes.keys()];
+    return (
+      `route ${m.routed!.route} sent message ${m.messageId} to table ${routed.table}, which is not one of the BigQuery sink's route tables ` +
+      `(${known.length ? known.join(', ') : 'none'}): the routes and the BigQuery sink's tables disagree`
+    );
   }
 
-  /** Runs one table check at a time (writes in flight share it) and reports what it found. */
-  private checkTable(timeoutMs: number, atStart = false): Promise<TableCheck> {
-    this.checking ??= checkRawTable(this.client!, this.opts, timeoutMs)
-      .then((check) => {
-        // A mismatch at start stops the node with its own message; nothing to report or log twice.
-        if (!(atStart && check.state === 'mismatch')) this.onCheck(check);
-        return check;
-      })
-      .finally(() => (this.checking = undefined));
-    return this.checking;
+  /** After any table check: the sink's condition is every table's, and the recheck runs while a table needs it. */
+  private onCheck(): void {
+    const problems = this.writers.flatMap((w) => (w.condition ? [w.condition] : []));
+    const worst = problems.find((c) => c.health === 'failing') ?? problems[0];
+    this.condition = worst && { health: worst.health, reason: worst.reason, detail: problems.map((c) => c.detail).join('; ') };
+    this.report?.(this.condition);
+    if (this.writers.some((w) => w.needsCheck)) this.scheduleRecheck();
+    else this.stopRecheck();
   }
 
-  private onCheck(check: TableCheck): void {
-    const context = { sink: this.name, table: this.table };
-    if (check.state === 'ready') {
-      this.needsCheck = false;
-      this.stopRecheck();
-      for (const what of check.created) this.logger.info(withCode('BIGQUERY_CREATED', { ...context, created: what }), `created the BigQuery ${what} for ${this.table}`);
-      if (check.added?.length) {
-        this.logger.info(withCode('BIGQUERY_COLUMNS_ADDED', { ...context, columns: check.added }), `added the columns ${check.added.join(', ')} to ${this.table}`);
-      }
-      for (const w of check.warnings) this.logger.warn(withCode('BIGQUERY_TABLE_LAYOUT', context), w);
-      this.setCondition(undefined);
-      return;
-    }
-    this.needsCheck = true;
-    const cls = check.state === 'mismatch' ? mismatch(check.problems) : check.cls;
-    // A check refused as invalid says nothing against the destination (as a write refused as invalid).
-    const health = healthOf(cls);
-    this.setCondition(health ? { health, reason: cls.reason, detail: cls.detail } : undefined);
-    if (check.state !== 'mismatch') this.onCredentialsFailure(check.cls);
-    this.scheduleRecheck();
-  }
-
-  private setCondition(condition: SinkCondition | undefined): void {
-    this.condition = condition;
-    this.report?.(condition);
-  }
-
-  /** While nothing is written, the table is still checked now and then, so the status recovers on its own. */
+  /** While nothing is written, the tables are still checked now and then, so the status recovers on its own. */
   private scheduleRecheck(): void {
     if (this.recheckTimer || !this.client) return;
     this.recheckTimer = setInterval(() => {
-      if (!this.checking && this.needsCheck && this.client) void this.checkTable(this.requestTimeoutMs).catch(() => undefined);
+      if (!this.client) return;
+      for (const w of this.writers) if (w.needsCheck && !w.isChecking) void w.check(this.requestTimeoutMs).catch(() => undefined);
     }, this.opts.recheckIntervalMs ?? 15_000);
     this.recheckTimer.unref();
   }
@@ -295,27 +265,7 @@ export class BigQuerySink implements Sink {
 
   async close(): Promise<void> {
     this.stopRecheck();
-    this.client = this.tableRef = undefined;
+    this.client = undefined;
+    for (const w of this.writers) w.bind(undefined);
   }
-}
-
-/** A table whose columns cannot take raw rows: a person must change the table (or the configuration). */
-function mismatch(problems: string[]): RequestErrorClass {
-  return { kind: 'failing', reason: 'schema_mismatch', detail: `the table cannot take raw rows: ${problems.join('; ')}` };
-}
-
-/** What a classified failure says about the destination: a request refused as invalid says nothing. */
-function healthOf(cls: RequestErrorClass): DestinationHealth | undefined {
-  return cls.kind === 'invalid' ? undefined : cls.kind;
-}
-
-/**
- * The `insertErrors` of a PartialFailureError, `unreadable` when it has them in a form that cannot be read
- * (classify.ts `readInsertErrors`), or undefined for any other error. The error's `message` is empty and its
- * `errors` list is in response order; `response.insertErrors` carries the row indexes.
- */
-function partialFailure(err: unknown, count: number): InsertError[] | 'unreadable' | undefined {
-  const e = err as { name?: string; response?: { insertErrors?: unknown } } | null;
-  if (e?.name !== 'PartialFailureError') return undefined;
-  return readInsertErrors(e.response?.insertErrors, count) ?? 'unreadable';
 }

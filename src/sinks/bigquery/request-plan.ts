@@ -5,6 +5,7 @@
  * configured BIGQUERY_BATCH_MAX_BYTES. A row too large for any request is rejected before it is sent.
  */
 import type { RawRow } from './schema.js';
+import type { BigQueryTarget } from '../sink.js';
 
 /** BigQuery's limit on one insertAll request body (its own error message names this number). */
 export const MAX_REQUEST_BYTES = 10_485_760;
@@ -12,14 +13,17 @@ export const MAX_REQUEST_BYTES = 10_485_760;
 /** `{"rows":[` … `]}` plus room for the options the client adds. */
 const ENVELOPE_BYTES = 64;
 
+/** The cells of one row: a raw row (schema.ts), or a route's typed row (RouteTargets.bigquery). */
+export type RowJson = RawRow | BigQueryTarget['row'];
+
 /** One row as the client sends it with `raw: true`, and its size in the request body. */
 export interface EncodedRow {
-  raw: { insertId: string; json: RawRow };
+  raw: { insertId: string; json: RowJson };
   /** Bytes this row adds to a request: its JSON, a separating comma, and the envelope for a lone row. */
   bytes: number;
 }
 
-export function encodeRows(rows: RawRow[], insertIds: string[]): EncodedRow[] {
+export function encodeRows(rows: readonly RowJson[], insertIds: readonly string[]): EncodedRow[] {
   return rows.map((json, i) => {
     const raw = { insertId: insertIds[i]!, json };
     return { raw, bytes: Buffer.byteLength(JSON.stringify(raw)) + 1 + ENVELOPE_BYTES };

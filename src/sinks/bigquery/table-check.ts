@@ -1,6 +1,6 @@
 /**
- * Makes sure the raw table can take rows: it exists (created with exactly the raw schema when auto-create
- * is on, its dataset too) and its columns are compatible (schema.ts `schemaDifferences`).
+ * Makes sure a table can take its rows (the raw rows, or a route's typed rows): it exists (created from its
+ * shape when auto-create is on, its dataset too) and its columns are compatible (the shape's `compare`).
  *
  * The answer separates what is definite from what is not: a table whose columns do not fit, or a missing
  * table with auto-create off, is `mismatch` (the node refuses to start: writing would dead-letter every row);
@@ -69,7 +69,32 @@ function statusOf(err: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
-export async function checkRawTable(client: BigQuery, target: TableTarget, timeoutMs: number): Promise<TableCheck> {
+/** The raw table's shape: schema.ts defines it, compares a table with it and lists the columns BigQuery lets us add. */
+export function rawTableShape(): TableShape {
+  return {
+    rows: 'raw rows',
+    resource: () => rawTableResource(),
+    compare(table) {
+      const fields = (table.schema as { fields?: TableFieldSchema[] } | undefined)?.fields;
+      const differences = schemaDifferences(fields);
+      const missing = addableColumns(fields);
+      // Missing NULLABLE columns are added only when they are the table's only differences; else all are listed.
+      const onlyMissing = missing.length > 0 && differences.length === missing.length;
+      return { add: onlyMissing ? missing : [], differences: onlyMissing ? [] : differences, warnings: layoutWarnings(table) };
+    },
+  };
+}
+
+/** `column x (TYPE NULLABLE), …`, as the start-up message names columns to add. */
+function columnList(fields: readonly TableFieldSchema[]): string {
+  return fields.map((f) => `${f.name} (${f.type} NULLABLE)`).join(', ');
+}
+
+function lacks(name: string, add: readonly TableFieldSchema[]): string {
+  return `${name} lacks the columns ${columnList(add)}: turn BIGQUERY_AUTO_CREATE on for the node to add them at start, or add them yourself (docs/bigquery.md)`;
+}
+
+export async function checkTable(client: BigQuery, target: TableTarget, shape: TableShape, timeoutMs: number): Promise<TableCheck> {
   const name = tableName(target);
   const dataset = client.dataset(target.dataset, { location: target.location });
   const table = dataset.table(target.table);
@@ -79,38 +104,28 @@ export async function checkRawTable(client: BigQuery, target: TableTarget, timeo
     return { state: cls.kind === 'failing' ? 'failing' : 'unreachable', cls };
   };
 
+  /** A table as it is now (made by us, or completed): every column of the shape must be there. */
   const compare = (metadata: Record<string, unknown>): TableCheck => {
-    const fields = (metadata.schema as { fields?: TableFieldSchema[] } | undefined)?.fields;
-    const problems = schemaDifferences(fields);
+    const { add, differences, warnings } = shape.compare(metadata);
+    const problems = [...differences, ...add.map((f) => `column ${f.name} is missing (want ${f.type} NULLABLE)`)];
     if (problems.length > 0) return { state: 'mismatch', problems };
-    return { state: 'ready', created, warnings: layoutWarnings(metadata).map((w) => `${name}: ${w}`) };
+    return { state: 'ready', created, warnings: warnings.map((w) => `${name}: ${w}`) };
   };
 
   /**
-   * A table that lacks only NULLABLE raw columns (made before they existed) gets them through tables.patch
-   * when auto-create is on; otherwise the start is refused naming them, as for any other difference.
+   * A table that lacks only NULLABLE columns of its shape (made before they existed) gets them through
+   * tables.patch when auto-create is on; otherwise the start is refused naming them, as for any other difference.
    */
   const completeOrCompare = async (metadata: Record<string, unknown>): Promise<TableCheck> => {
+    const { add, differences } = shape.compare(metadata);
+    if (add.length === 0) return compare(metadata);
+    if (differences.length > 0) return { state: 'mismatch', problems: target.autoCreate ? differences : [...differences, lacks(name, add)] };
+    if (!target.autoCreate) return { state: 'mismatch', problems: [lacks(name, add)] };
     const fields = (metadata.schema as { fields?: TableFieldSchema[] } | undefined)?.fields ?? [];
-    const missing = addableColumns(fields);
-    if (missing.length === 0 || schemaDifferences(fields).length !== missing.length) return compare(metadata);
-    const columns = missing.map((f) => `${f.name} (${f.type} NULLABLE)`).join(', ');
-    if (!target.autoCreate) {
-      return {
-        state: 'mismatch',
-        problems: [
-          `${name} lacks the columns ${columns}: turn BIGQUERY_AUTO_CREATE on for the node to add them at start, or add them yourself (docs/bigquery.md)`,
-        ],
-      };
-    }
     try {
-      const [patched] = await withTimeout(
-        table.setMetadata({ schema: { fields: [...fields, ...missing] } }),
-        timeoutMs,
-        `tables.patch ${name}`,
-      );
+      const [patched] = await withTimeout(table.setMetadata({ schema: { fields: [...fields, ...add] } }), timeoutMs, `tables.patch ${name}`);
       const check = compare(patched as Record<string, unknown>);
-      return check.state === 'ready' ? { ...check, added: missing.map((f) => f.name) } : check;
+      return check.state === 'ready' ? { ...check, added: add.map((f) => f.name) } : check;
     } catch (err) {
       return failed(err);
     }
@@ -139,13 +154,13 @@ export async function checkRawTable(client: BigQuery, target: TableTarget, timeo
       await withTimeout(client.createDataset(target.dataset, { location: target.location }), timeoutMs, `datasets.insert ${target.dataset}`);
       created.push('dataset');
     } catch (createErr) {
-      // 409: created meanwhile (another node starting at the same time); anything else is reported.
+      // 409: created meanwhile (another node starting at the same time, or the check of another table); anything else is reported.
       if (statusOf(createErr) !== 409) return failed(createErr);
     }
   }
 
   try {
-    const [, response] = await withTimeout(dataset.createTable(target.table, rawTableResource()), timeoutMs, `tables.insert ${name}`);
+    const [, response] = await withTimeout(dataset.createTable(target.table, shape.resource()), timeoutMs, `tables.insert ${name}`);
     created.push('table');
     return compare(response as Record<string, unknown>);
   } catch (err) {
