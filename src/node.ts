@@ -11,6 +11,7 @@ import type { Sink } from './sinks/sink.js';
 import { buildSinks } from './sinks/registry.js';
 import { loadRoutes } from './routes/config.js';
 import { Router } from './routes/router.js';
+import { sinkRouting } from './routes/destinations.js';
 import { runnerOptions } from './dispatch/config.js';
 import { httpOptions } from './http/config.js';
 import { spoolOptions } from './spool/config.js';
@@ -72,7 +73,7 @@ export class IngestNode {
     // The configuration's rule checked the routes file already; read again here, it is what delivery applies.
     const routes = loadRoutes(c);
     this.router = routes ? new Router(routes) : undefined;
-    this.sinks = buildSinks(c, dataDir, this.logger, this.metrics);
+    this.sinks = buildSinks(c, dataDir, this.logger, this.metrics, routes ? sinkRouting(routes) : undefined);
     if (routes) {
       this.logger.info(
         withCode('ROUTES_LOADED', { file: routes.file, routes: routes.routes.map((r) => r.name), unmatched: routes.unmatched }),

@@ -188,11 +188,11 @@ const SINKS = {
   },
   BIGQUERY_CREATED: { meaning: 'the BigQuery sink created its dataset or table (`BIGQUERY_AUTO_CREATE`)', action: 'nothing' },
   BIGQUERY_COLUMNS_ADDED: {
-    meaning: 'the BigQuery sink added the NULLABLE columns its raw table lacked (`columns`; a table made by an older version) through tables.patch (`BIGQUERY_AUTO_CREATE`)',
+    meaning: 'the BigQuery sink added NULLABLE columns (`columns`) through tables.patch (`BIGQUERY_AUTO_CREATE`): those its raw table lacked (a table made by an older version), or a route table the columns of new optional fields (docs/routing.md)',
     action: 'nothing',
   },
   BIGQUERY_TABLE_LAYOUT: {
-    meaning: 'the BigQuery table is partitioned or clustered otherwise than the raw table; writes work, queries are slower or dearer',
+    meaning: 'the BigQuery table is partitioned or clustered otherwise than the raw table (or its route\'s table); writes work, queries are slower or dearer',
     action: 'recreate the table with the layout of docs/bigquery.md when convenient',
   },
   REQUEST_TIMEOUT: {

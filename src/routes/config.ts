@@ -43,6 +43,7 @@ export function routesContext(c: Partial<RoutesRuleConfig>, valid: Valid<RoutesR
     pubsubTopic: pubsub,
     gcpProjectId: projectKnown ? (c.GCP_PROJECT_ID ?? null) : undefined,
     bigqueryDataset: bigqueryKnown ? (bigquerySinkEnabled(c as BigQueryConfig) ? c.BIGQUERY_DATASET! : null) : undefined,
+    bigqueryRawTable: bigqueryKnown ? c.BIGQUERY_TABLE : undefined,
     fileSink: switchesKnown ? fileSinkEnabled(c as RoutesRuleConfig) : undefined,
   };
 }

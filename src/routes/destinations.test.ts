@@ -65,7 +65,7 @@ describe('sinkRouting', () => {
 
   it("compares an existing table with the route's: a new optional field is a column to add, a new required one a difference", () => {
     const before = routes(FILE).routes[0]!;
-    const after = routes(FILE.replace('      bar: { from: payload.bar, type: float }\n', '      bar: { from: payload.bar, type: float }\n      n: { from: payload.n, type: int, optional: true }\n      m: { from: payload.m, type: int }\n')).routes[0]!;
+    const after = routes(FILE.replaceAll('      bar: { from: payload.bar, type: float }\n', '      bar: { from: payload.bar, type: float }\n      n: { from: payload.n, type: int, optional: true }\n      m: { from: payload.m, type: int }\n')).routes[0]!;
     const c = typedTableShape(after).compare({ ...typedTableResource(before) });
     expect(c.add.map((f) => `${f.name} ${f.type} ${f.mode}`)).toEqual(['n INTEGER NULLABLE']);
     expect(c.differences).toEqual([expect.stringMatching(/^column m is missing \(want INTEGER REQUIRED/)]);

@@ -16,6 +16,8 @@ export interface RoutesContext {
   pubsubTopic: string | null | undefined;
   gcpProjectId: string | null | undefined;
   bigqueryDataset: string | null | undefined;
+  /** BIGQUERY_TABLE, the raw table (no route may write typed rows to it while unmatched messages go raw). */
+  bigqueryRawTable?: string;
   fileSink: boolean | undefined;
 }
 

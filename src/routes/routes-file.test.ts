@@ -96,6 +96,19 @@ describe('the routes file', () => {
     ]);
   });
 
+  it('refuses two routes writing one table with other columns, and a route writing the raw table while unmatched go raw', () => {
+    const two = (fieldsB: string) =>
+      `routes:\n  - name: a\n    topic: a/{site}\n    bigquery: { table: shared }\n  - name: b\n    topic: b/{site}\n    decode: json\n${fieldsB}    bigquery: { table: shared }\n`;
+    expect(problems(two(''))).toEqual([]);
+    expect(problems(two('    fields:\n      v: { from: payload.v, type: int }\n'))).toEqual([
+      expect.stringMatching(/^line 5, route "b", bigquery.table: "shared" is also the table of route "a", whose rows have other columns/),
+    ]);
+    const raw = (unmatched: string) => `routes:\n  - name: raw\n    topic: a/{x}\nunmatched: ${unmatched}\n`;
+    const ctx = { ...ALL_SINKS, bigqueryRawTable: 'raw' };
+    expect(problems(raw('raw'), ctx)).toEqual([expect.stringContaining('route "raw", bigquery.table: "raw" is BIGQUERY_TABLE, the raw table that unmatched: raw writes to')]);
+    expect(problems(raw('drop'), ctx)).toEqual([]);
+  });
+
   it('refuses a route an earlier one hides', () => {
     expect(problems('routes:\n  - name: all\n    topic: "#"\n  - name: late\n    topic: a/{x}/b\n')).toEqual([
       expect.stringMatching(/^line 4, route "late", topic: "a\/\{x\}\/b" can never match: the earlier route "all" \("#"\)/),

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
 import { fsReason } from '../core/settings/text.js';
 import { readRoute, ROUTE_NAME, type RoutesContext } from './route-reader.js';
+import { typedTableFields } from './table-schema.js';
 import { covers, type TopicTemplate } from './template.js';
 import { UNMATCHED, type Route, type RoutesTable, type Unmatched } from './types.js';
 import { NodeReader, type Problem } from './yaml-nodes.js';
@@ -90,12 +91,35 @@ export function parseRoutes(text: string, file: string, ctx: RoutesContext): Rou
       }
       topics.push({ label, topic });
     }
-    if (route) routes.push(route);
+    if (route) {
+      routes.push(route);
+      tableProblems(route, routes, unmatched === 'raw' ? ctx.bigqueryRawTable : undefined, (message) =>
+        problems.push({ line: r.line(node), route: label, key: 'bigquery.table', message }),
+      );
+    }
   }
   // In file order, as an operator reads the file.
   problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
   if (problems.length > 0) return { problems };
   return { table: { file, routes, unmatched: unmatched as Unmatched }, problems: [] };
+}
+
+/**
+ * A route's table must take its rows alone: another route writing to the same table must make the same columns,
+ * and the raw table (`unmatched: raw` writes raw rows to it) is no route's table.
+ */
+function tableProblems(route: Route, earlier: readonly Route[], rawTable: string | undefined, problem: (message: string) => void): void {
+  const table = route.bigquery?.table;
+  if (table === undefined) return;
+  if (table === rawTable) {
+    problem(`${JSON.stringify(table)} is BIGQUERY_TABLE, the raw table that unmatched: raw writes to; give the route a table of its own`);
+    return;
+  }
+  const columns = (r: Route) => JSON.stringify(typedTableFields(r).map((f) => [f.name, f.type, f.mode]));
+  const other = earlier.find((e) => e !== route && e.bigquery?.table === table);
+  if (other && columns(other) !== columns(route)) {
+    problem(`${JSON.stringify(table)} is also the table of route ${JSON.stringify(other.name)}, whose rows have other columns; give each route its own table, or both the same variables and fields`);
+  }
 }
 
 /** A problem as one line: `line 7, route "pressure", fields.bar.type: "flaot" is not a field type; …`. */
