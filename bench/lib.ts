@@ -81,6 +81,21 @@ export async function waitForLog(node: NodeProcess, message: string, timeoutMs =
   }
 }
 
+/**
+ * CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat (fields 14 and 15, in clock
+ * ticks of 1/100 s on Linux), or NaN when it is gone.
+ */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces: count the fields after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** Peak resident memory (MB) of a process from /proc, sampled by the caller. */
 export function rssMb(pid: number): number {
   try {

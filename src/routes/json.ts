@@ -1,16 +1,29 @@
 /**
  * JSON read without losing integers: JSON.parse turns 9007199254740993 into 9007199254740992, and an INT64
  * field must keep what the device sent (as docs/bigquery.md keeps the raw payload text for the same reason).
- * Integers beyond 2^53 become bigints; everything else parses as JSON.parse would. Payloads with no long digit
- * run and no exponent cannot hold such a number, so they take JSON.parse alone.
+ * Integers beyond 2^53 become bigints; everything else parses as JSON.parse would. JSON.parse reads every
+ * document first (it validates); only when its result holds an integer beyond 2^53 (the only values the two
+ * readers give differently) is the text read again, losslessly.
  */
 export type JsonValue = null | boolean | number | bigint | string | JsonValue[] | { [key: string]: JsonValue };
 
 /** Parses JSON text; throws JSON.parse's SyntaxError for text that is not JSON. */
 export function parseJson(text: string): JsonValue {
   const plain = JSON.parse(text) as JsonValue; // validates, and is the answer unless a number may be inexact
-  if (!/\d{16}|\d[eE]/.test(text)) return plain;
+  if (!hasUnsafeInteger(plain)) return plain;
   return new LosslessReader(text).document();
+}
+
+/** True when JSON.parse made an integer beyond 2^53 somewhere in the value: it may have rounded it. */
+function hasUnsafeInteger(v: JsonValue): boolean {
+  if (typeof v === 'number') return Number.isInteger(v) && !Number.isSafeInteger(v);
+  if (v === null || typeof v !== 'object') return false;
+  if (Array.isArray(v)) {
+    for (const item of v) if (hasUnsafeInteger(item)) return true;
+    return false;
+  }
+  for (const key in v) if (hasUnsafeInteger(v[key]!)) return true;
+  return false;
 }
 
 /** JSON text of a value, bigints written as their digits. */

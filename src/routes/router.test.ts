@@ -110,6 +110,14 @@ describe('Router', () => {
   it('dead-letters a payload that is not JSON with decode_failed', () => {
     expect(r.route(msg('plant/s1/l2/pressure/p7', 'not json'))).toMatchObject({ kind: 'dead_letter', reason: 'decode_failed', detail: expect.stringMatching(/^payload is not JSON/) });
     expect(r.route(msg('plant/s1/l2/pressure/p7', Buffer.from([0xff, 0xfe])))).toMatchObject({ reason: 'decode_failed', detail: expect.stringMatching(/not valid UTF-8/) });
+    // A string holding a byte that is not UTF-8 is refused, not read with a replacement character.
+    const bad = Buffer.concat([Buffer.from('{"bar": 1, "ts": 0, "status": "'), Buffer.from([0xc3]), Buffer.from('", "readings": [0, {"n": 1}]}')]);
+    expect(r.route(msg('plant/s1/l2/pressure/p7', bad))).toMatchObject({ reason: 'decode_failed', detail: expect.stringMatching(/not valid UTF-8/) });
+    // U+FFFD sent as such is text like any other.
+    expect(r.route(msg('plant/s1/l2/pressure/p7', '{"bar": 1, "ts": 0, "status": "\uFFFD", "readings": [0, {"n": 1}]}'))).toMatchObject({ kind: 'routed', fields: { status: { value: '\uFFFD' } } });
+    // A leading byte-order mark is not part of the document.
+    const bom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"bar": 1, "ts": 0, "readings": [0, {"n": 1}]}')]);
+    expect(r.route(msg('plant/s1/l2/pressure/p7', bom))).toMatchObject({ kind: 'routed' });
   });
 
   it('drops a drop route, and treats what matches nothing as unmatched says', () => {

@@ -3,6 +3,7 @@
  * the Pub/Sub message, BigQuery row and file decision it gives, or a drop, or the dead letter and why. Nothing
  * here sends anything, so `routes test` shows exactly what delivery will do.
  */
+import { isUtf8 } from 'node:buffer';
 import { rfc3339 } from '../core/message.js';
 import { attributeText, bigqueryCell, jsonValue, type Typed } from './convert.js';
 import { readFields } from './fields.js';
@@ -49,9 +50,8 @@ export class Router {
 
   /** The first route whose topic matches, with what it captured. */
   match(topic: string): { route: Route; variables: Record<string, string> } | undefined {
-    const levels = topic.split('/');
     for (const route of this.table.routes) {
-      const variables = matchTopic(route.topic, levels);
+      const variables = matchTopic(route.topic, topic);
       if (variables) return { route, variables };
     }
     return undefined;
@@ -111,16 +111,13 @@ export class Router {
   }
 }
 
-/** Refuses bytes that are not UTF-8 instead of replacing them (made once: a decoder per message costs). */
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
-
 function decodeJson(payload: Buffer): { ok: true; value: JsonValue } | { ok: false; detail: string } {
-  let text: string;
-  try {
-    text = UTF8.decode(payload);
-  } catch {
-    return { ok: false, detail: 'payload is not valid UTF-8, so not JSON (decode: json)' };
-  }
+  // Bytes that are not UTF-8 are refused rather than replaced, and a leading byte-order mark is dropped, as a
+  // fatal TextDecoder would do, at a fraction of its cost on short payloads: toString replaces what is not
+  // UTF-8 with U+FFFD, so only a text holding U+FFFD needs the full check.
+  let text = payload.toString('utf8');
+  if (text.includes('\uFFFD') && !isUtf8(payload)) return { ok: false, detail: 'payload is not valid UTF-8, so not JSON (decode: json)' };
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   try {
     return { ok: true, value: parseJson(text) };
   } catch (err) {

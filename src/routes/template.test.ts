@@ -6,7 +6,7 @@ function t(text: string): TopicTemplate {
   if ('problem' in r) throw new Error(r.problem);
   return r.template;
 }
-const match = (template: string, topic: string) => matchTopic(t(template), topic.split('/'));
+const match = (template: string, topic: string) => matchTopic(t(template), topic);
 
 describe('topic templates', () => {
   it('capture {name} levels and match + and a trailing # as MQTT does', () => {
@@ -20,6 +20,16 @@ describe('topic templates', () => {
     expect(match('#', '$SYS/broker')).toBeUndefined();
     expect(match('{first}/x', '$SYS/x')).toBeUndefined();
     expect(match('$SYS/#', '$SYS/broker')).toEqual({});
+    // Levels are whole: no partial match, and text that means something in a regular expression is plain text.
+    expect(match('a.b/{x}', 'aXb/1')).toBeUndefined();
+    expect(match('a.b/{x}', 'a.b/1')).toEqual({ x: '1' });
+    expect(match('a/(b)|c/{x}', 'a/(b)|c/2')).toEqual({ x: '2' });
+    expect(match('a/{x}', 'a/b/c')).toBeUndefined();
+    expect(match('a/{x}', 'xa/b')).toBeUndefined();
+    expect(match('+/{x}', '/b')).toEqual({ x: 'b' });
+    expect(match('a/#', 'ab')).toBeUndefined();
+    expect(match('#', 'a/b\nc')).toEqual({});
+    expect(match('{v}', 'line\nbreak')).toEqual({ v: 'line\nbreak' });
   });
   it('refuse malformed variables, repeated names, misplaced wildcards and shared subscriptions', () => {
     const problem = (text: string) => {

@@ -16,6 +16,8 @@ export interface TopicTemplate {
   levels: readonly Level[];
   /** The captured names, in topic order. */
   variables: readonly string[];
+  /** The template as a regular expression on the topic name, one group per variable (see compile). */
+  pattern: RegExp;
 }
 
 /** Topic variables and field names become BigQuery columns and attribute names: the column rules apply. */
@@ -52,33 +54,36 @@ export function parseTopicTemplate(text: string): { template: TopicTemplate } | 
   if (filter.startsWith('$share/')) return { problem: 'is a shared subscription: a route matches topic names, not $share/ filters' };
   const why = topicFilterProblem(filter);
   if (why) return { problem: why };
-  return { template: { text, levels, variables } };
+  return { template: { text, levels, variables, pattern: compile(levels) } };
+}
+
+/**
+ * One regular expression per template, made once: matching a topic is then one native call, with no split of the
+ * topic into levels and no object for a route it does not match. A level is `[^/]*` (MQTT allows empty levels), a
+ * trailing `#` also matches the parent (`a/#` matches `a`), and a first level that is not literal refuses a topic
+ * starting with `$` (MQTT-4.7.2-1).
+ */
+function compile(levels: readonly Level[]): RegExp {
+  let source = '';
+  levels.forEach((level, i) => {
+    const sep = i === 0 ? '' : '/';
+    if (level.kind === 'hash') source += i === 0 ? '.*' : '(?:/.*)?';
+    else if (level.kind === 'literal') source += sep + level.text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    else source += sep + (level.kind === 'variable' ? '([^/]*)' : '[^/]*');
+  });
+  const noDollar = levels[0] && levels[0].kind !== 'literal' ? '(?!\\$)' : '';
+  return new RegExp(`^${noDollar}${source}$`, 's');
 }
 
 /**
  * The variables a topic name gives the template, or undefined when it does not match. As in MQTT, a wildcard
  * first level does not match a topic starting with `$` (MQTT-4.7.2-1), and `a/#` matches `a` itself.
  */
-export function matchTopic(template: TopicTemplate, levels: readonly string[]): Record<string, string> | undefined {
-  const t = template.levels;
-  const first = t[0];
-  if (first && first.kind !== 'literal' && levels[0]!.startsWith('$')) return undefined;
-  // Literals first, so that a topic of another route costs no object for what it would have captured.
-  let end = t.length;
-  for (let i = 0; i < t.length; i++) {
-    const level = t[i]!;
-    if (level.kind === 'hash') {
-      end = i;
-      break;
-    }
-    if (i >= levels.length || (level.kind === 'literal' && level.text !== levels[i])) return undefined;
-  }
-  if (end === t.length && t.length !== levels.length) return undefined;
+export function matchTopic(template: TopicTemplate, topic: string): Record<string, string> | undefined {
+  const m = template.pattern.exec(topic);
+  if (!m) return undefined;
   const variables: Record<string, string> = {};
-  for (let i = 0; i < end; i++) {
-    const level = t[i]!;
-    if (level.kind === 'variable') variables[level.name] = levels[i]!;
-  }
+  for (let i = 0; i < template.variables.length; i++) variables[template.variables[i]!] = m[i + 1]!;
   return variables;
 }
 

@@ -53,7 +53,9 @@ export function buildSinks(c: SinksConfig, dataDir: string, logger: Logger, metr
   const pubsub = pubsubSinkOptions(c);
   if (pubsub) {
     const routeOrdering = routing?.pubsubOrdered === true;
-    sinks.push(new PubSubSink({ ...pubsub, routeOrdering, logger: logger.child({ component: 'sink.pubsub' }), metrics }));
+    const topics = new Set(routing?.pubsubTopics ?? []);
+    if (!routing || routing.rawTable) topics.add(pubsub.topic); // unmatched: raw publishes to PUBSUB_TOPIC
+    sinks.push(new PubSubSink({ ...pubsub, routeOrdering, routeTopics: topics.size, logger: logger.child({ component: 'sink.pubsub' }), metrics }));
   }
   // Its own SinkRunner: BigQuery and Pub/Sub progress independently; a spool row leaves when both are done.
   const bigquery = bigquerySinkOptions(c);

@@ -44,7 +44,9 @@ const pubsubKeys = {
   }),
   PUBSUB_BATCH_MAX_MESSAGES: key(wholeNumber(1, 1000), {
     default: '1000',
-    description: 'Most messages in one batch handed to Pub/Sub, sent as one publish request (the API allows 1000).',
+    description:
+      'Most messages in one batch handed to Pub/Sub, sent as one publish request (the API allows 1000). With routes ' +
+      '(`ROUTES_FILE`) a batch holds up to this many per topic the routes publish to, for up to four topics, one request each.',
   }),
   PUBSUB_BATCH_MAX_BYTES: key(byteSize(1, 9_000_000), {
     default: '9000000',

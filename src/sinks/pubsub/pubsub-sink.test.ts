@@ -84,3 +84,12 @@ describe('PubSubSink without a reachable Pub/Sub', () => {
     await expect(sink().write([msg()])).rejects.toThrow(/not started/);
   });
 });
+
+describe('batch size with routes', () => {
+  it('holds a full request per topic the routes publish to, for up to four topics', () => {
+    expect(sink().maxBatchMessages).toBe(500);
+    expect(sink({ routeTopics: 1 }).maxBatchMessages).toBe(500);
+    expect(sink({ routeTopics: 3 }).maxBatchMessages).toBe(1500);
+    expect(sink({ routeTopics: 12 }).maxBatchMessages).toBe(2000);
+  });
+});
