@@ -27,10 +27,7 @@ export interface ErrorEntry {
 
 const NODE = {
   NODE_STARTING: { meaning: 'the node is starting; the line gives its version, broker mode and `APP_ENV`', action: 'nothing; the first line of each start' },
-  ROUTES_LOADED: {
-    meaning: 'the node read its routes file (`ROUTES_FILE`, docs/routing.md): the line gives the file, the route names in the order they are tried, and what happens to messages no route matches',
-    action: 'nothing; `mqtt-ingest check-config` prints the routes in full',
-  },
+  ROUTES_LOADED: { meaning: 'the node read its routes file (`ROUTES_FILE`, docs/routing.md): the line gives the file, the route names in the order they are tried, and what happens to messages no route matches', action: 'nothing; `mqtt-ingest check-config` prints the routes in full' },
   NODE_STARTED: {
     meaning: 'the node started: spool open, sinks and HTTP up, the broker taking connections; the line gives the sinks, `DATA_DIR` and the ports',
     action: 'nothing',
@@ -187,10 +184,7 @@ const SINKS = {
     action: 'see the line\'s `reason` and `detail` (docs/pubsub.md); then as `MESSAGE_DEAD_LETTERED`',
   },
   BIGQUERY_CREATED: { meaning: 'the BigQuery sink created its dataset or table (`BIGQUERY_AUTO_CREATE`)', action: 'nothing' },
-  BIGQUERY_COLUMNS_ADDED: {
-    meaning: 'the BigQuery sink added NULLABLE columns (`columns`) through tables.patch (`BIGQUERY_AUTO_CREATE`): those its raw table lacked (a table made by an older version), or a route table the columns of new optional fields (docs/routing.md)',
-    action: 'nothing',
-  },
+  BIGQUERY_COLUMNS_ADDED: { meaning: 'the BigQuery sink added NULLABLE columns (`columns`) through tables.patch (`BIGQUERY_AUTO_CREATE`): those its raw table lacked (a table made by an older version), or a route table the columns of new optional fields (docs/routing.md)', action: 'nothing' },
   BIGQUERY_TABLE_LAYOUT: {
     meaning: 'the BigQuery table is partitioned or clustered otherwise than the raw table (or its route\'s table); writes work, queries are slower or dearer',
     action: 'recreate the table with the layout of docs/bigquery.md when convenient',

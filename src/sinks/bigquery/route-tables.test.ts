@@ -1,7 +1,5 @@
-import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { SpooledMessage } from '../../core/message.js';
-import { createLogger } from '../../core/logger.js';
 import { sinkRouting } from '../../routes/destinations.js';
 import { Router } from '../../routes/router.js';
 import { describeProblem, parseRoutes } from '../../routes/routes-file.js';
@@ -11,6 +9,7 @@ import type { DeliveryMessage, SinkCondition } from '../sink.js';
 import { RAW_TABLE_FIELDS } from './schema.js';
 import { localBigQuerySinks } from '../../../test/helpers/bigquery-sink.js';
 import { freePort, waitFor } from '../../../test/helpers/ports.js';
+import { captureLogs } from '../../../test/helpers/log-capture.js';
 import { observed } from '../../../test/contract/sink-contract.js';
 
 /** The BigQuery sink with route tables (RouteTargets.bigquery), against the local BigQuery server. */
@@ -79,16 +78,6 @@ const withRoutes = (table: RoutesTable) => {
 
 const columns = (fields: readonly { name: string; type: string; mode?: string }[]) => fields.map((f) => `${f.name} ${f.type} ${f.mode}`);
 
-function captureLogs(): { logger: ReturnType<typeof createLogger>; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const out = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: createLogger('info', out), lines };
-}
 
 describe('BigQuerySink with route tables: start', () => {
   it('creates each route table with exactly its columns, DAY partitions on received_at and clustering by the topic variables, beside the raw table', async () => {
