@@ -117,7 +117,7 @@ describe('routes at delivery', () => {
     const p1 = pubsub.written[0]!.routed!;
     expect(p1.route).toBe('pressure');
     expect(p1.pubsub).toMatchObject({ topic: 'projects/p/topics/pressure-readings', attributes: { site: 'north', sensor: 'p1' }, orderingKey: 'north/p1' });
-    expect(p1.bigquery?.row).toMatchObject({ site: 'north', sensor: 'p1', bar: 2.5 });
+    expect(p1.bigquery?.rows[0]?.row).toMatchObject({ site: 'north', sensor: 'p1', bar: 2.5 });
     expect(pubsub.written[1]!.routed?.pubsub?.topic).toBe('projects/p/topics/raw');
     expect(pubsub.written[2]!.routed).toBeUndefined();
     // BigQuery: flow skips it; pressure and the unmatched one are written.

@@ -105,7 +105,7 @@ export class Router {
     }
     const targets: RouteTargets = { route: route.name };
     if (pubsub) targets.pubsub = pubsub;
-    if (bigquery) targets.bigquery = { table: bigquery.table, row: bigquery.row };
+    if (bigquery) targets.bigquery = { table: bigquery.table, rows: [{ insertId: bigquery.insertId, row: bigquery.row }] };
     if (route.file) targets.file = { fieldsJson: fieldsJson(variables, fields) };
     return { kind: 'routed', route, variables, fields, pubsub, bigquery, file: route.file, targets };
   }

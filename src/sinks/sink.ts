@@ -23,10 +23,17 @@ export interface PubsubTarget {
   orderingKey?: string;
 }
 
-/** A route's typed row, for a table in BIGQUERY_DATASET; its insertId is the message_id. */
+/** A BigQuery row as insertAll takes it (JSON values; an INT64 or NUMERIC beyond 2^53 as its digits). */
+export type BigQueryRow = Record<string, string | number | boolean | null>;
+
+/**
+ * A route's rows, for a table in BIGQUERY_DATASET: one typed row (insertId the message_id), or for a Sparkplug
+ * route one row per metric (insertId the message_id and the metric's index), so that a retry is de-duplicated
+ * row by row. The message is delivered once all its rows are stored.
+ */
 export interface BigQueryTarget {
   table: string;
-  row: Record<string, string | number | boolean | null>;
+  rows: { insertId: string; row: BigQueryRow }[];
 }
 
 /** What a route adds to the message's NDJSON line (`fields`), beside its name (`route`). */

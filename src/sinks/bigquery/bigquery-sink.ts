@@ -11,7 +11,7 @@
  * failed attempt is counted and shown at once.
  */
 import { BigQuery, type BigQueryOptions, type Table } from '@google-cloud/bigquery';
-import { rejected, type DeliveryOutcome } from '../../core/outcome.js';
+import { delivered, rejected, type DeliveryOutcome } from '../../core/outcome.js';
 import { IngestError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { ConditionReport, DeliveryMessage, Sink, SinkCondition, SinkDescription } from '../sink.js';
@@ -205,7 +205,9 @@ export class BigQuerySink implements Sink {
   async write(batch: DeliveryMessage[]): Promise<DeliveryOutcome[]> {
     if (!this.client) throw new Error('the BigQuery sink is not started (or already closed)');
     const outcomes: DeliveryOutcome[] = new Array(batch.length);
-    const groups = new Map<TableWriter, { indexes: number[]; rows: { insertId: string; json: RowJson }[] }>();
+    // Each row remembers its message; a message of several rows (Sparkplug: one per metric) is answered once all are.
+    const groups = new Map<TableWriter, { messages: number[]; rows: { insertId: string; json: RowJson }[] }>();
+    const rowOutcomes: DeliveryOutcome[][] = batch.map(() => []);
     batch.forEach((m, i) => {
       const routed = m.routed?.bigquery;
       const writer = routed ? this.routes.get(routed.table) : this.raw;
@@ -214,14 +216,25 @@ export class BigQuerySink implements Sink {
         return;
       }
       let group = groups.get(writer);
-      if (!group) groups.set(writer, (group = { indexes: [], rows: [] }));
-      group.indexes.push(i);
-      group.rows.push({ insertId: m.messageId, json: routed ? routed.row : toRawRow(m) });
+      if (!group) groups.set(writer, (group = { messages: [], rows: [] }));
+      if (!routed) {
+        group.messages.push(i);
+        group.rows.push({ insertId: m.messageId, json: toRawRow(m) });
+        return;
+      }
+      if (routed.rows.length === 0) outcomes[i] = delivered; // nothing to store (a Sparkplug message without metrics gets a row anyway)
+      for (const r of routed.rows) {
+        group.messages.push(i);
+        group.rows.push({ insertId: r.insertId, json: r.row });
+      }
     });
     for (const [writer, group] of groups) {
       const answered = await writer.write(group.rows);
-      answered.forEach((o, k) => (outcomes[group.indexes[k]!] = o));
+      answered.forEach((o, k) => rowOutcomes[group.messages[k]!]!.push(o));
     }
+    rowOutcomes.forEach((rows, i) => {
+      if (outcomes[i] === undefined) outcomes[i] = messageOutcome(rows);
+    });
     return outcomes;
   }
 
@@ -268,4 +281,19 @@ export class BigQuerySink implements Sink {
     this.client = undefined;
     for (const w of this.writers) w.bind(undefined);
   }
+}
+
+/**
+ * One message's outcome from its rows' (one row, or one per Sparkplug metric): refused when a row is (it goes to
+ * the dead-letter store whole; replayed, its stored rows are de-duplicated by insertId), else retryable when a
+ * row is, else delivered.
+ */
+function messageOutcome(rows: readonly DeliveryOutcome[]): DeliveryOutcome {
+  if (rows.length === 1) return rows[0]!;
+  const refused = rows.findIndex((o) => o.kind === 'rejected');
+  if (refused >= 0) {
+    const o = rows[refused] as Extract<DeliveryOutcome, { kind: 'rejected' }>;
+    return rejected(o.reason, `row ${refused + 1} of ${rows.length}: ${o.detail}`);
+  }
+  return rows.find((o) => o.kind === 'retryable') ?? delivered;
 }

@@ -5,7 +5,7 @@
  * configured BIGQUERY_BATCH_MAX_BYTES. A row too large for any request is rejected before it is sent.
  */
 import type { RawRow } from './schema.js';
-import type { BigQueryTarget } from '../sink.js';
+import type { BigQueryRow } from '../sink.js';
 
 /** BigQuery's limit on one insertAll request body (its own error message names this number). */
 export const MAX_REQUEST_BYTES = 10_485_760;
@@ -14,7 +14,7 @@ export const MAX_REQUEST_BYTES = 10_485_760;
 const ENVELOPE_BYTES = 64;
 
 /** The cells of one row: a raw row (schema.ts), or a route's typed row (RouteTargets.bigquery). */
-export type RowJson = RawRow | BigQueryTarget['row'];
+export type RowJson = RawRow | BigQueryRow;
 
 /** One row as the client sends it with `raw: true`, and its size in the request body. */
 export interface EncodedRow {

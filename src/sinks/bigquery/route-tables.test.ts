@@ -64,7 +64,7 @@ const msg = (topic = 'plant/line-1/temp', payload: unknown = { t: 21.5 }, over: 
 function routed(table: RoutesTable, m: SpooledMessage): DeliveryMessage {
   const out = new Router(table).route(m);
   if (out.kind !== 'routed' || !out.bigquery) throw new Error(`${m.topic} is not routed to BigQuery: ${JSON.stringify(out)}`);
-  return { ...m, routed: { route: out.route.name, bigquery: { table: out.bigquery.table, row: out.bigquery.row } } };
+  return { ...m, routed: { route: out.route.name, bigquery: { table: out.bigquery.table, rows: [{ insertId: m.messageId, row: out.bigquery.row }] } } };
 }
 
 const pressure = (table: RoutesTable, reading: Record<string, unknown> = {}) =>
@@ -244,7 +244,7 @@ describe('BigQuerySink with route tables: write', () => {
     await b.start();
     const good = pressure(table);
     const bad = pressure(table);
-    bad.routed!.bigquery!.row = { ...bad.routed!.bigquery!.row, bar: 'high' };
+    bad.routed!.bigquery!.rows[0]!.row = { ...bad.routed!.bigquery!.rows[0]!.row, bar: 'high' };
     const batch = [msg(), good, bad, flow(table), msg()];
     const outcomes = await b.write(batch);
     expect(outcomes.map((o) => o.kind)).toEqual(['delivered', 'delivered', 'rejected', 'delivered', 'delivered']);
@@ -256,6 +256,29 @@ describe('BigQuerySink with route tables: write', () => {
     expect(s.rows('telemetry', 'pressure').map((r) => r.insertId)).toEqual([good.messageId]);
     expect(s.rows('telemetry', 'raw')).toHaveLength(2);
     expect(s.rows('telemetry', 'flow')).toHaveLength(1);
+  });
+
+  it('stores a message of several rows (one per Sparkplug metric) with an insertId each, and refuses it whole when one row is refused', async () => {
+    const s = await server();
+    const table = routesFile();
+    const b = sink(s, withRoutes(table));
+    await b.start();
+    const several = (n: number, bad?: number): DeliveryMessage => {
+      const one = pressure(table);
+      const base = one.routed!.bigquery!.rows[0]!.row;
+      const rows = Array.from({ length: n }, (_, k) => ({ insertId: `${one.messageId}:${k}`, row: { ...base, bar: k === bad ? 'high' : k } }));
+      return { ...one, routed: { ...one.routed!, bigquery: { table: 'pressure', rows } } };
+    };
+    const ok = several(3);
+    const refused = several(3, 1);
+    const outcomes = await b.write([ok, refused, msg()]);
+    expect(outcomes.map((o) => o.kind)).toEqual(['delivered', 'rejected', 'delivered']);
+    expect(outcomes[1]).toMatchObject({ reason: 'invalid', detail: expect.stringMatching(/^row 2 of 3: .*bar/) });
+    const stored = s.rows('telemetry', 'pressure').map((r) => r.insertId);
+    expect(stored.filter((id) => String(id).startsWith(ok.messageId))).toEqual([`${ok.messageId}:0`, `${ok.messageId}:1`, `${ok.messageId}:2`]);
+    // Sent again (a retry after a restart), the stored rows are not stored twice.
+    expect((await b.write([ok])).map((o) => o.kind)).toEqual(['delivered']);
+    expect(s.rows('telemetry', 'pressure').filter((r) => String(r.insertId).startsWith(ok.messageId))).toHaveLength(3);
   });
 
   it('re-creates a route table deleted meanwhile before its next write, while another table keeps taking rows', async () => {
