@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { attributeText, bigqueryCell, convert, quoteValue, type Typed } from './convert.js';
-import { decimalInteger, parseJson, stringifyJson } from './json.js';
+import { decimalInteger, parseJson, stringifyJson } from '../core/json.js';
 
 const ok = (c: ReturnType<typeof convert>): Typed => {
   if (!c.ok) throw new Error(`refused: ${c.why}`);

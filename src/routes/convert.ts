@@ -3,7 +3,7 @@
  * rounded to fit: "abc" as a float, 1.5 as an int, an int beyond INT64 are refusals the dead letter names.
  */
 import { rfc3339 } from '../core/message.js';
-import { stringifyJson, type JsonValue } from './json.js';
+import { stringifyJson, type JsonValue } from '../core/json.js';
 import type { FieldType } from './types.js';
 
 /** A converted value: int as a bigint (INT64 beyond 2^53 kept exactly), timestamp as RFC 3339 UTC text. */

@@ -5,7 +5,7 @@
  * each its typed value, NULL for an absent optional one, or the refusal that dead-letters the message.
  */
 import { convert, quoteValue, type Typed } from './convert.js';
-import type { JsonValue } from './json.js';
+import type { JsonValue } from '../core/json.js';
 import type { FieldSource, FieldSpec, MessageProperties, PathStep } from './types.js';
 
 /** The source a `from` names, or why it names none (worded to follow the `from` text). */

@@ -7,7 +7,7 @@ import { isUtf8 } from 'node:buffer';
 import { rfc3339 } from '../core/message.js';
 import { attributeText, bigqueryCell, jsonValue, type Typed } from './convert.js';
 import { readFields } from './fields.js';
-import { parseJson, stringifyJson, type JsonValue } from './json.js';
+import { parseJson, stringifyJson, type JsonValue } from '../core/json.js';
 import { matchTopic, renderKey } from './template.js';
 import type { RoutableMessage, Route, RouteDeadLetterReason, RoutesTable } from './types.js';
 import type { PubsubTarget, RouteTargets } from '../sinks/sink.js';

@@ -2,7 +2,7 @@
  * Sparkplug B (Sparkplug 3.0.0; the schema is Eclipse Tahu's sparkplug_b.proto) as the node reads it: topics,
  * decoded payloads with every value exact, and what a host keeps of births to resolve aliases. Plain data.
  */
-import type { JsonValue } from '../routes/json.js';
+import type { JsonValue } from '../core/json.js';
 
 export const SPARKPLUG_NAMESPACE = 'spBv1.0';
 
