@@ -1,4 +1,5 @@
 import type { Logger } from '../core/logger.js';
+import { monotonicMs } from '../core/clock.js';
 import type { Metrics } from '../core/metrics.js';
 import type { Sink } from '../sinks/sink.js';
 import type { Spool } from '../spool/spool.js';
@@ -17,7 +18,8 @@ export class Dispatcher {
   constructor(sinks: Sink[], spool: Spool, logger: Logger, metrics: Metrics, opts: RunnerOptions, router?: Router) {
     this.runners = sinks.map((s, i) => {
       const log = logger.child({ component: `sink.${s.name}` });
-      const routing = router ? new RouteStage({ router, sink: s.name, counts: i === 0, metrics, logger: log }) : undefined;
+      const now = opts.clock ? () => opts.clock!.monotonic() : monotonicMs;
+      const routing = router ? new RouteStage({ router, sink: s.name, counts: i === 0, metrics, logger: log, now }) : undefined;
       return new SinkRunner(s, spool, log, metrics, routing ? { ...opts, routing } : opts);
     });
   }

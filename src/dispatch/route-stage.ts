@@ -42,7 +42,17 @@ export interface RoutedBatch {
   dead: Map<number, DeliveryOutcome>;
   /** Indexes done for this sink without a write. */
   skipped: number[];
+  /** Indexes the stage holds until they can be routed (Sparkplug data waiting for a birth): neither done nor retried. */
+  parked: number[];
 }
+
+/** How often a held message is routed again while it waits (it resolves as soon as its birth has been routed). */
+const PARKED_RETRY_MS = 1000;
+/**
+ * Most messages held at once. Beyond it a message is not held (its aliases resolve with what there is), so that a
+ * flood of data from an edge node without a birth cannot fill memory.
+ */
+export const MAX_PARKED = 10_000;
 
 export interface RouteStageOptions {
   router: Router;
@@ -51,17 +61,39 @@ export interface RouteStageOptions {
   counts: boolean;
   metrics: Metrics;
   logger: Logger;
+  /** Monotonic milliseconds (core/clock.ts), for held messages. */
+  now: () => number;
 }
 
 export class RouteStage {
+  /** Messages waiting to be routed again, with when (monotonic), oldest first. */
+  private parked: { msg: SpooledMessage; at: number }[] = [];
+
   constructor(private readonly o: RouteStageOptions) {}
 
+  /** How many messages the stage holds (readiness, tests). */
+  get held(): number {
+    return this.parked.length;
+  }
+
+  /** Held messages due to be routed again: the runner puts them at the head of its next batch. */
+  takeDue(): SpooledMessage[] {
+    if (this.parked.length === 0) return [];
+    const now = this.o.now();
+    const due = this.parked.filter((p) => p.at <= now);
+    if (due.length === 0) return [];
+    this.parked = this.parked.filter((p) => p.at > now);
+    return due.map((p) => p.msg);
+  }
+
   split(batch: readonly SpooledMessage[]): RoutedBatch {
-    const out: RoutedBatch = { send: [], sendIndex: [], dead: new Map(), skipped: [] };
+    const out: RoutedBatch = { send: [], sendIndex: [], dead: new Map(), skipped: [], parked: [] };
     for (let i = 0; i < batch.length; i++) {
       const msg = batch[i]! as Decided;
       const d = this.decide(msg);
-      if (d.kind === 'send') {
+      if (d === undefined) {
+        out.parked.push(i);
+      } else if (d.kind === 'send') {
         out.send.push(msg);
         out.sendIndex.push(i);
       } else if (d.kind === 'skip') out.skipped.push(i);
@@ -70,12 +102,16 @@ export class RouteStage {
     return out;
   }
 
-  private decide(msg: Decided): Decision {
+  /** The message's decision, or undefined when the stage holds it to route it again later. */
+  private decide(msg: Decided): Decision | undefined {
     const known = msg.routeDecision;
     if (known) return known;
-    const outcome = this.o.router.route(msg);
+    const outcome = this.o.router.route(msg, { counting: this.o.counts, mayWait: this.parked.length < MAX_PARKED });
     let d: Decision;
     switch (outcome.kind) {
+      case 'wait':
+        this.parked.push({ msg, at: Math.min(outcome.untilMs, this.o.now() + PARKED_RETRY_MS) });
+        return undefined;
       case 'raw':
         d = { kind: 'send', route: UNMATCHED_ROUTE };
         break;

@@ -204,6 +204,13 @@ export class SinkRunner {
   private nextBatch(): SpooledMessage[] {
     const max = this.sink.maxBatchMessages;
     const batch = this.retryQueue.splice(0, max);
+    // Messages the routes held (Sparkplug data waiting for a birth) come back first when they are due.
+    if (this.opts.routing && batch.length < max) {
+      const due = this.opts.routing.takeDue();
+      const room = max - batch.length;
+      batch.push(...due.slice(0, room));
+      this.retryQueue.push(...due.slice(room));
+    }
     // While a whole-batch failure is backing off, retries go alone: leasing more would only grow memory.
     if (batch.length < max && this.backoff.failures === 0) {
       const bytes = batch.reduce((n, m) => n + m.payload.length, 0);
@@ -249,11 +256,13 @@ export class SinkRunner {
       this.apply(batch, answers, answers.length);
       return;
     }
-    const outcomes: RunnerOutcome[] = new Array(batch.length);
+    // Held messages (routed.parked) are neither done nor retried here: the route stage gives them back when due.
+    const outcomes: (RunnerOutcome | undefined)[] = new Array(batch.length).fill(undefined);
     routed.sendIndex.forEach((index, j) => (outcomes[index] = answers[j]!));
     for (const index of routed.skipped) outcomes[index] = SKIPPED;
     for (const [index, o] of routed.dead) outcomes[index] = o;
-    this.apply(batch, outcomes, send.length);
+    const kept = batch.filter((_, i) => outcomes[i] !== undefined);
+    this.apply(kept, outcomes.filter((o): o is RunnerOutcome => o !== undefined), send.length);
   }
 
   private spoolError(what: string, err: unknown): void {

@@ -7,7 +7,7 @@ import { bigquerySection } from '../sinks/bigquery/config.js';
 import { pubsubSection, pubsubTopic } from '../sinks/pubsub/config.js';
 import { parseFrom } from './fields.js';
 import { columnNameProblem, parseKeyTemplate, parseTopicTemplate, type TopicTemplate } from './template.js';
-import { DECODINGS, FIELD_TYPES, UNMATCHED_ROUTE, type BigQueryRoute, type FieldSpec, type FieldType, type PubsubRoute, type Route } from './types.js';
+import { DECODINGS, FIELD_TYPES, UNMATCHED_ROUTE, type Decoding, type BigQueryRoute, type FieldSpec, type FieldType, type PubsubRoute, type Route } from './types.js';
 import type { NodeReader } from './yaml-nodes.js';
 
 /** The sinks a route may send to. `null`: that sink is off; `undefined`: not known (its key has a problem). */
@@ -95,13 +95,15 @@ export function readRoute(r: NodeReader, node: Node, index: number, ctx: RoutesC
 
   const decodeEntry = get('decode');
   const decode = decodeEntry ? r.scalar(decodeEntry.value) : 'raw';
-  if (decode === 'sparkplug') {
-    problem(decodeEntry?.value, 'decode', 'sparkplug: Sparkplug decoding is not available yet; use raw or json');
-  } else if (typeof decode !== 'string' || !(DECODINGS as readonly string[]).includes(decode)) {
+  if (typeof decode !== 'string' || !(DECODINGS as readonly string[]).includes(decode)) {
     problem(decodeEntry?.value, 'decode', `must be ${list(DECODINGS)}, got ${r.kind(decodeEntry?.value)}`);
   }
-
-  const fields = readFields(r, get('fields'), variables, decode === 'json', problem);
+  const sparkplug = decode === 'sparkplug';
+  const fieldsEntry = get('fields');
+  if (sparkplug && fieldsEntry) {
+    problem(fieldsEntry.keyNode, 'fields', 'is set on a Sparkplug route, whose table has one row per metric with fixed columns (docs/sparkplug.md); remove it');
+  }
+  const fields = sparkplug ? [] : readFields(r, fieldsEntry, variables, decode === 'json', problem);
   const names = [...variables, ...fields.map((f) => f.name)];
   const pubsub = readPubsub(r, get('pubsub'), variables, names, ctx, problem);
   const bigquery = readBigQuery(r, get('bigquery'), rawName ?? '', ctx, problem);
@@ -119,7 +121,7 @@ export function readRoute(r: NodeReader, node: Node, index: number, ctx: RoutesC
     problem(node, 'drop', 'the route sends to no sink (Pub/Sub, BigQuery and the file sink are all off for it); write drop: true if that is meant');
   }
   if (!ok || !topic) return { topic };
-  return { topic, route: { name: rawName!, index, topic, decode: decode as 'raw' | 'json', fields, pubsub, bigquery, file, drop: false } };
+  return { topic, route: { name: rawName!, index, topic, decode: decode as Decoding, fields, pubsub, bigquery, file, drop: false } };
 }
 
 type ProblemAt = (at: unknown, key: string, message: string) => void;

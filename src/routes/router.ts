@@ -43,7 +43,9 @@ export type RouteOutcome =
   | { kind: 'dropped'; route?: Route }
   | { kind: 'dead_letter'; route?: Route; reason: RouteDeadLetterReason; detail: string }
   /** Matched nothing, and the file says `unmatched: raw`: today's topic and raw table. */
-  | { kind: 'raw' };
+  | { kind: 'raw' }
+  /** A Sparkplug message whose aliases wait for a birth the node asked for (SPARKPLUG_REBIRTH): route it again later. */
+  | { kind: 'wait'; route: Route; untilMs: number };
 
 export class Router {
   constructor(readonly table: RoutesTable) {}
@@ -57,7 +59,11 @@ export class Router {
     return undefined;
   }
 
-  route(msg: RoutableMessage): RouteOutcome {
+  /**
+   * `counting`: this caller is the one that counts (the first sink's runner; Sparkplug seq gaps and rebirths);
+   * `mayWait`: a Sparkplug message may be held for a birth (the caller has room to hold it).
+   */
+  route(msg: RoutableMessage, how: { counting?: boolean; mayWait?: boolean } = {}): RouteOutcome {
     const found = this.match(msg.topic);
     if (!found) {
       if (this.table.unmatched === 'raw') return { kind: 'raw' };

@@ -137,6 +137,8 @@ describe('the routes file', () => {
   - name: spark
     topic: s/#
     decode: sparkplug
+    fields:
+      v: { from: topic.x, type: string }
   - name: bad_topic
     topic: a/{x}y
 `);
@@ -154,7 +156,7 @@ describe('the routes file', () => {
       /pubsub\.attributes: "mqtt_qos" is an attribute the node sets itself/,
       /pubsub\.data: must be payload or fields, got "all"/,
       /route "drops", pubsub: is set on a route with drop: true/,
-      /route "spark", decode: sparkplug: Sparkplug decoding is not available yet/,
+      /route "spark", fields: is set on a Sparkplug route, whose table has one row per metric/,
       /route "bad_topic", topic: "a\/\{x\}y" has "\{x\}y": a variable is a whole level/,
     ];
     for (const re of expected) expect(found.some((p) => re.test(p)), `${re} in\n${found.join('\n')}`).toBe(true);

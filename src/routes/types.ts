@@ -57,7 +57,8 @@ export interface Route {
   /** Position in the file, from 0. */
   index: number;
   topic: TopicTemplate;
-  decode: 'raw' | 'json';
+  /** sparkplug: Sparkplug B (docs/sparkplug.md): no fields; its table has one row per metric. */
+  decode: Decoding;
   fields: readonly FieldSpec[];
   /** Unset: the route's messages skip that sink. */
   pubsub?: PubsubRoute;
