@@ -127,3 +127,46 @@ export type Resolution =
 export interface SparkplugHost {
   observe(o: SparkplugObservation, counting: boolean): Resolution;
 }
+
+/**
+ * What the raw values of the structured fields hold (RawValue `datasetValue`, `templateValue`): the protobuf
+ * message with its values still raw, each converted by its own column type or member datatype.
+ */
+export interface RawDataSet {
+  numOfColumns?: bigint;
+  columns: string[];
+  /** DataType numbers, one per column. */
+  types: number[];
+  /** Cells by column; `none` for a cell without a value. */
+  rows: RawValue[][];
+}
+
+export interface RawTemplate {
+  version?: string;
+  templateRef?: string;
+  isDefinition?: boolean;
+  metrics: DecodedMetric[];
+  parameters: RawParameter[];
+}
+
+export interface RawParameter {
+  name?: string;
+  /** The DataType number as sent; 0 when unset. */
+  type: number;
+  raw: RawValue;
+}
+
+/** A PropertySet's values as sent, converted to JSON by their own types when the metric is decoded. */
+export interface RawPropertySet {
+  keys: string[];
+  values: RawPropertyValue[];
+}
+
+export interface RawPropertyValue {
+  type: number;
+  isNull: boolean;
+  raw:
+    | RawValue
+    | { field: 'propertysetValue'; value: RawPropertySet }
+    | { field: 'propertysetsValue'; value: RawPropertySet[] };
+}
