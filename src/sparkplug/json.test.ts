@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SparkplugEdge } from '../../test/helpers/sparkplug-edge.js';
-import { stringifyJson } from '../routes/json.js';
+import { stringifyJson } from '../core/json.js';
 import { sparkplugAttributes, sparkplugJson } from './json.js';
 import { decodePayload, decodeState } from './payload.js';
 import { parseSparkplugTopic } from './topic.js';

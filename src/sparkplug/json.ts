@@ -4,7 +4,7 @@
  * table's column names; every 64-bit value (timestamps, seq, alias, Int64, UInt64, DateTime) is a decimal
  * string, which no JSON reader rounds.
  */
-import type { JsonValue } from '../routes/json.js';
+import type { JsonValue } from '../core/json.js';
 import type { BirthMetric, DecodedPayload, SparkplugTopic, StatePayload } from './types.js';
 import { metricJson, metricLabel } from './values.js';
 

@@ -7,7 +7,7 @@ import { isUtf8 } from 'node:buffer';
 import { PAYLOAD_TYPE } from './schema.js';
 import { ExactReader, wireProblem } from './wire.js';
 import { metricLabel, propertySetJson, SparkplugDecodeError } from './values.js';
-import type { JsonValue } from '../routes/json.js';
+import type { JsonValue } from '../core/json.js';
 import type {
   DecodedMetric,
   DecodedPayload,

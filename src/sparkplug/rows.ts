@@ -8,7 +8,7 @@
  * the host is the edge of its own session, and the table's clustering then finds its rows as an edge node's.
  */
 import { rfc3339 } from '../core/message.js';
-import { stringifyJson } from '../routes/json.js';
+import { stringifyJson } from '../core/json.js';
 import type { TableFieldSchema } from '../sinks/bigquery/schema.js';
 import type { BigQueryRow } from '../sinks/sink.js';
 import type { BirthMetric, DecodedMetric, DecodedPayload, MetricValue, SparkplugTopic, StatePayload } from './types.js';

@@ -7,7 +7,7 @@
  * long_value where the specification says uint32, and a negative Int8/16/32 sign-extended to 32 bits where
  * others send only its low bits; every other mismatch of field and type is refused, naming the metric.
  */
-import type { JsonValue } from '../routes/json.js';
+import type { JsonValue } from '../core/json.js';
 import {
   DATA_TYPES,
   type BirthMetric,
