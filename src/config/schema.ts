@@ -22,6 +22,7 @@ import { bigquerySection, type BigQueryConfig } from '../sinks/bigquery/config.j
 import { fileSinkSection, type FileSinkConfig } from '../sinks/file/config.js';
 import { pubsubSection, type PubsubConfig } from '../sinks/pubsub/config.js';
 import { routesSection, type RoutesConfig } from '../routes/config.js';
+import { sparkplugSection, type SparkplugConfig } from '../sparkplug/config.js';
 import { spoolSection, type SpoolConfig } from '../spool/config.js';
 import { secretManagerSection, type SecretManagerConfig } from './secret-manager.js';
 
@@ -39,6 +40,7 @@ const COMPOSED = [
   bigquerySection,
   fileSinkSection,
   routesSection,
+  sparkplugSection,
   dispatchSection,
   logSection,
 ] as const;
@@ -59,6 +61,7 @@ export type Config = Simplify<
     BigQueryConfig &
     FileSinkConfig &
     RoutesConfig &
+    SparkplugConfig &
     DispatchConfig
 >;
 

@@ -61,6 +61,16 @@ export class Metrics {
     labelNames: ['route'] as const,
     registers: [this.registry],
   });
+  readonly sparkplugSeqGaps = new Counter({
+    name: 'mqtt_ingest_sparkplug_seq_gaps_total',
+    help: 'Sparkplug messages whose seq does not follow the previous message of the same edge node (messages lost or reordered on the way), counted once per message.',
+    registers: [this.registry],
+  });
+  readonly sparkplugUnresolved = new Counter({
+    name: 'mqtt_ingest_sparkplug_unresolved_total',
+    help: 'Sparkplug metrics that no birth resolved (an alias the births in effect do not name, data before any birth), counted once per metric.',
+    registers: [this.registry],
+  });
   readonly rejectedInbound = new Counter({
     name: 'mqtt_ingest_messages_rejected_total',
     help: 'Inbound messages refused before the spool, per reason.',
