@@ -78,6 +78,8 @@ describe('loadConfig defaults', () => {
       FILE_SINK: 'auto',
       FILE_SINK_DIR: path.join('data', 'out'),
       FILE_SINK_ROTATE_BYTES: 64 * 1024 ** 2,
+      SPARKPLUG_REBIRTH: false,
+      SPARKPLUG_BIRTH_WAIT_SECONDS: 30,
       RETRY_INITIAL_DELAY_MS: 500,
       RETRY_MAX_DELAY_MS: 30000,
       SHUTDOWN_TIMEOUT_MS: 8000,

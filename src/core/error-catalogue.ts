@@ -196,10 +196,7 @@ const SINKS = {
   SPARKPLUG_SEQ_GAP: { meaning: 'a Sparkplug message\'s `seq` does not follow the previous message of its edge node (`group`, `edgeNode`, `expected`, `got`): messages were lost or reordered between the edge node and the node; counted in `mqtt_ingest_sparkplug_seq_gaps_total`, logged at most once a minute per edge node (`suppressed`: gaps since the last line)', action: 'check the edge node\'s connection and its broker\'s; with `SPARKPLUG_REBIRTH` on, metrics left unknown make the node ask for a rebirth' },
   SPARKPLUG_STALE_DEATH: { meaning: 'an NDEATH whose `bdSeq` is not that of the NBIRTH in effect (`group`, `edgeNode`, `bdSeq`, `birthBdSeq`): the death of an earlier session, delivered late; the node ignores it', action: 'nothing; frequent ones mean an edge node reconnecting quickly' },
   SPARKPLUG_REBIRTH_REQUESTED: { meaning: '`SPARKPLUG_REBIRTH` on: data of an edge node came with aliases no birth names, or before any birth (`reason`): the node published an NCMD `Node Control/Rebirth` to it and holds its messages for the new birth until `waitMs` has passed', action: 'nothing if it is rare; repeated for one edge node, check that it answers rebirth commands' },
-  FILE_SINK_PARTIAL_LINE: {
-    meaning: 'the file sink removed a partial line left by a crash; its messages are written again',
-    action: 'nothing; as after any crash, readers of the files may see some messages twice (same `message_id`)',
-  },
+  FILE_SINK_PARTIAL_LINE: { meaning: 'the file sink removed a partial line left by a crash; its messages are written again', action: 'nothing; as after any crash, readers of the files may see some messages twice (same `message_id`)' },
 } satisfies Record<string, ErrorEntry>;
 
 const BROKER = {

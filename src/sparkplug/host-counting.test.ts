@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { birthsFile } from './births.js';
-import { bdSeqMetric, born, byAlias, counted, EDGE, GROUP, logged, observation as at, openRig, payload, type Rig } from './host-fixtures.js';
+import { bdSeqMetric, born, byAlias, counted, EDGE, GROUP, logged, observation as at, openRig, payload, type Rig } from '../../test/helpers/sparkplug-host.js';
 
 const dirs: string[] = [];
 const rigs: Rig[] = [];

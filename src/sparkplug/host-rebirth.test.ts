@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../config/load.js';
 import { birthsFile } from './births.js';
 import { sparkplugHostSettings } from './config.js';
-import { bdSeqMetric, born, byAlias, counted, logged, observation as at, openRig, payload, type Rig } from './host-fixtures.js';
+import { bdSeqMetric, born, byAlias, counted, logged, observation as at, openRig, payload, type Rig } from '../../test/helpers/sparkplug-host.js';
 import { REBIRTH_INTERVAL_MS, rebirthPayload, rebirthTopic } from './host-rebirth.js';
 import type { Resolution } from './types.js';
 

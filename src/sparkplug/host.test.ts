@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { birthsFile } from './births.js';
-import { bdSeqMetric, born, byAlias, EDGE, GROUP, logged, metric, observation as at, openRig, payload, type Rig } from './host-fixtures.js';
+import { bdSeqMetric, born, byAlias, EDGE, GROUP, logged, metric, observation as at, openRig, payload, type Rig } from '../../test/helpers/sparkplug-host.js';
 import type { Resolution } from './types.js';
 
 const dirs: string[] = [];

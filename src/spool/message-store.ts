@@ -57,6 +57,7 @@ export class MessageStore {
       deleteDone: db.prepare(`DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?)) AND pending = 0 RETURNING ${STORED_BYTES_SQL} AS size`),
       pendingFor: db.prepare(`SELECT ${LEASED_COLUMNS} FROM messages WHERE (pending & ?) != 0 ORDER BY seq LIMIT ?`).raw(true),
       oldest: db.prepare('SELECT received_at FROM messages ORDER BY seq LIMIT 1').pluck(),
+      oldestSeq: db.prepare('SELECT seq FROM messages ORDER BY seq LIMIT 1').pluck(),
     };
   }
 
@@ -163,6 +164,10 @@ export class MessageStore {
 
   pendingCount(sink: SinkName): number {
     return this.db.prepare('SELECT COUNT(*) FROM messages WHERE (pending & ?) != 0').pluck().get(SINK_BITS[sink]) as number;
+  }
+
+  oldestSeq(): number | null {
+    return (this.stmt.oldestSeq.get() as number | undefined) ?? null;
   }
 
   oldestReceivedAt(): number | null {

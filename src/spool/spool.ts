@@ -92,6 +92,8 @@ export interface SpoolStats {
   reusableBytes: number;
   minFreeBytes: number;
   oldestReceivedAt: number | null;
+  /** The seq of the oldest message held for any sink (what Sparkplug births must still serve); null when none or closed. */
+  oldestSeq: number | null;
   pending: Record<string, number>;
   deadLetters: number;
 }
@@ -326,6 +328,7 @@ export class Spool {
       reusableBytes: this.closed ? 0 : this.disk.reusableBytes(),
       minFreeBytes: this.disk.minFreeBytes,
       oldestReceivedAt: this.closed ? null : this.rows.oldestReceivedAt(),
+      oldestSeq: this.closed ? null : this.rows.oldestSeq(),
       pending: this.counters.pendingBySink(),
       deadLetters: this.counters.deadLetters,
     };

@@ -3,10 +3,10 @@
  * metric named "bdSeq" with a raw longValue, datatype UInt64), observations at a spool seq, and a host on a
  * births file with its clock, its rebirth requests, its metrics and its log lines in reach.
  */
-import { captureLogs } from '../../test/helpers/log-capture.js';
-import { Metrics } from '../core/metrics.js';
-import { SparkplugNodeHost, type SparkplugHostOptions } from './host.js';
-import type { DecodedMetric, DecodedPayload, MessageType, RawValue, SparkplugObservation } from './types.js';
+import { captureLogs } from './log-capture.js';
+import { Metrics } from '../../src/core/metrics.js';
+import { SparkplugNodeHost, type SparkplugHostOptions } from '../../src/sparkplug/host.js';
+import type { DecodedMetric, DecodedPayload, MessageType, RawValue, SparkplugObservation } from '../../src/sparkplug/types.js';
 
 export const GROUP = 'Plant1';
 export const EDGE = 'Line4';
