@@ -103,8 +103,10 @@ export function routesTest(opts: RoutesTestOptions, io: RoutesIo): number {
         out.push(`  ordering key: ${orderingKey === undefined ? 'none' : JSON.stringify(orderingKey)}`);
       } else out.push('pubsub: not sent (the route does not use Pub/Sub)');
       if (bigquery) {
-        out.push(`bigquery: ${bigquery.dataset}.${bigquery.table} (insertId ${bigquery.insertId})`);
-        out.push(`  row: ${JSON.stringify(bigquery.row, null, 2).replace(/\n/g, '\n  ')}`);
+        for (const [i, r] of bigquery.rows.entries()) {
+          if (i === 0 || bigquery.rows.length > 1) out.push(`bigquery: ${bigquery.dataset}.${bigquery.table} (insertId ${r.insertId})`);
+          out.push(`  row: ${JSON.stringify(r.row, null, 2).replace(/\n/g, '\n  ')}`);
+        }
       } else out.push('bigquery: not sent (the route does not use BigQuery)');
       out.push(`file: ${outcome.file ? 'written (the message as an NDJSON line)' : 'not written'}`);
       break;

@@ -12,7 +12,7 @@
  * has recorded what that sink did with it (so an outcome recorded twice after a retry is not counted twice).
  */
 import type { SinkName, SpooledMessage } from '../core/message.js';
-import { rejected, type DeliveryOutcome } from '../core/outcome.js';
+import { rejected, retryable, type DeliveryOutcome } from '../core/outcome.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import type { Router } from '../routes/router.js';
@@ -44,6 +44,11 @@ export interface RoutedBatch {
   skipped: number[];
   /** Indexes the stage holds until they can be routed (Sparkplug data waiting for a birth): neither done nor retried. */
   parked: number[];
+  /**
+   * Index in the batch → why routing itself failed (the Sparkplug births file could not be read or written): retried,
+   * with the sink's backoff, and shown in its status.
+   */
+  failed: Map<number, DeliveryOutcome>;
 }
 
 /** How often a held message is routed again while it waits (it resolves as soon as its birth has been routed). */
@@ -87,10 +92,16 @@ export class RouteStage {
   }
 
   split(batch: readonly SpooledMessage[]): RoutedBatch {
-    const out: RoutedBatch = { send: [], sendIndex: [], dead: new Map(), skipped: [], parked: [] };
+    const out: RoutedBatch = { send: [], sendIndex: [], dead: new Map(), skipped: [], parked: [], failed: new Map() };
     for (let i = 0; i < batch.length; i++) {
       const msg = batch[i]! as Decided;
-      const d = this.decide(msg);
+      let d: Decision | undefined;
+      try {
+        d = this.decide(msg);
+      } catch (err) {
+        out.failed.set(i, retryable('routing_failed', `routing message ${msg.messageId}: ${(err as Error).message}`, 'degraded'));
+        continue;
+      }
       if (d === undefined) {
         out.parked.push(i);
       } else if (d.kind === 'send') {

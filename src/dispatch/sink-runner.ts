@@ -251,6 +251,7 @@ export class SinkRunner {
       }
       this.health.wrote(answers);
     }
+    if (routed && routed.failed.size > 0) this.health.wrote([...routed.failed.values()]);
     if (this.spool.isClosed) return;
     if (!routed) {
       this.apply(batch, answers, answers.length);
@@ -261,8 +262,10 @@ export class SinkRunner {
     routed.sendIndex.forEach((index, j) => (outcomes[index] = answers[j]!));
     for (const index of routed.skipped) outcomes[index] = SKIPPED;
     for (const [index, o] of routed.dead) outcomes[index] = o;
+    for (const [index, o] of routed.failed) outcomes[index] = o;
     const kept = batch.filter((_, i) => outcomes[i] !== undefined);
-    this.apply(kept, outcomes.filter((o): o is RunnerOutcome => o !== undefined), send.length);
+    // A routing failure counts as a failed write: when nothing else went through, the runner backs off.
+    this.apply(kept, outcomes.filter((o): o is RunnerOutcome => o !== undefined), send.length + routed.failed.size);
   }
 
   private spoolError(what: string, err: unknown): void {

@@ -13,7 +13,7 @@ describe('docs/routing.md', () => {
     const router = new Router(r.table!);
     const msg = (topic: string, payload: string) => ({ seq: 1, messageId: 'id', topic, payload: Buffer.from(payload), qos: 1 as const, retain: false, receivedAt: 0 });
     const out = router.route({ ...msg('plant/hamburg/line2/pressure/pt-07', '{"bar": 4.2, "ts": "2024-05-01T12:00:00.250+02:00"}'), properties: { userProperties: { fw: '3.1.4' } } });
-    expect(out).toMatchObject({ kind: 'routed', pubsub: { topic: 'projects/my-project/topics/pressure-readings', orderingKey: 'hamburg/pt-07' }, bigquery: { table: 'pressure', row: { firmware: '3.1.4', measured_at: '2024-05-01T10:00:00.250Z' } } });
+    expect(out).toMatchObject({ kind: 'routed', pubsub: { topic: 'projects/my-project/topics/pressure-readings', orderingKey: 'hamburg/pt-07' }, bigquery: { table: 'pressure', rows: [{ row: { firmware: '3.1.4', measured_at: '2024-05-01T10:00:00.250Z' } }] } });
     expect(router.route(msg('plant/hamburg/line2/vibration/press-3', '{"rms": "high", "ts": 0}'))).toMatchObject({ detail: 'field rms: payload.rms = "high" is not a number (type float)' });
     expect(router.route(msg('debug/trace', ''))).toMatchObject({ kind: 'dropped' });
     expect(router.route(msg('plant/hamburg/line2/temp/t1', ''))).toMatchObject({ reason: 'no_route' });

@@ -65,20 +65,24 @@ describe('Router', () => {
     expect(out.bigquery).toEqual({
       dataset: 'ds',
       table: 'pressure',
-      insertId: '01HZX0000000000000000000AB',
-      row: {
-        message_id: '01HZX0000000000000000000AB',
-        topic: 'plant/s1/l2/pressure/p7',
-        received_at: '2024-05-01T12:00:00.000Z',
-        site: 's1',
-        line: 'l2',
-        sensor: 'p7',
-        bar: 1.5,
-        status: null,
-        measured_at: '2024-05-01T10:00:00.000Z',
-        firmware: '1.2',
-        count: '9007199254740993',
-      },
+      rows: [
+        {
+          insertId: '01HZX0000000000000000000AB',
+          row: {
+            message_id: '01HZX0000000000000000000AB',
+            topic: 'plant/s1/l2/pressure/p7',
+            received_at: '2024-05-01T12:00:00.000Z',
+            site: 's1',
+            line: 'l2',
+            sensor: 'p7',
+            bar: 1.5,
+            status: null,
+            measured_at: '2024-05-01T10:00:00.000Z',
+            firmware: '1.2',
+            count: '9007199254740993',
+          },
+        },
+      ],
     });
     expect(out.file).toBe(false);
   });

@@ -10,7 +10,9 @@ import { readFields } from './fields.js';
 import { parseJson, stringifyJson, type JsonValue } from '../core/json.js';
 import { matchTopic, renderKey } from './template.js';
 import type { RoutableMessage, Route, RouteDeadLetterReason, RoutesTable } from './types.js';
-import type { PubsubTarget, RouteTargets } from '../sinks/sink.js';
+import type { BigQueryRow, BigQueryTarget, PubsubTarget, RouteTargets } from '../sinks/sink.js';
+import type { SparkplugHost } from '../sparkplug/types.js';
+import { routeSparkplug } from './sparkplug-route.js';
 
 /** Pub/Sub's limit on an attribute value and an ordering key (cloud.google.com/pubsub/quotas#resource_limits). */
 const MAX_ATTRIBUTE_VALUE_BYTES = 1024;
@@ -22,8 +24,8 @@ export type PubsubPlan = PubsubTarget;
 export interface BigQueryPlan {
   dataset: string;
   table: string;
-  insertId: string;
-  row: Record<string, string | number | boolean | null>;
+  /** One typed row (insertId the message_id), or one per Sparkplug metric (insertId the message_id and index). */
+  rows: BigQueryTarget['rows'];
 }
 
 export type RouteOutcome =
@@ -48,7 +50,11 @@ export type RouteOutcome =
   | { kind: 'wait'; route: Route; untilMs: number };
 
 export class Router {
-  constructor(readonly table: RoutesTable) {}
+  /** `sparkplug`: the node's Sparkplug host, which resolves aliases with the births it keeps (unset: offline). */
+  constructor(
+    readonly table: RoutesTable,
+    private readonly sparkplug?: SparkplugHost,
+  ) {}
 
   /** The first route whose topic matches, with what it captured. */
   match(topic: string): { route: Route; variables: Record<string, string> } | undefined {
@@ -72,6 +78,22 @@ export class Router {
     }
     const { route, variables } = found;
     if (route.drop) return { kind: 'dropped', route };
+    if (route.decode === 'sparkplug') {
+      const out = routeSparkplug(route, msg, variables, this.sparkplug, how);
+      switch (out.kind) {
+        case 'wait':
+          return { kind: 'wait', route, untilMs: out.untilMs };
+        case 'stale_death':
+          return { kind: 'dropped', route };
+        case 'dead_letter':
+          return { kind: 'dead_letter', route, reason: out.reason, detail: out.detail };
+        case 'routed': {
+          const { pubsub, bigquery } = out.targets;
+          const plan = bigquery && route.bigquery ? { dataset: route.bigquery.dataset, table: bigquery.table, rows: bigquery.rows } : undefined;
+          return { kind: 'routed', route, variables, fields: {}, pubsub, bigquery: plan, file: route.file, targets: out.targets };
+        }
+      }
+    }
 
     let payload: JsonValue | undefined;
     if (route.decode === 'json') {
@@ -104,14 +126,14 @@ export class Router {
 
     let bigquery: BigQueryPlan | undefined;
     if (route.bigquery) {
-      const row: BigQueryPlan['row'] = { message_id: msg.messageId, topic: msg.topic, received_at: rfc3339(msg.receivedAt) };
+      const row: BigQueryRow = { message_id: msg.messageId, topic: msg.topic, received_at: rfc3339(msg.receivedAt) };
       for (const v of route.topic.variables) row[v] = variables[v]!;
       for (const f of route.fields) row[f.name] = fields[f.name] ? bigqueryCell(fields[f.name]!) : null;
-      bigquery = { dataset: route.bigquery.dataset, table: route.bigquery.table, insertId: msg.messageId, row };
+      bigquery = { dataset: route.bigquery.dataset, table: route.bigquery.table, rows: [{ insertId: msg.messageId, row }] };
     }
     const targets: RouteTargets = { route: route.name };
     if (pubsub) targets.pubsub = pubsub;
-    if (bigquery) targets.bigquery = { table: bigquery.table, rows: [{ insertId: bigquery.insertId, row: bigquery.row }] };
+    if (bigquery) targets.bigquery = { table: bigquery.table, rows: bigquery.rows };
     if (route.file) targets.file = { fieldsJson: fieldsJson(variables, fields) };
     return { kind: 'routed', route, variables, fields, pubsub, bigquery, file: route.file, targets };
   }

@@ -6,6 +6,7 @@
  */
 import type { TableFieldSchema } from '../sinks/bigquery/schema.js';
 import type { FieldType, Route } from './types.js';
+import { SPARKPLUG_TABLE_FIELDS, sparkplugTableResource } from '../sparkplug/rows.js';
 
 /** BigQuery's legacy names, which its API reports (INT64 → INTEGER, FLOAT64 → FLOAT, BOOL → BOOLEAN). */
 const COLUMN_TYPES: Record<FieldType, string> = {
@@ -26,8 +27,9 @@ export interface TypedTableResource {
   description: string;
 }
 
-/** The columns of a route's table, in row order. */
+/** The columns of a route's table, in row order (a Sparkplug route's are fixed: one row per metric). */
 export function typedTableFields(route: Route): TableFieldSchema[] {
+  if (route.decode === 'sparkplug') return SPARKPLUG_TABLE_FIELDS.map((f) => ({ ...f }));
   return [
     { name: 'message_id', type: 'STRING', mode: 'REQUIRED', description: 'The message id given at commit to the spool; also the insertId.' },
     { name: 'topic', type: 'STRING', mode: 'REQUIRED', description: 'MQTT topic the message was published to.' },
@@ -44,6 +46,7 @@ export function typedTableFields(route: Route): TableFieldSchema[] {
 
 /** The body of `tables.insert` for a route's table, without `tableReference` (the caller names the table). */
 export function typedTableResource(route: Route): TypedTableResource {
+  if (route.decode === 'sparkplug') return sparkplugTableResource(route.name);
   const clustering = route.topic.variables.slice(0, MAX_CLUSTERING_COLUMNS);
   return {
     schema: { fields: typedTableFields(route) },

@@ -69,7 +69,7 @@ export class SparkplugNodeHost implements SparkplugHost {
    * Throws only when the births file cannot be read or written (a full disk, a disk error): a birth is then not
    * recorded, and the message should be routed again later, not delivered.
    */
-  observe(obs: SparkplugObservation, counting: boolean): Resolution {
+  observe(obs: SparkplugObservation, counting: boolean, mayWait = true): Resolution {
     const t = obs.topic;
     const p = obs.payload;
     if (t.type === 'STATE' || !p) return { kind: 'resolved', births: [] };
@@ -101,7 +101,7 @@ export class SparkplugNodeHost implements SparkplugHost {
         break;
       }
       default: {
-        const r = this.data(obs, key, t, p, edge, counting, fresh);
+        const r = this.data(obs, key, t, p, edge, counting, fresh, mayWait);
         if (!Array.isArray(r)) return r;
         return { kind: 'resolved', births: r };
       }
@@ -132,7 +132,7 @@ export class SparkplugNodeHost implements SparkplugHost {
   }
 
   /** Data, device deaths and commands: each metric by its births, or a wait for the births a rebirth brings. */
-  private data(obs: SparkplugObservation, key: string, t: EdgeTopic, p: DecodedPayload, edge: EdgeBirths, counting: boolean, fresh: boolean): Births | Resolution {
+  private data(obs: SparkplugObservation, key: string, t: EdgeTopic, p: DecodedPayload, edge: EdgeBirths, counting: boolean, fresh: boolean, mayWait: boolean): Births | Resolution {
     const seq = obs.spoolSeq;
     const device = t.device;
     const waiting = this.rebirths.waits.get(seq);
@@ -141,7 +141,7 @@ export class SparkplugNodeHost implements SparkplugHost {
         const pair = edge.inEffect(seq, device);
         const later = edge.after(seq, device);
         const births = p.metrics.map((m) => resolveMetric(m, pair, later));
-        if (!births.every(Boolean) && !answered(later, device) && this.o.monotonic() < waiting.untilMs) {
+        if (mayWait && !births.every(Boolean) && !answered(later, device) && this.o.monotonic() < waiting.untilMs) {
           return { kind: 'wait', untilMs: waiting.untilMs };
         }
         waiting.settled = births;
@@ -159,7 +159,7 @@ export class SparkplugNodeHost implements SparkplugHost {
       if (noBirth || !births.every(Boolean)) {
         const later = edge.after(seq, device);
         if (answered(later, device)) births = p.metrics.map((m) => resolveMetric(m, pair, later));
-        else if (fresh) {
+        else if (fresh && mayWait) {
           const untilMs = this.rebirths.need(key, t.group, t.edgeNode, seq, obs.messageId, noBirth ? 'no_birth' : 'unknown_alias');
           if (untilMs !== undefined) return { kind: 'wait', untilMs };
         }

@@ -125,7 +125,8 @@ export type Resolution =
  * counts seq gaps and unresolved metrics and may ask for rebirths; the others only read.
  */
 export interface SparkplugHost {
-  observe(o: SparkplugObservation, counting: boolean): Resolution;
+  /** `mayWait` false: the caller cannot hold the message (it holds too many): resolve it now with what there is. */
+  observe(o: SparkplugObservation, counting: boolean, mayWait?: boolean): Resolution;
 }
 
 /**

@@ -64,7 +64,7 @@ const msg = (topic = 'plant/line-1/temp', payload: unknown = { t: 21.5 }, over: 
 function routed(table: RoutesTable, m: SpooledMessage): DeliveryMessage {
   const out = new Router(table).route(m);
   if (out.kind !== 'routed' || !out.bigquery) throw new Error(`${m.topic} is not routed to BigQuery: ${JSON.stringify(out)}`);
-  return { ...m, routed: { route: out.route.name, bigquery: { table: out.bigquery.table, rows: [{ insertId: m.messageId, row: out.bigquery.row }] } } };
+  return { ...m, routed: { route: out.route.name, bigquery: { table: out.bigquery.table, rows: out.bigquery.rows } } };
 }
 
 const pressure = (table: RoutesTable, reading: Record<string, unknown> = {}) =>
