@@ -46,7 +46,7 @@ export class MosquittoIntake implements Intake {
       password: auth.password,
       clientId: auth.clientId ?? this.deps.config.MQTT_CLIENT_ID,
       secretClientId: auth.clientId !== undefined,
-      // The loopback port changes at every start; the broker, its persistence under DATA_DIR, does not.
+      // The loopback port can change between starts (mosquitto-security.ts); the broker, its persistence under DATA_DIR, does not.
       broker: OWN_MOSQUITTO,
     });
   }
