@@ -62,6 +62,36 @@ export interface Intake {
   status(): IntakeStatus;
   /** SIGHUP: the broker re-reads its password file, ACL file and certificates; a mode with none says so. */
   reload(): Promise<void>;
+  /**
+   * Publishes one message as the node (a Sparkplug NCMD to an edge node): the embedded broker publishes it itself,
+   * the other modes send it on the subscriber's session. It is a command from the node, not a message to it, so it
+   * is never taken into the spool. Resolves once sent (QoS 0) or acknowledged by the broker (QoS 1); rejects with
+   * a PublishError when it cannot be, and nothing is queued: the caller retries later.
+   */
+  publish(topic: string, payload: Buffer, opts: PublishOptions): Promise<void>;
+}
+
+export interface PublishOptions {
+  qos: 0 | 1;
+  retain?: boolean;
+}
+
+/**
+ * Why a publish failed: `unavailable`, no broker or connection to publish on (the caller retries later); `lost`,
+ * the connection closed before the publish was written or acknowledged (it may or may not have reached the
+ * broker); `busy`, too many publishes await their PUBACK; `refused`, by the broker (an MQTT 5 reason code) or
+ * here (a topic the node may not publish to, an invalid topic name).
+ */
+export type PublishFailure = 'unavailable' | 'lost' | 'busy' | 'refused';
+
+export class PublishError extends Error {
+  constructor(
+    readonly reason: PublishFailure,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'PublishError';
+  }
 }
 
 /**

@@ -1,7 +1,8 @@
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import type { BrokerStatus } from '../intake.js';
+import { PublishError, type BrokerStatus, type PublishOptions } from '../intake.js';
+import { topicNameProblem } from '../../core/mqtt-topic.js';
 import { BrokerError, withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
@@ -334,6 +335,24 @@ export class EmbeddedBroker {
       // A refused reload has one code, whichever check refused it (password file, ACL file, certificates).
       throw err instanceof BrokerError && err.code === 'BROKER_RELOAD_FAILED' ? err : new BrokerError('BROKER_RELOAD_FAILED', (err as Error).message, { cause: err });
     }
+  }
+
+  /**
+   * Publishes as the broker itself (the node's Sparkplug commands): Aedes hands it to every matching subscription,
+   * each through authorizeForward (the subscriber's ACL `read`), and queues a QoS 1 one for offline persistent
+   * sessions. It does not pass authorizePublish, where messages are taken into the spool: a command from the node is
+   * not a message to it, and is not stored. Resolves once Aedes has handed it on, not after the subscribers'
+   * PUBACKs (Aedes resends to them itself).
+   */
+  publish(topic: string, payload: Buffer, opts: PublishOptions): Promise<void> {
+    const aedes = this.aedes;
+    if (!aedes || !this.isUp()) return Promise.reject(new PublishError('unavailable', `not published: the embedded broker is ${this.state}`));
+    const problem = topicNameProblem(topic);
+    if (problem) return Promise.reject(new PublishError('refused', `not published: the topic ${problem}`));
+    const packet = { cmd: 'publish' as const, topic, payload, qos: opts.qos, retain: opts.retain ?? false, dup: false };
+    return new Promise((resolve, reject) => {
+      aedes.publish(packet, (err) => (err ? reject(new PublishError('refused', `not published: ${err.message}`)) : resolve()));
+    });
   }
 
   /** The port of a listener (MQTT_PORT, or the one the OS chose for port 0 in tests). */

@@ -1,5 +1,5 @@
 import { BrokerError } from '../../core/errors.js';
-import type { Intake, IntakeDeps, IntakeReadiness, IntakeStatus } from '../intake.js';
+import type { Intake, IntakeDeps, IntakeReadiness, IntakeStatus, PublishOptions } from '../intake.js';
 import { brokerSecurity } from '../security/policy.js';
 import { EmbeddedBroker } from './embedded-broker.js';
 
@@ -58,5 +58,10 @@ export class EmbeddedIntake implements Intake {
 
   reload(): Promise<void> {
     return this.broker.reload();
+  }
+
+  /** Through Aedes, as the broker itself; never taken into the spool (embedded-broker.ts). */
+  publish(topic: string, payload: Buffer, opts: PublishOptions): Promise<void> {
+    return this.broker.publish(topic, payload, opts);
   }
 }

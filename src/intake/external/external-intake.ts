@@ -1,4 +1,4 @@
-import type { Intake, IntakeDeps, IntakeReadiness, IntakeStatus } from '../intake.js';
+import type { Intake, IntakeDeps, IntakeReadiness, IntakeStatus, PublishOptions } from '../intake.js';
 import { Subscriber } from '../subscriber/subscriber.js';
 import { externalBrokerIdentity, legacySubscriptionsKey } from '../subscriber/subscription-memory.js';
 
@@ -53,5 +53,13 @@ export class ExternalIntake implements Intake {
 
   async reload(): Promise<void> {
     this.deps.logger.info({ mode: this.mode }, 'SIGHUP: nothing to reload in this broker mode');
+  }
+
+  /**
+   * On the subscriber's session, with the broker's ACL for MQTT_USERNAME: a denied publish is refused by an MQTT 5
+   * broker's PUBACK at QoS 1, and dropped without a word at QoS 0 or by an MQTT 3.1.1 broker.
+   */
+  publish(topic: string, payload: Buffer, opts: PublishOptions): Promise<void> {
+    return this.subscriber.publish(topic, payload, opts);
   }
 }

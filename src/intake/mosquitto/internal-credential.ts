@@ -3,7 +3,8 @@
  *
  * - a user that exists only in a password file of the node's loopback listener, with a random password made at
  *   every start and never written anywhere but as a hash (nor logged);
- * - an ACL for that listener that lets the user read every topic and $SYS;
+ * - an ACL for that listener that lets the user read every topic and $SYS, and write the Sparkplug namespace (the
+ *   commands the node sends to edge nodes, Intake.publish);
  * - a client id for the subscriber that nobody else knows: MQTT_CLIENT_ID plus a random suffix kept in
  *   DATA_DIR. Mosquitto 2.0.11 lets any authenticated client on any listener take over a session by naming its
  *   client id, and nothing in its password or ACL files can bind an id to a user; an id that cannot be guessed
@@ -18,6 +19,9 @@ import { hashPassword } from '../security/passwd-file.js';
 
 /** The internal user's name. It is not secret; the password is. */
 export const INTERNAL_USER = 'mqtt-ingest-node';
+
+/** The topics the internal user may publish to: the Sparkplug namespace (`spBv1.0/#` in its ACL). */
+export const INTERNAL_WRITE_PREFIX = 'spBv1.0/';
 
 export interface InternalCredential {
   username: string;
@@ -36,10 +40,12 @@ export function writeInternalCredential(dir: string): InternalCredential {
   writePrivate(
     aclFile,
     [
-      '# Rendered by mqtt-ingest at every start: the node reads every topic, and $SYS for its metrics.',
+      '# Rendered by mqtt-ingest at every start: the node reads every topic, and $SYS for its metrics, and writes',
+      '# the Sparkplug commands it sends to edge nodes.',
       `user ${INTERNAL_USER}`,
       'topic read #',
       'topic read $SYS/#',
+      `topic write ${INTERNAL_WRITE_PREFIX}#`,
       '',
     ].join('\n'),
   );

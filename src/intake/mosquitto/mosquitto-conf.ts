@@ -62,6 +62,8 @@ export interface MosquittoConfOptions {
   wsRelayPort?: number;
   /** Seconds between $SYS updates. Default 10. */
   sysIntervalS?: number;
+  /** Queue QoS 0 messages for disconnected persistent sessions too (`queue_qos0_messages`). Default true. */
+  queueQos0Messages?: boolean;
 }
 
 export const MOSQUITTO_CONF_DEFAULTS = {
@@ -70,6 +72,7 @@ export const MOSQUITTO_CONF_DEFAULTS = {
   maxQueuedMessages: 1_000_000,
   persistentClientExpiration: '14d',
   autosaveIntervalS: 5,
+  queueQos0Messages: true,
 } as const;
 
 /** Where the supervised broker keeps its files inside DATA_DIR. */
@@ -121,6 +124,12 @@ export function renderMosquittoConf(opts: MosquittoConfOptions): string {
     'max_queued_bytes 0',
     '# The default of 20 unacknowledged messages per client throttles a subscriber that acks after a commit.',
     `max_inflight_messages ${o.maxInflightMessages}`,
+    '# QoS 0 messages (Sparkplug B publishes everything at QoS 0) are queued too for a persistent session while it is',
+    '# disconnected, so the node\'s session keeps them while the node restarts, and they are saved with the database.',
+    '# Global: every offline persistent session with a matching subscription gets them, delivered when it returns.',
+    '# Measured with 2.0.11: max_queued_messages does not bound queued QoS 0 messages (only QoS 1/2 count), so with',
+    '# max_queued_bytes 0 nothing but memory does (docs/operations.md, "QoS 0 while the node restarts").',
+    `queue_qos0_messages ${o.queueQos0Messages}`,
     '# Sensors with clean=false and a random client id leave sessions that never reconnect; expire them.',
     '# Units: h d w m y, where m is months (seconds and minutes are not accepted).',
     `persistent_client_expiration ${o.persistentClientExpiration}`,

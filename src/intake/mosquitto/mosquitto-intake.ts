@@ -1,8 +1,9 @@
 import { BrokerError } from '../../core/errors.js';
-import type { Intake, IntakeDeps, IntakeReadiness, IntakeStatus } from '../intake.js';
+import { PublishError, type Intake, type IntakeDeps, type IntakeReadiness, type IntakeStatus, type PublishOptions } from '../intake.js';
 import { brokerSecurity, mosquittoWebSocketProblem } from '../security/policy.js';
 import { Subscriber } from '../subscriber/subscriber.js';
 import { OWN_MOSQUITTO } from '../subscriber/subscription-memory.js';
+import { INTERNAL_WRITE_PREFIX } from './internal-credential.js';
 import { MosquittoBroker } from './mosquitto.js';
 
 /**
@@ -46,7 +47,7 @@ export class MosquittoIntake implements Intake {
       password: auth.password,
       clientId: auth.clientId ?? this.deps.config.MQTT_CLIENT_ID,
       secretClientId: auth.clientId !== undefined,
-      // The loopback port changes at every start; the broker, its persistence under DATA_DIR, does not.
+      // The loopback port can change between starts (mosquitto-security.ts); the broker, its persistence under DATA_DIR, does not.
       broker: OWN_MOSQUITTO,
     });
   }
@@ -77,5 +78,16 @@ export class MosquittoIntake implements Intake {
 
   reload(): Promise<void> {
     return this.broker.reload();
+  }
+
+  /**
+   * On the subscriber's session over the loopback listener, whose ACL lets the node write the Sparkplug namespace
+   * only (internal-credential.ts): another topic is refused here rather than dropped by Mosquitto without a word.
+   */
+  publish(topic: string, payload: Buffer, opts: PublishOptions): Promise<void> {
+    if (!topic.startsWith(INTERNAL_WRITE_PREFIX)) {
+      return Promise.reject(new PublishError('refused', `not published: the node publishes on its own Mosquitto under ${INTERNAL_WRITE_PREFIX} only`));
+    }
+    return this.subscriber.publish(topic, payload, opts);
   }
 }

@@ -1,5 +1,7 @@
 import { redactSecrets } from '../../core/redact.js';
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { BrokerError, withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { BrokerMetrics } from '../broker-metrics.js';
@@ -11,7 +13,7 @@ import { subscriberClientId, writeInternalCredential, type InternalCredential } 
 import { PasswordFile } from '../security/passwd-file.js';
 import { ListenerTls } from '../security/listener-tls.js';
 import type { BrokerSecurity } from '../security/policy.js';
-import { pickLoopbackPort } from './process-utils.js';
+import { pickLoopbackPort, portIsFree } from './process-utils.js';
 
 export interface SubscriberAuth {
   username: string;
@@ -54,9 +56,40 @@ export class MosquittoSecurity {
     const o = this.opts;
     this.credential = writeInternalCredential(o.dir);
     if (o.clientId !== undefined) this.subscriber = subscriberClientId(o.dir, o.clientId);
-    this.internalPort ??= await pickLoopbackPort();
-    if (o.security.wsPort !== undefined) this.wsRelayPort ??= await pickLoopbackPort();
+    this.internalPort ??= readPort(this.portFile('internal')) ?? (await pickLoopbackPort());
+    if (o.security.wsPort !== undefined) this.wsRelayPort ??= readPort(this.portFile('ws-relay')) ?? (await pickLoopbackPort());
     this.readTls();
+  }
+
+  /**
+   * Keeps the loopback ports the same across node restarts (in DATA_DIR), once a leftover broker is gone: Mosquitto
+   * ties a persisted session to the port of the listener it last came in on (per_listener_settings), and at load
+   * finds that listener's ACL only on the same port. A session without its ACL takes no message until its client
+   * reconnects (2.0.11 logs "Failed to associate persisted user ... with ACLs"), so what was published between a
+   * restart and the subscriber's reconnection, QoS 1 or 0, was dropped. A remembered port that another process
+   * holds by now is replaced; that one restart has the gap again.
+   */
+  async settlePorts(): Promise<void> {
+    const internal = this.need(this.internalPort, 'internal port');
+    if (!(await portIsFree('127.0.0.1', internal))) this.internalPort = await this.replaced('internal', internal);
+    if (this.wsRelayPort !== undefined && !(await portIsFree('127.0.0.1', this.wsRelayPort))) {
+      this.wsRelayPort = await this.replaced('ws-relay', this.wsRelayPort);
+    }
+    fs.writeFileSync(this.portFile('internal'), `${this.internalPort}\n`);
+    if (this.wsRelayPort !== undefined) fs.writeFileSync(this.portFile('ws-relay'), `${this.wsRelayPort}\n`);
+  }
+
+  private async replaced(which: 'internal' | 'ws-relay', port: number): Promise<number> {
+    const next = await pickLoopbackPort();
+    this.opts.logger.warn(
+      { listener: which, port, newPort: next },
+      "a loopback port of the node's Mosquitto is taken by another process: a new one is used, and messages published before the node's clients reconnect are not queued for their sessions this time",
+    );
+    return next;
+  }
+
+  private portFile(which: 'internal' | 'ws-relay'): string {
+    return path.join(this.opts.dir, `${which}-port`);
   }
 
   confOptions(): Pick<MosquittoConfOptions, 'security' | 'internal' | 'wsRelayPort'> {
@@ -186,4 +219,16 @@ export class MosquittoSecurity {
     if (value === undefined) throw new BrokerError('BROKER_START_FAILED', `mosquitto: ${what} used before prepare()`);
     return value;
   }
+}
+
+/** A port remembered in `file`, or undefined (no file, or not a port). */
+function readPort(file: string): number | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+  const port = Number(text);
+  return /^\d+$/.test(text) && port >= 1024 && port <= 65535 ? port : undefined;
 }

@@ -39,6 +39,7 @@ describe('renderMosquittoConf', () => {
         'max_queued_messages 1000000',
         'max_queued_bytes 0',
         'max_inflight_messages 1000',
+        'queue_qos0_messages true',
         'persistent_client_expiration 14d',
         'listener 1883 0.0.0.0',
         'allow_anonymous true',
@@ -62,12 +63,14 @@ describe('renderMosquittoConf', () => {
       persistentClientExpiration: '2w',
       autosaveIntervalS: 5,
       persistence: false,
+      queueQos0Messages: false,
     });
     expect(conf).toMatch(/^max_inflight_messages 50$/m);
     expect(conf).toMatch(/^max_queued_messages 5000$/m);
     expect(conf).toMatch(/^persistent_client_expiration 2w$/m);
     expect(conf).toMatch(/^autosave_interval 5$/m);
     expect(conf).toMatch(/^persistence false$/m);
+    expect(conf).toMatch(/^queue_qos0_messages false$/m);
   });
 
   it('rejects every bad option at once, with a typed error', () => {

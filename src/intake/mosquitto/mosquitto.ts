@@ -165,6 +165,9 @@ export class MosquittoBroker extends EventEmitter {
     try {
       fs.mkdirSync(path.dirname(this.confPath), { recursive: true });
       await this.sec.prepare();
+      await this.stopLeftover();
+      // The loopback ports of the last start, unless another process took one (mosquitto-security.ts).
+      await this.sec.settlePorts();
       const conf = renderMosquittoConf({
         ...this.opts.conf,
         host: this.opts.host,
@@ -174,7 +177,6 @@ export class MosquittoBroker extends EventEmitter {
         ...this.sec.confOptions(),
       });
       fs.writeFileSync(this.confPath, conf, { mode: 0o600 });
-      await this.stopLeftover();
       await this.launch();
     } catch (err) {
       const error =

@@ -3,6 +3,9 @@ import type { Duplex } from 'node:stream';
 import type { AppendResult, SourcedMessage } from '../../spool/spool.js';
 import { SpoolClosedError } from '../../core/errors.js';
 import type { MessageProperties } from '../../core/message.js';
+import { PublishError, type PublishOptions } from '../intake.js';
+import { encodeAcks } from './encode-acks.js';
+import { OutboundPublishes } from './outbound.js';
 
 export interface ConnectionOptions {
   clientId: string;
@@ -30,6 +33,8 @@ export interface ConnectionOptions {
   previousTopics: () => string[] | undefined;
   /** Called once the broker granted `topics`, to remember them across restarts. */
   onSubscribed: (topics: string[]) => void;
+  /** Whether an incoming message is the echo of the node's own publish (outbound.ts, OwnEchoes): not stored. */
+  ownEcho?: (topic: string, payload: Buffer) => boolean;
 }
 
 export type ConnectionEvent =
@@ -92,6 +97,7 @@ export class Connection {
   private connected = false;
   readonly done: Promise<string>;
   private finish!: (reason: string) => void;
+  private readonly outbound = new OutboundPublishes({ write: (packet, done) => this.sendThen(packet, done) });
 
   constructor(
     private readonly stream: Duplex,
@@ -139,6 +145,8 @@ export class Connection {
         // QoS 2 (only if a broker sends it despite our QoS 1 subscriptions): the message was stored
         // before PUBREC, so PUBCOMP can go at once.
         return this.send({ cmd: 'pubcomp', messageId: p.messageId });
+      case 'puback':
+        return this.outbound.acked(p);
       case 'pingresp':
         return;
       case 'disconnect': {
@@ -161,6 +169,7 @@ export class Connection {
       return this.close(`broker refused the connection: ${reason}`);
     }
     this.connected = true;
+    this.outbound.brokerReceiveMaximum(p.properties?.receiveMaximum);
     this.startKeepalive();
     this.o.onEvent({ type: 'connected', sessionPresent: p.sessionPresent });
     const previous = this.o.previousTopics();
@@ -207,7 +216,13 @@ export class Connection {
     const acks = this.readingAcks;
     this.reading = undefined;
     this.readingAcks = undefined;
-    if (messages.length === 0) return;
+    if (messages.length === 0) {
+      // Only echoes of the node's own publishes: nothing to store, their PUBACKs go after those before them.
+      if (acks.ids.length === 0) return;
+      acks.committed = true;
+      this.acks.push(acks);
+      return this.scheduleAckFlush();
+    }
     if (acks.ids.length > 0) this.acks.push(acks);
     this.o.submit(messages).then(
       () => {
@@ -235,10 +250,18 @@ export class Connection {
   private onPublish(p: IPublishPacket): void {
     if (!this.reading) return;
     const acked = p.qos > 0;
+    const payload = typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload;
     if (acked) this.received += 1;
+    if (acked && this.readingAcks) {
+      this.readingAcks.ids.push(p.messageId as number);
+      this.readingAcks.qos.push(p.qos as 1 | 2);
+      this.readingAcks.last = this.received;
+    }
+    // The echo of the node's own publish is acknowledged in its turn but not stored; its position stays unused.
+    if (this.o.ownEcho?.(p.topic, payload)) return;
     this.reading.push({
       topic: p.topic,
-      payload: typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload,
+      payload,
       qos: p.qos,
       retain: p.retain,
       receivedAt: Date.now(),
@@ -248,11 +271,6 @@ export class Connection {
       position: acked ? this.received : undefined,
       properties: p.properties === undefined ? undefined : propertiesOf(p.properties),
     });
-    if (acked && this.readingAcks) {
-      this.readingAcks.ids.push(p.messageId as number);
-      this.readingAcks.qos.push(p.qos as 1 | 2);
-      this.readingAcks.last = this.received;
-    }
   }
 
   /**
@@ -315,6 +333,17 @@ export class Connection {
     this.stream.write(mqttPacket.generate(packet, { protocolVersion: this.o.protocolVersion }));
   }
 
+  private sendThen(packet: Packet, done: (err?: Error | null) => void): void {
+    if (this.closed) return done(new Error('the connection is closed'));
+    this.stream.write(mqttPacket.generate(packet, { protocolVersion: this.o.protocolVersion }), done);
+  }
+
+  /** A PUBLISH of the node's own on this session (outbound.ts): after CONNACK, until the connection closes. */
+  publish(topic: string, payload: Buffer, opts: PublishOptions): Promise<void> {
+    if (!this.isConnected) return Promise.reject(new PublishError('unavailable', 'not published: the session is not connected'));
+    return this.outbound.publish(topic, payload, opts);
+  }
+
   private fail(reason: string, protocol = false): void {
     if (protocol) this.o.onEvent({ type: 'protocol-error', reason });
     this.close(reason);
@@ -338,39 +367,10 @@ export class Connection {
     clearTimeout(this.connackTimer);
     clearInterval(this.keepaliveTimer);
     this.acks.length = 0;
+    this.outbound.close(reason);
     if (!this.stream.destroyed) this.stream.destroy();
     this.finish(reason);
   }
-}
-
-/**
- * PUBACK (QoS 1) or PUBREC (QoS 2) for each packet id, all in one buffer, byte for byte what
- * mqtt-packet's generate() writes: type, remaining length, packet id (MQTT 3.1.1 §3.4, §3.5), plus, in
- * MQTT 5, reason code 0x00 and an empty property list (§3.4.2). Written here rather than with generate()
- * because a drain acknowledges over 150,000 messages a second: with one generate() call per
- * acknowledgement the backlog drain ran about 15% slower (`npm run bench -- --only drain`).
- */
-export function encodeAcks(groups: readonly { ids: number[]; qos: (1 | 2)[] }[], protocolVersion: 4 | 5): Buffer {
-  const size = protocolVersion === 5 ? 6 : 4;
-  let count = 0;
-  for (const g of groups) count += g.ids.length;
-  const out = Buffer.allocUnsafe(count * size);
-  let at = 0;
-  for (const g of groups) {
-    for (let i = 0; i < g.ids.length; i++) {
-      const id = g.ids[i]!;
-      out[at] = g.qos[i] === 1 ? 0x40 : 0x50;
-      out[at + 1] = size - 2;
-      out[at + 2] = id >> 8;
-      out[at + 3] = id & 0xff;
-      if (size === 6) {
-        out[at + 4] = 0;
-        out[at + 5] = 0;
-      }
-      at += size;
-    }
-  }
-  return out;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import mqttPacket from 'mqtt-packet';
-import { encodeAcks } from './connection.js';
+import { encodeAcks } from './encode-acks.js';
 
 describe('encodeAcks', () => {
   it.each([4, 5] as const)('writes what mqtt-packet generates, in order (MQTT %i)', (protocolVersion) => {

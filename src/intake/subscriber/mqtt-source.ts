@@ -5,7 +5,9 @@ import { redactUrl } from '../../core/redact.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
 import type { SpoolWriter } from '../../spool/group-commit.js';
+import { PublishError, type PublishOptions } from '../intake.js';
 import { Connection, type ConnectionEvent, type ConnectionOptions } from './connection.js';
+import { OwnEchoes } from './outbound.js';
 import { openTransport } from './transport.js';
 
 /** The session settings are the connection's own (connection.ts); the rest is what the source adds. */
@@ -48,6 +50,8 @@ export class MqttSource {
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
   private subscribedOnce = false;
+  /** The node's own publishes, across connections, so that their echoes are not stored. */
+  private readonly echoes = new OwnEchoes();
 
   constructor(private readonly opts: MqttSourceOptions) {
     this.backoff = new Backoff({ baseMs: opts.reconnectBaseMs ?? 500, capMs: opts.reconnectCapMs ?? 30_000 });
@@ -107,6 +111,7 @@ export class MqttSource {
       onEvent: (e) => this.onEvent(e),
       previousTopics: () => o.subscriptions?.load(),
       onSubscribed: (topics) => o.subscriptions?.save(topics),
+      ownEcho: (topic, payload) => this.echoes.take(topic, payload),
     });
     this.current = conn;
     try {
@@ -173,6 +178,25 @@ export class MqttSource {
 
   status(): { state: SourceState; clientId: string; url: string; lastError?: string; connections: number } {
     return { state: this.state, clientId: this.opts.clientId, url: redactUrl(this.opts.url), lastError: this.lastError, connections: this.connections };
+  }
+
+  /**
+   * Publishes on the current connection (the node's own commands, outbound.ts). Refused while there is none: the
+   * caller retries later; nothing waits here for the next connection.
+   */
+  async publish(topic: string, payload: Buffer, opts: PublishOptions): Promise<void> {
+    const conn = this.current;
+    if (this.stopped || !conn?.isConnected) {
+      throw new PublishError('unavailable', `not published: the subscriber is ${this.state}${this.lastError ? ` (${this.lastError})` : ''}`);
+    }
+    const echo = this.echoes.remember(topic, payload);
+    try {
+      await conn.publish(topic, payload, opts);
+    } catch (err) {
+      // Not sent, or refused: no echo comes. One `lost` with the connection may have reached the broker: kept.
+      if (!(err instanceof PublishError && err.reason === 'lost')) this.echoes.forget(echo);
+      throw err;
+    }
   }
 
   /** Disconnects; messages not yet committed stay unacknowledged and are redelivered later. */

@@ -1,4 +1,4 @@
-import type { IntakeDeps } from '../intake.js';
+import { PublishError, type IntakeDeps, type PublishOptions } from '../intake.js';
 import { MqttSource } from './mqtt-source.js';
 import { subscriptionMemory, subscriptionsKey } from './subscription-memory.js';
 
@@ -89,6 +89,12 @@ export class Subscriber {
     const status = this.source?.status();
     if (!status) return { state: 'starting' };
     return this.secret ? { ...status, clientId: this.shownClientId() } : status;
+  }
+
+  /** The node's own publish on the subscriber's session (mqtt-source.ts); refused while it is not connected. */
+  publish(topic: string, payload: Buffer, opts: PublishOptions): Promise<void> {
+    if (!this.source) return Promise.reject(new PublishError('unavailable', 'not published: the subscriber has not started'));
+    return this.source.publish(topic, payload, opts);
   }
 
   /** Disconnects; messages not yet committed stay unacknowledged at the broker. Idempotent. */

@@ -2,7 +2,7 @@
  * The filters the broker's session was last subscribed to, remembered in the spool's meta table so that a node
  * restarted with another MQTT_TOPICS unsubscribes the filters it dropped (connection.ts). They belong to the
  * session, which a broker keeps per client id: the key names the broker and the client id, and nothing that
- * changes from one start to the next (the loopback port of the node's own Mosquitto is picked at each start).
+ * can change from one start to the next (the loopback port of the node's own Mosquitto is kept, but not always).
  */
 
 /** The part of the spool the memory uses. */
