@@ -12,6 +12,10 @@ import { buildSinks } from './sinks/registry.js';
 import { loadRoutes } from './routes/config.js';
 import { Router } from './routes/router.js';
 import { sinkRouting } from './routes/destinations.js';
+import { birthsFile } from './sparkplug/births.js';
+import { sparkplugHostSettings } from './sparkplug/config.js';
+import { SparkplugNodeHost } from './sparkplug/host.js';
+import { rebirthPayload, rebirthTopic } from './sparkplug/host-rebirth.js';
 import { runnerOptions } from './dispatch/config.js';
 import { httpOptions } from './http/config.js';
 import { spoolOptions } from './spool/config.js';
@@ -35,6 +39,7 @@ export class IngestNode {
   private writer!: SpoolWriter;
   private dispatcher!: Dispatcher;
   private router: Router | undefined;
+  private sparkplug: SparkplugNodeHost | undefined;
   private sinks: Sink[] = [];
   private intake: Intake | undefined;
   private http!: HttpServer;
@@ -62,6 +67,34 @@ export class IngestNode {
     return this.starting;
   }
 
+  /**
+   * The node as a Sparkplug host (docs/sparkplug.md), for the Sparkplug routes: births kept beside the spool, and
+   * with SPARKPLUG_REBIRTH on, rebirth commands published through the intake (QoS 0, as Sparkplug has them).
+   */
+  private sparkplugHost(dataDir: string): SparkplugNodeHost {
+    const logger = this.logger.child({ component: 'sparkplug' });
+    const requestRebirth = (group: string, edgeNode: string) => {
+      const topic = rebirthTopic(group, edgeNode);
+      if (!this.intake) return logger.warn(withCode('SPARKPLUG_REBIRTH_FAILED', { group, edgeNode, reason: 'unavailable' }), 'rebirth not sent: the broker is not up yet');
+      this.intake.publish(topic, rebirthPayload(Date.now()), { qos: 0 }).catch((err: Error) => {
+        logger.warn(withCode('SPARKPLUG_REBIRTH_FAILED', { group, edgeNode, reason: (err as { reason?: string }).reason ?? 'error', err: err.message }), `rebirth command to ${topic} not sent`);
+      });
+    };
+    return new SparkplugNodeHost({
+      file: birthsFile(dataDir),
+      spoolId: this.spool.getMeta('spool_id')!,
+      oldestSpoolSeq: () => {
+        if (this.spool.isClosed) throw new Error('the spool is closed');
+        return this.spool.stats().oldestSeq ?? undefined;
+      },
+      requestRebirth,
+      ...sparkplugHostSettings(this.config),
+      monotonic: monotonicMs,
+      metrics: this.metrics,
+      logger,
+    });
+  }
+
   /** Between start steps: a SIGTERM during start-up stops it here instead of starting what comes next. */
   private checkNotStopping(): void {
     if (this.stopping) throw new StartAbortedError();
@@ -72,7 +105,6 @@ export class IngestNode {
     const dataDir = path.resolve(c.DATA_DIR);
     // The configuration's rule checked the routes file already; read again here, it is what delivery applies.
     const routes = loadRoutes(c);
-    this.router = routes ? new Router(routes) : undefined;
     this.sinks = buildSinks(c, dataDir, this.logger, this.metrics, routes ? sinkRouting(routes) : undefined);
     if (routes) {
       this.logger.info(
@@ -109,6 +141,10 @@ export class IngestNode {
         withCode('SINK_DISABLED_DEAD_LETTERED', { sink, messages: n }),
         `${n} messages were waiting for the ${sink} sink, which is no longer configured: they are in the dead-letter store (mqtt-ingest dlq list --sink ${sink}; dlq replay after enabling it again)`,
       );
+    }
+    if (routes) {
+      this.sparkplug = routes.routes.some((r) => r.decode === 'sparkplug') ? this.sparkplugHost(dataDir) : undefined;
+      this.router = new Router(routes, this.sparkplug);
     }
     this.writer = new SpoolWriter(this.spool, { metrics: this.metrics, logger: this.logger.child({ component: 'spool' }) });
     for (const s of this.sinks) {
@@ -233,6 +269,7 @@ export class IngestNode {
     for (const s of this.sinks) {
       await s.close().catch((err: Error) => this.logger.warn(withCode('SINK_CLOSE_FAILED', { sink: s.name, err: err.message }), 'sink close failed'));
     }
+    this.sparkplug?.close();
     this.spool?.close();
     await this.intake?.stop();
     await this.http?.stop();
