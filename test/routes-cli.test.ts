@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { baseEnv, runCli } from './helpers/node-process.js';
+import { SparkplugEdge } from './helpers/sparkplug-edge.js';
 
 const ROUTES = `routes:
   - name: pressure
@@ -109,5 +110,30 @@ describe('mqtt-ingest routes test', () => {
     const wild = await runCli(['routes', 'test', 'a/+'], env);
     expect(wild.code).toBe(1);
     expect(wild.stderr).toMatch(/wildcard/);
+  });
+
+  it('decodes a Sparkplug payload file and prints one row per metric; offline, data shows its aliases without names', async () => {
+    const { env, dir } = setup('routes:\n  - name: sp\n    topic: spBv1.0/#\n    decode: sparkplug\n    pubsub: { data: fields }\n    bigquery: { table: sp }\n');
+    const edge = new SparkplugEdge('G', 'E');
+    const birth = path.join(dir, 'nbirth.bin');
+    writeFileSync(birth, edge.birth([{ name: 'Counter', datatype: 'UInt64', value: 2n ** 63n + 1n }]).payload);
+    const data = path.join(dir, 'ndata.bin');
+    writeFileSync(data, edge.data([{ name: 'Counter', value: 5n }]).payload);
+
+    const b = await runCli(['routes', 'test', 'spBv1.0/G/NBIRTH/E', '--payload', birth], env);
+    expect(b.code).toBe(0);
+    expect(b.stdout.match(/^bigquery: ds\.sp \(insertId \w+:\d\)$/gm)).toHaveLength(3); // bdSeq, Node Control/Rebirth, Counter
+    expect(b.stdout).toContain('"metric_name": "Counter"');
+    expect(b.stdout).toContain('"int_value": "9223372036854775809"');
+    expect(b.stdout).toMatch(/"sparkplug_edge_node": "E"/);
+
+    const d = await runCli(['routes', 'test', 'spBv1.0/G/NDATA/E', '--payload', data], env);
+    expect(d.code).toBe(0);
+    expect(jsonAfter(d.stdout, '  row')).toMatchObject({ message_type: 'NDATA', metric_name: null, metric_alias: String(edge.aliasOf('Counter')), int_value: '5' });
+
+    const bad = path.join(dir, 'bad.bin');
+    writeFileSync(bad, 'not protobuf');
+    const r = await runCli(['routes', 'test', 'spBv1.0/G/NDATA/E', '--payload', bad], env);
+    expect(r.stdout).toMatch(/dead letter: reason decode_failed: not a Sparkplug B NDATA payload/);
   });
 });
