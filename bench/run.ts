@@ -3,7 +3,7 @@
  * on a real Mosquitto and the real Pub/Sub emulator started here. Prints a table, writes it as JSON under
  * bench/results/ and (full runs only) into docs/performance.md between its bench markers.
  * `--quick` runs every case small (under a minute) so a test keeps the script working.
- * `--only name[,name]` runs some cases: drain, live, pubsub, routes, latency, rss, embedded.
+ * `--only name[,name]` runs some cases: drain, live, pubsub, routes, sparkplug, latency, rss, embedded.
  */
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
@@ -14,6 +14,7 @@ import { startPubSubEmulator } from '../test/helpers/pubsub-emulator.js';
 import { ROOT } from '../test/helpers/node-process.js';
 import { drainBacklog, embeddedVsMosquitto, latency, liveStream, memory, spoolToPubSub, type CaseResult } from './cases.js';
 import { spoolToPubSubRoutes } from './routes-case.js';
+import { sparkplugToBigQuery } from './sparkplug-case.js';
 
 process.env.METADATA_SERVER_DETECTION = 'none';
 const { values } = parseArgs({
@@ -27,8 +28,8 @@ const quick = values.quick as boolean;
 const only = values.only ? new Set(values.only.split(',')) : undefined;
 const want = (name: string) => !only || only.has(name);
 const size = quick
-  ? { drain: 20_000, live: 20_000, pubsub: 10_000, routes: 10_000, latencyRate: 2000, latencySeconds: 2, rss: 20_000, embedded: 10_000 }
-  : { drain: 300_000, live: 200_000, pubsub: 200_000, routes: 200_000, latencyRate: 5000, latencySeconds: 20, rss: 1_000_000, embedded: 200_000 };
+  ? { drain: 20_000, live: 20_000, pubsub: 10_000, routes: 10_000, sparkplug: 5_000, latencyRate: 2000, latencySeconds: 2, rss: 20_000, embedded: 10_000 }
+  : { drain: 300_000, live: 200_000, pubsub: 200_000, routes: 200_000, sparkplug: 20_000, latencyRate: 5000, latencySeconds: 20, rss: 1_000_000, embedded: 200_000 };
 
 const started = Date.now();
 const [broker, emu] = await Promise.all([startMosquitto({ persistence: false }), startPubSubEmulator()]);
@@ -38,6 +39,7 @@ try {
   if (want('live')) results.push(...(await step('live', () => liveStream(broker, size.live))));
   if (want('pubsub')) results.push(...(await step('pubsub', () => spoolToPubSub(emu, size.pubsub))));
   if (want('routes')) results.push(...(await step('routes', () => spoolToPubSubRoutes(emu, size.routes))));
+  if (want('sparkplug')) results.push(...(await step('sparkplug', () => sparkplugToBigQuery(size.sparkplug))));
   if (want('latency')) results.push(...(await step('latency', () => latency(emu, size.latencyRate, size.latencySeconds))));
   if (want('rss')) results.push(...(await step('rss', () => memory(emu, size.rss))));
   if (want('embedded')) results.push(...(await step('embedded', () => embeddedVsMosquitto(size.embedded, 4))));

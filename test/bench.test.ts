@@ -29,14 +29,17 @@ describe.runIf(run)('npm run bench -- --quick', () => {
       results: { case: string; details: Record<string, number | string> }[];
     };
     expect(report.quick).toBe(true);
-    expect(report.results).toHaveLength(12);
-    const [drain, live, pubsub, pubsubRpc, pubsubOrdered, routes, routesCpu, routesAttributes, routesAttributesCpu, latency, rss, embedded] = report.results;
+    expect(report.results).toHaveLength(14);
+    const [drain, live, pubsub, pubsubRpc, pubsubOrdered, routes, routesCpu, routesAttributes, routesAttributesCpu, sparkplug, sparkplugCpu, latency, rss, embedded] = report.results;
+    expect(sparkplug.case).toMatch(/Sparkplug/);
+    expect(Number(sparkplug.details.decodeCpuUsPerMetric)).toBeGreaterThan(0);
+    expect(sparkplugCpu.case).toMatch(/CPU per metric/);
     expect(pubsubRpc.case).toMatch(/against its own RPC/);
     expect(pubsubOrdered.case).toMatch(/PUBSUB_ORDERING_KEY/);
     expect(routes.case).toMatch(/three routes/);
     expect(routesAttributes.case).toMatch(/attributes/);
     for (const r of [routesCpu, routesAttributesCpu]) expect(r.case).toMatch(/CPU per message/);
-    for (const r of [drain, live, pubsub, pubsubRpc, pubsubOrdered, routes, routesCpu, routesAttributes, routesAttributesCpu]) {
+    for (const r of [drain, live, pubsub, pubsubRpc, pubsubOrdered, routes, routesCpu, routesAttributes, routesAttributesCpu, sparkplug, sparkplugCpu]) {
       expect(r.details.nodeRate).toBeGreaterThan(0);
       expect(r.details.baselineRate).toBeGreaterThan(0);
     }

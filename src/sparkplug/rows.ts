@@ -87,7 +87,7 @@ export function sparkplugRows(
   };
   if (state) return [{ insertId: `${msg.messageId}:0`, row: { ...message, ...NO_METRIC, bool_value: state.online } }];
   if (!payload || payload.metrics.length === 0) return [{ insertId: `${msg.messageId}:0`, row: { ...message, ...NO_METRIC } }];
-  return payload.metrics.map((m, i) => ({ insertId: `${msg.messageId}:${i}`, row: { ...message, ...metricColumns(m, births[i], i) } }));
+  return payload.metrics.map((m, i) => ({ insertId: `${msg.messageId}:${i}`, row: metricRow(message, m, births[i], i) }));
 }
 
 const INT64_MAX = 2n ** 63n - 1n;
@@ -107,11 +107,25 @@ const NO_METRIC: BigQueryRow = Object.freeze({
   ...NO_VALUE,
 });
 
-function metricColumns(m: DecodedMetric, birth: BirthMetric | undefined, index: number): BigQueryRow {
+/**
+ * One metric's row: the message's columns, then the metric's, written out in one literal. Spreading the message's
+ * and the value's columns into each row cost about 25 µs per metric (V8 copies from frozen and differently shaped
+ * objects on a slow path), more than decoding the whole payload.
+ */
+function metricRow(message: BigQueryRow, m: DecodedMetric, birth: BirthMetric | undefined, index: number): BigQueryRow {
   const name = m.name ?? birth?.name;
   const datatype = m.datatype || birth?.datatype || 0;
   const value = metricValue(m.raw, datatype, m.isNull, metricLabel(name, m.alias, index));
-  return {
+  const row: BigQueryRow = {
+    message_id: message.message_id!,
+    received_at: message.received_at!,
+    topic: message.topic!,
+    group_id: message.group_id!,
+    message_type: message.message_type!,
+    edge_node_id: message.edge_node_id!,
+    device_id: message.device_id!,
+    seq: message.seq!,
+    payload_timestamp: message.payload_timestamp!,
     metric_name: name ?? null,
     metric_alias: m.alias === undefined ? null : m.alias.toString(),
     datatype: datatype === 0 ? null : (DATA_TYPES[datatype] ?? String(datatype)),
@@ -119,27 +133,41 @@ function metricColumns(m: DecodedMetric, birth: BirthMetric | undefined, index: 
     is_historical: m.isHistorical,
     is_transient: m.isTransient,
     is_null: m.isNull,
-    ...valueCells(value),
+    int_value: null,
+    float_value: null,
+    bool_value: null,
+    string_value: null,
+    bytes_value: null,
+    json_value: null,
   };
+  setValue(row, value);
+  return row;
 }
 
 /** The value in its one column: integers as decimal text (NUMERIC), bytes in base64 (BYTES), JSON as its text. */
-function valueCells(v: MetricValue): BigQueryRow {
+function setValue(row: BigQueryRow, v: MetricValue): void {
   switch (v.kind) {
     case 'int':
-      return { ...NO_VALUE, int_value: v.value.toString() };
+      row.int_value = v.value.toString();
+      return;
     case 'float':
-      return Number.isFinite(v.value) ? { ...NO_VALUE, float_value: v.value } : { ...NO_VALUE, string_value: String(v.value) };
+      if (Number.isFinite(v.value)) row.float_value = v.value;
+      else row.string_value = String(v.value);
+      return;
     case 'bool':
-      return { ...NO_VALUE, bool_value: v.value };
+      row.bool_value = v.value;
+      return;
     case 'string':
-      return { ...NO_VALUE, string_value: v.value };
+      row.string_value = v.value;
+      return;
     case 'bytes':
-      return { ...NO_VALUE, bytes_value: v.value.toString('base64') };
+      row.bytes_value = v.value.toString('base64');
+      return;
     case 'json':
-      return { ...NO_VALUE, json_value: stringifyJson(v.value) };
+      row.json_value = stringifyJson(v.value);
+      return;
     case 'null':
-      return NO_VALUE;
+      return;
   }
 }
 

@@ -230,18 +230,15 @@ describe('BigQuerySink write', () => {
 });
 
 describe('BigQuerySink with a partial failure it cannot read', () => {
-  /** Makes the client's insert throw a PartialFailureError whose response carries `insertErrors`. */
+  /** Makes insertAll answer 200 with this `insertErrors` (as BigQuery's response body carries it). */
   function failPartially(b: BigQuerySink, insertErrors: unknown): void {
-    const table = (b as unknown as { tableRef: { insert: (...args: unknown[]) => Promise<unknown> } }).tableRef;
-    table.insert = async () => {
-      throw Object.assign(new Error(''), { name: 'PartialFailureError', errors: [], response: { insertErrors } });
-    };
+    const table = (b as unknown as { tableRef: { request: (...args: unknown[]) => Promise<unknown> } }).tableRef;
+    table.request = async () => [{ kind: 'bigquery#tableDataInsertAllResponse', insertErrors }];
   }
 
   it.each([
     ['not a list', { index: 0 }],
-    ['missing', undefined],
-    ['an empty list', []],
+    ['a list holding something that is not an entry', ['invalid']],
     ['a row index outside the request', [{ index: 7, errors: [{ reason: 'invalid' }] }]],
     ['an entry without an index', [{ errors: [{ reason: 'invalid' }] }]],
     ['errors that are not a list', [{ index: 0, errors: 'invalid' }]],
@@ -255,6 +252,16 @@ describe('BigQuerySink with a partial failure it cannot read', () => {
     expect(outcomes).toHaveLength(3);
     for (const o of outcomes) expect(o).toMatchObject({ kind: 'retryable', reason: 'unreadable_response' });
     expect(view.status()).toMatchObject({ state: 'degraded', lastError: expect.stringMatching(/^unreadable_response: /) });
+  });
+
+  it('takes a response without insertErrors, or with an empty list, as every row stored', async () => {
+    for (const insertErrors of [undefined, []]) {
+      const s = await server();
+      const b = sink(s);
+      await b.start();
+      failPartially(b, insertErrors);
+      expect((await b.write([msg(), msg()])).map((o) => o.kind)).toEqual(['delivered', 'delivered']);
+    }
   });
 
   it('still reads a well-formed list row by row', async () => {

@@ -19,6 +19,8 @@ export type RowJson = RawRow | BigQueryRow;
 /** One row as the client sends it with `raw: true`, and its size in the request body. */
 export interface EncodedRow {
   raw: { insertId: string; json: RowJson };
+  /** `raw` as JSON text: what the request body is made of (written once, also to measure it). */
+  text: string;
   /** Bytes this row adds to a request: its JSON, a separating comma, and the envelope for a lone row. */
   bytes: number;
 }
@@ -26,7 +28,8 @@ export interface EncodedRow {
 export function encodeRows(rows: readonly RowJson[], insertIds: readonly string[]): EncodedRow[] {
   return rows.map((json, i) => {
     const raw = { insertId: insertIds[i]!, json };
-    return { raw, bytes: Buffer.byteLength(JSON.stringify(raw)) + 1 + ENVELOPE_BYTES };
+    const text = JSON.stringify(raw);
+    return { raw, text, bytes: Buffer.byteLength(text) + 1 + ENVELOPE_BYTES };
   });
 }
 
@@ -50,4 +53,9 @@ export function planRequests(indexes: number[], rows: readonly EncodedRow[], max
   }
   if (current.length > 0) requests.push(current);
   return requests;
+}
+
+/** The insertAll request body of these rows, from their JSON text (the `rows` list alone, as the client sends it). */
+export function requestBody(rows: readonly EncodedRow[]): string {
+  return `{"rows":[${rows.map((r) => r.text).join(',')}]}`;
 }
