@@ -13,6 +13,7 @@ import { hasMosquitto, startMosquitto, type TestMosquitto } from './helpers/mosq
 import { serviceAvailable } from './helpers/skip.js';
 import { waitFor } from './helpers/ports.js';
 import { startBigQueryServer, type BigQueryServer, type StoredRow } from './helpers/bigquery-server.js';
+import { createTopicAndSubscription, hasPubSubEmulator, pullAll, startPubSubEmulator } from './helpers/pubsub-emulator.js';
 import { SparkplugEdge, type BirthSpec, type EdgeMessage } from './helpers/sparkplug-edge.js';
 
 const run = serviceAvailable('mosquitto', hasMosquitto(), 'apt-get install mosquitto mosquitto-clients');
@@ -168,5 +169,35 @@ describe.runIf(run)('Sparkplug B end to end', () => {
     expect(named(bq.rows('rebirth', 'sparkplug'), 'NDATA')[0]!.json).toMatchObject({ metric_name: 'Line/Speed', datatype: 'Double', float_value: 7 });
     expect(await node.metric('mqtt_ingest_sparkplug_unresolved_total')).toBe(0);
     expect(await node.stop()).toBe(0);
+  }, 120_000);
+});
+
+describe.runIf(serviceAvailable('Pub/Sub emulator', hasPubSubEmulator(), 'install the Google Cloud CLI and its pubsub-emulator component'))('Sparkplug B to Pub/Sub', () => {
+  it('data: fields publishes the decoded message with names resolved and 64-bit values as text, with the Sparkplug attributes', async () => {
+    const emu = await startPubSubEmulator();
+    let node: NodeProcess | undefined;
+    let client: mqtt.MqttClient | undefined;
+    try {
+      await createTopicAndSubscription(emu.host, emu.projectId, 'sparkplug-events', 'sparkplug-check');
+      const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'sparkplug-routes-')), 'routes.yaml');
+      writeFileSync(file, 'routes:\n  - name: sparkplug\n    topic: spBv1.0/#\n    decode: sparkplug\n    pubsub:\n      topic: sparkplug-events\n      data: fields\n');
+      node = await startNode({ MQTT_BROKER_MODE: 'embedded', GCP_PROJECT_ID: emu.projectId, PUBSUB_TOPIC: 'sparkplug-events', PUBSUB_EMULATOR_HOST: emu.host, ROUTES_FILE: file });
+      await node.waitReady();
+      client = await connect(`mqtt://127.0.0.1:${node.mqttPort}`, 'edge-pubsub');
+      const edge = new SparkplugEdge('Plant3', 'Edge1');
+      await publish(client, [edge.birth(NODE_METRICS), edge.data([{ name: 'Counter/Big', value: 2n ** 63n + 1n }])], 1);
+      const got = await pullAll(emu.host, emu.projectId, 'sparkplug-check', 2, 30_000);
+      const data = got.find((m) => m.attributes.sparkplug_type === 'NDATA')!;
+      expect(data.attributes).toMatchObject({ sparkplug_group: 'Plant3', sparkplug_edge_node: 'Edge1', mqtt_topic: 'spBv1.0/Plant3/NDATA/Edge1' });
+      expect(data.attributes.sparkplug_device).toBeUndefined();
+      const json = JSON.parse(data.data.toString()) as { message_type: string; metrics: Record<string, unknown>[] };
+      expect(json.message_type).toBe('NDATA');
+      expect(json.metrics).toEqual([expect.objectContaining({ name: 'Counter/Big', datatype: 'UInt64', value: '9223372036854775809' })]);
+      expect(await node.stop()).toBe(0);
+    } finally {
+      client?.end(true);
+      await node?.kill();
+      await emu.stop();
+    }
   }, 120_000);
 });
