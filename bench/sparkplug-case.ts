@@ -14,7 +14,7 @@ import { sparkplugRows } from '../src/sparkplug/rows.js';
 import { parseSparkplugTopic } from '../src/sparkplug/topic.js';
 import type { BirthMetric } from '../src/sparkplug/types.js';
 import { startBigQueryServer } from '../test/helpers/bigquery-server.js';
-import { SparkplugEdge, type BirthSpec, type EdgeMessage } from '../test/helpers/sparkplug-edge.js';
+import { SparkplugEdge, typeNumber, type BirthSpec, type EdgeMessage } from '../test/helpers/sparkplug-edge.js';
 import { result, type CaseResult } from './cases.js';
 import { cleanup, cpuSeconds, pollCounter, rateFromTimeline, startNode, tempDir } from './lib.js';
 
@@ -68,7 +68,7 @@ function prefill(dataDir: string, n: number): { data: Buffer; topic: string } {
 /** CPU µs per metric of decoding one DDATA and making its rows, in this process (names resolved by hand). */
 function decodeCpuPerMetric(payload: Buffer, topicText: string): number {
   const topic = parseSparkplugTopic(topicText)!;
-  const births: BirthMetric[] = SPECS.map((s) => ({ name: s.name, datatype: typeNumberOf(s.datatype) }));
+  const births: BirthMetric[] = SPECS.map((s) => ({ name: s.name, datatype: typeNumber(s.datatype) }));
   const msg = { messageId: '01HZX0000000000000000000AB', receivedAt: Date.now(), topic: topicText };
   let best = Number.POSITIVE_INFINITY;
   for (let round = 0; round < 5; round++) {
@@ -80,8 +80,6 @@ function decodeCpuPerMetric(payload: Buffer, topicText: string): number {
   return best;
 }
 
-const TYPE_NUMBERS: Record<string, number> = { Int16: 2, Int32: 3, Int64: 4, UInt64: 8, Float: 9, Double: 10, Boolean: 11, String: 12 };
-const typeNumberOf = (t: BirthSpec['datatype']) => (typeof t === 'number' ? t : TYPE_NUMBERS[t]!);
 
 export async function sparkplugToBigQuery(n: number): Promise<CaseResult[]> {
   const bq = await startBigQueryServer({ projectId: 'bench-project' });

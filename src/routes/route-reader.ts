@@ -5,6 +5,8 @@
 import type { Node } from 'yaml';
 import { bigquerySection } from '../sinks/bigquery/config.js';
 import { pubsubSection, pubsubTopic } from '../sinks/pubsub/config.js';
+import { CONTRACT_ATTRIBUTE_NAMES, MAX_ORDERING_KEY_BYTES } from '../sinks/pubsub/outgoing.js';
+import { CONTENT_TYPE_ATTRIBUTE, USER_PROPERTY_PREFIX } from '../sinks/pubsub/property-attributes.js';
 import { parseFrom } from './fields.js';
 import { columnNameProblem, parseKeyTemplate, parseTopicTemplate, type TopicTemplate } from './template.js';
 import { DECODINGS, FIELD_TYPES, UNMATCHED_ROUTE, type Decoding, type BigQueryRoute, type FieldSpec, type FieldType, type PubsubRoute, type Route } from './types.js';
@@ -28,8 +30,7 @@ const SINK_KEYS = ['decode', 'fields', 'pubsub', 'bigquery', 'file'] as const;
 /** Columns every typed row has, which no variable or field may take. */
 export const FIXED_COLUMNS = ['message_id', 'topic', 'received_at'];
 /** Attributes the Pub/Sub sink sets on every message; a route adds its own beside them. */
-const CONTRACT_ATTRIBUTES = ['message_id', 'mqtt_topic', 'mqtt_qos', 'mqtt_retain', 'received_at', 'mqtt_content_type'];
-const ORDERING_KEY_MAX_BYTES = 1024;
+const CONTRACT_ATTRIBUTES = [...CONTRACT_ATTRIBUTE_NAMES, CONTENT_TYPE_ATTRIBUTE];
 
 const list = (values: readonly string[]) => `${values.slice(0, -1).join(', ')} or ${values.at(-1)}`;
 
@@ -228,7 +229,7 @@ function readPubsub(
       const name = r.text(item);
       if (name === undefined || !names.includes(name)) {
         problem(item, 'pubsub.attributes', `${r.kind(item)} is neither a topic variable nor a field of the route${capturedList(variables)}`);
-      } else if (CONTRACT_ATTRIBUTES.includes(name) || name.startsWith('mqtt_user_') || name.startsWith('goog')) {
+      } else if (CONTRACT_ATTRIBUTES.includes(name) || name.startsWith(USER_PROPERTY_PREFIX) || name.startsWith('goog')) {
         problem(item, 'pubsub.attributes', `${JSON.stringify(name)} is an attribute the node sets itself (or Pub/Sub reserves); rename the variable or field`);
       } else if (attributes.includes(name)) problem(item, 'pubsub.attributes', `names ${JSON.stringify(name)} twice`);
       else attributes.push(name);
@@ -245,7 +246,7 @@ function readPubsub(
     else {
       const missing = parsed.template.parts.flatMap((p) => ('variable' in p && !variables.includes(p.variable) ? [p.variable] : []));
       for (const v of missing) problem(keyEntry.value, 'pubsub.ordering_key', `uses {${v}}, which the topic does not capture${capturedList(variables)}`);
-      if (Buffer.byteLength(text!) > ORDERING_KEY_MAX_BYTES) problem(keyEntry.value, 'pubsub.ordering_key', `is longer than Pub/Sub's ${ORDERING_KEY_MAX_BYTES} bytes`);
+      if (Buffer.byteLength(text!) > MAX_ORDERING_KEY_BYTES) problem(keyEntry.value, 'pubsub.ordering_key', `is longer than Pub/Sub's ${MAX_ORDERING_KEY_BYTES} bytes`);
       if (missing.length === 0) orderingKey = parsed.template;
     }
   }

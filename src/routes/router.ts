@@ -8,15 +8,13 @@ import { rfc3339 } from '../core/message.js';
 import { attributeText, bigqueryCell, jsonValue, type Typed } from './convert.js';
 import { readFields } from './fields.js';
 import { parseJson, stringifyJson, type JsonValue } from '../core/json.js';
-import { matchTopic, renderKey } from './template.js';
+import { matchTopic, orderingKey } from './template.js';
+import { MAX_ATTRIBUTE_VALUE_BYTES } from '../sinks/pubsub/outgoing.js';
 import type { RoutableMessage, Route, RouteDeadLetterReason, RoutesTable } from './types.js';
 import type { BigQueryRow, BigQueryTarget, PubsubTarget, RouteTargets } from '../sinks/sink.js';
 import type { SparkplugHost } from '../sparkplug/types.js';
 import { routeSparkplug } from './sparkplug-route.js';
 
-/** Pub/Sub's limit on an attribute value and an ordering key (cloud.google.com/pubsub/quotas#resource_limits). */
-const MAX_ATTRIBUTE_VALUE_BYTES = 1024;
-const MAX_ORDERING_KEY_BYTES = 1024;
 
 /** The route's Pub/Sub message; its attributes are added to the contract attributes the sink sets on every message. */
 export type PubsubPlan = PubsubTarget;
@@ -105,6 +103,9 @@ export class Router {
     if (!read.ok) return { kind: 'dead_letter', route, reason: 'field_invalid', detail: read.detail };
     const fields = read.values;
 
+    // The JSON of variables and fields, made once for Pub/Sub `data: fields` and the NDJSON line alike.
+    let text: string | undefined;
+    const json = () => (text ??= fieldsJson(variables, fields));
     let pubsub: PubsubPlan | undefined;
     if (route.pubsub) {
       const attributes: Record<string, string> = {};
@@ -116,12 +117,10 @@ export class Router {
         }
         attributes[name] = value;
       }
-      const orderingKey = route.pubsub.orderingKey ? renderKey(route.pubsub.orderingKey, variables) : undefined;
-      if (orderingKey !== undefined && Buffer.byteLength(orderingKey) > MAX_ORDERING_KEY_BYTES) {
-        return { kind: 'dead_letter', route, reason: 'field_invalid', detail: `ordering key: ${Buffer.byteLength(orderingKey)} bytes; Pub/Sub takes at most ${MAX_ORDERING_KEY_BYTES}` };
-      }
-      const data = route.pubsub.data === 'payload' ? msg.payload : Buffer.from(fieldsJson(variables, fields));
-      pubsub = { topic: route.pubsub.topic, data, attributes, ...(orderingKey ? { orderingKey } : {}) };
+      const key = orderingKey(route.pubsub.orderingKey, variables);
+      if ('problem' in key) return { kind: 'dead_letter', route, reason: 'field_invalid', detail: key.problem };
+      const data = route.pubsub.data === 'payload' ? msg.payload : Buffer.from(json());
+      pubsub = { topic: route.pubsub.topic, data, attributes, ...(key.key ? { orderingKey: key.key } : {}) };
     }
 
     let bigquery: BigQueryPlan | undefined;
@@ -134,7 +133,7 @@ export class Router {
     const targets: RouteTargets = { route: route.name };
     if (pubsub) targets.pubsub = pubsub;
     if (bigquery) targets.bigquery = { table: bigquery.table, rows: bigquery.rows };
-    if (route.file) targets.file = { fieldsJson: fieldsJson(variables, fields) };
+    if (route.file) targets.file = { fieldsJson: json() };
     return { kind: 'routed', route, variables, fields, pubsub, bigquery, file: route.file, targets };
   }
 }

@@ -10,11 +10,8 @@ import { sparkplugRows } from '../sparkplug/rows.js';
 import { parseSparkplugTopic } from '../sparkplug/topic.js';
 import type { BirthMetric, DecodedPayload, SparkplugHost, StatePayload } from '../sparkplug/types.js';
 import type { RouteTargets } from '../sinks/sink.js';
-import { renderKey } from './template.js';
+import { orderingKey } from './template.js';
 import type { RoutableMessage, Route } from './types.js';
-
-/** Pub/Sub's limit on an ordering key (cloud.google.com/pubsub/quotas#resource_limits). */
-const MAX_ORDERING_KEY_BYTES = 1024;
 
 export type SparkplugOutcome =
   | { kind: 'routed'; targets: RouteTargets; rows: number }
@@ -69,12 +66,10 @@ export function routeSparkplug(
     if (route.pubsub) {
       const attributes = sparkplugAttributes(topic);
       for (const name of route.pubsub.attributes) attributes[name] = variables[name]!;
-      const orderingKey = route.pubsub.orderingKey ? renderKey(route.pubsub.orderingKey, variables) : undefined;
-      if (orderingKey !== undefined && Buffer.byteLength(orderingKey) > MAX_ORDERING_KEY_BYTES) {
-        return { kind: 'dead_letter', reason: 'field_invalid', detail: `ordering key: ${Buffer.byteLength(orderingKey)} bytes; Pub/Sub takes at most ${MAX_ORDERING_KEY_BYTES}` };
-      }
+      const key = orderingKey(route.pubsub.orderingKey, variables);
+      if ('problem' in key) return { kind: 'dead_letter', reason: 'field_invalid', detail: key.problem };
       const data = route.pubsub.data === 'fields' ? Buffer.from(decodedJson()) : msg.payload;
-      targets.pubsub = { topic: route.pubsub.topic, data, attributes, ...(orderingKey ? { orderingKey } : {}) };
+      targets.pubsub = { topic: route.pubsub.topic, data, attributes, ...(key.key ? { orderingKey: key.key } : {}) };
     }
     if (route.bigquery) {
       targets.bigquery = { table: route.bigquery.table, rows: sparkplugRows(msg, topic, payload, state, births) };

@@ -4,6 +4,7 @@
  * `{name}` templates of ordering keys, and whether one template catches every topic another one does.
  */
 import { topicFilterProblem } from '../core/mqtt-topic.js';
+import { MAX_ORDERING_KEY_BYTES } from '../sinks/pubsub/outgoing.js';
 
 export type Level =
   | { kind: 'literal'; text: string }
@@ -116,6 +117,14 @@ export function parseKeyTemplate(text: string): { template: KeyTemplate } | { pr
     else parts.push({ variable: m[1]! });
   }
   return { template: { text, parts } };
+}
+
+/** A route's Pub/Sub ordering key from its template, or why Pub/Sub would refuse it (longer than it takes). */
+export function orderingKey(template: KeyTemplate | undefined, values: Readonly<Record<string, string>>): { key?: string } | { problem: string } {
+  if (!template) return {};
+  const key = renderKey(template, values);
+  const bytes = Buffer.byteLength(key);
+  return bytes > MAX_ORDERING_KEY_BYTES ? { problem: `ordering key: ${bytes} bytes; Pub/Sub takes at most ${MAX_ORDERING_KEY_BYTES}` } : { key };
 }
 
 export function renderKey(template: KeyTemplate, values: Readonly<Record<string, string>>): string {

@@ -1,18 +1,10 @@
 import protobuf from 'protobufjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeSparkplug, SparkplugEdge } from '../../test/helpers/sparkplug-edge.js';
-import { decodePayload, decodeState, SparkplugDecodeError } from './payload.js';
+import { decodePayload, decodeState } from './payload.js';
 import { PAYLOAD_TYPE } from './schema.js';
+import { refusal as reason } from '../../test/helpers/sparkplug-refusal.js';
 
-const reason = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SparkplugDecodeError);
-    return (err as Error).message;
-  }
-  throw new Error('did not throw');
-};
 
 describe('decodePayload', () => {
   it('decodes a birth: timestamp, seq, names, aliases, datatypes and raw values, every 64-bit field exact', () => {

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { encodeSparkplug, packArray, typeNumber, type EdgeMetric, type EdgeValue } from '../../test/helpers/sparkplug-edge.js';
 import { decodePayload } from './payload.js';
 import type { MetricValue } from './types.js';
-import { metricValue, SparkplugDecodeError, valueJson } from './values.js';
+import { metricValue, valueJson } from './values.js';
+import { refusal } from '../../test/helpers/sparkplug-refusal.js';
 
 /** Encodes one metric as an edge node would, decodes it, and converts its value by `datatype` (default: its own). */
 function roundTrip(metric: EdgeMetric, opts: { uint32In?: 'int' | 'long'; datatype?: number } = {}): MetricValue {
@@ -12,15 +13,6 @@ function roundTrip(metric: EdgeMetric, opts: { uint32In?: 'int' | 'long'; dataty
 const json = (datatype: string, value: EdgeValue): unknown => {
   const m = decodePayload(encodeSparkplug({ timestamp: 1, metrics: [{ name: 'm', datatype, value }] })).metrics[0]!;
   return valueJson(m.raw, m.datatype, m.isNull, 'metric "m"');
-};
-const refusal = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SparkplugDecodeError);
-    return (err as Error).message;
-  }
-  throw new Error('did not throw');
 };
 
 describe('metricValue: every scalar type round-trips exactly', () => {

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { checkLimits, contractAttributes, isOutgoing, MAX_MESSAGE_BYTES, outgoing, type Outgoing, type OutgoingOptions } from './outgoing.js';
+import { checkLimits, contractAttributes, CONTRACT_ATTRIBUTE_NAMES, isOutgoing, MAX_MESSAGE_BYTES, outgoing, type Outgoing, type OutgoingOptions } from './outgoing.js';
 import type { PropertyDrops } from './property-attributes.js';
 import type { DeliveryMessage } from '../sink.js';
 import type { DeliveryOutcome } from '../../core/outcome.js';
@@ -101,5 +101,12 @@ describe('outgoing', () => {
     if (!isOutgoing(out)) throw new Error('not sent');
     expect(Object.keys(out.message.attributes)).toHaveLength(100);
     expect(drops).toEqual([{ too_many: 7 }]);
+  });
+});
+
+describe('CONTRACT_ATTRIBUTE_NAMES', () => {
+  it('names exactly what contractAttributes sets', () => {
+    const m = { seq: 1, messageId: 'id', topic: 't', payload: Buffer.alloc(0), qos: 1 as const, retain: false, receivedAt: 0 };
+    expect(Object.keys(contractAttributes(m))).toEqual([...CONTRACT_ATTRIBUTE_NAMES]);
   });
 });

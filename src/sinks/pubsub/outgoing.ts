@@ -13,6 +13,11 @@ import { addPropertyAttributes, type PropertyDrops } from './property-attributes
 /** Pub/Sub's limits (cloud.google.com/pubsub/quotas#resource_limits): 10 MB per message, 1,024 bytes per attribute value. */
 export const MAX_MESSAGE_BYTES = 10_000_000;
 export const MAX_ATTRIBUTE_VALUE_BYTES = 1024;
+/** Pub/Sub's limit on an ordering key (the same page). */
+export const MAX_ORDERING_KEY_BYTES = 1024;
+
+/** The names contractAttributes gives every message (routes may not take them for attributes of their own). */
+export const CONTRACT_ATTRIBUTE_NAMES: readonly string[] = ['message_id', 'mqtt_topic', 'mqtt_qos', 'mqtt_retain', 'received_at'];
 
 /** The contract's attributes for one message. */
 export function contractAttributes(msg: SpooledMessage): Record<string, string> {
