@@ -15,6 +15,7 @@ import { ListenerTls } from '../security/listener-tls.js';
 import { GuardedStream, PartialPacketBudget, type StreamRefusal } from './guarded-stream.js';
 import { DEFAULT_EMBEDDED_LIMITS, openPlaintext, type BrokerSecurity, type EmbeddedLimits } from '../security/policy.js';
 import { RetainedLimits } from './retained-limits.js';
+import { isMqtt5, NOT_AUTHORIZED, publishProperties, refuseUnacknowledged } from './mqtt5.js';
 
 export interface EmbeddedBrokerOptions {
   host: string;
@@ -98,16 +99,23 @@ export class EmbeddedBroker {
     const tls = this.listenerTls.read();
     this.aedes = await Aedes.createBroker({
       connectTimeout: o.connectTimeoutMs ?? 30_000,
+      // Advertised to MQTT 5 clients in the CONNACK; the packet guard enforces it first, on the raw bytes.
+      maximumPacketSize: s.maxPacketBytes,
       authenticate: auth.authenticate,
       authorizeForward: auth.authorizeForward,
       // Aedes's own heartbeat and will sweeps publish on $SYS only; they never reach authorizePublish.
+      // An error here answers an MQTT 5 publisher 0x87 and keeps it connected; an MQTT 3.1.1 one is disconnected (mqtt5.ts).
       authorizePublish: (client, packet, callback) => {
+        const v5 = isMqtt5(client);
         if (packet.topic.startsWith('$SYS')) {
-          this.rejections.record('reserved_topic', this.who(client, packet), 'publish to $SYS refused: not acknowledged, the connection is closed');
+          const outcome = v5 ? 'answered 0x87 (not authorized)' : 'not acknowledged, the connection is closed';
+          this.rejections.record('reserved_topic', this.who(client, packet), `publish to $SYS refused: ${outcome}`);
           return callback(this.countedError(new Error('$SYS topics are reserved')));
         }
         if (!auth.mayPublish(client, packet.topic)) {
-          this.rejections.record('not_authorized', this.who(client, packet), 'publish denied by the ACL: acknowledged and dropped');
+          // MQTT 5 has a reason code for it (as Mosquitto answers); MQTT 3.1.1 has none but success.
+          this.rejections.record('not_authorized', this.who(client, packet), `publish denied by the ACL: ${v5 ? 'answered 0x87' : 'acknowledged'} and dropped`);
+          if (v5) return callback(this.countedError(new Error(NOT_AUTHORIZED)));
           auth.markDenied(packet);
           return callback(null);
         }
@@ -146,6 +154,7 @@ export class EmbeddedBroker {
 
   private store(client: Client | null, packet: PublishPacket, callback: (err?: Error | null) => void): void {
     const o = this.opts;
+    const properties = publishProperties(packet);
     o.writer
       .submit({
         topic: packet.topic,
@@ -153,6 +162,7 @@ export class EmbeddedBroker {
         qos: packet.qos,
         retain: packet.retain,
         receivedAt: Date.now(),
+        ...(properties ? { properties } : {}),
       })
       .then(
         () => {
@@ -166,7 +176,7 @@ export class EmbeddedBroker {
             { err: err.message, ...this.who(client, packet) },
             'message not committed: not acknowledged, the connection is closed and the publisher resends it',
           );
-          callback(this.countedError(err));
+          refuseUnacknowledged(client, this.countedError(err), callback);
         },
       );
   }
