@@ -199,6 +199,43 @@ describe('embedded broker, MQTT 5 publishers (node process)', () => {
   });
 });
 
+/** A clean MQTT 3.1.1 session that publishes QoS 2 (id 1) and goes away before its PUBREL. */
+async function abandonedQos2(port: number, payload: string): Promise<void> {
+  const s = net.connect(port, '127.0.0.1');
+  const pubrec = new Promise<void>((resolve) => s.on('data', (d) => d.includes(0x50) && resolve()));
+  s.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'q2-abandoned', keepalive: 30 }));
+  s.write(mqttPacket.generate({ cmd: 'publish', topic: 'plant/q2', payload, qos: 2, messageId: 1, retain: false, dup: false }));
+  await pubrec;
+  s.destroy();
+  await new Promise((r) => setTimeout(r, 200));
+}
+
+describe('embedded broker, QoS 2 state of a clean session (Aedes 2.0.0-beta.1 defect)', () => {
+  let node: NodeProcess;
+  beforeAll(async () => {
+    node = await startNode({ MQTT_BROKER_MODE: 'embedded', FILE_SINK: 'on' });
+    await node.waitReady();
+  });
+  afterAll(async () => {
+    await node?.kill();
+  });
+
+  // Expected to fail while Aedes keeps the incoming QoS 2 entry of a clean session that ended before PUBREL (1.2.0
+  // deletes it, client.js cleanIncoming; 2.0.0-beta.1 does not): the next clean session's message with the same
+  // packet id is taken for a resend and not forwarded, and every such entry stays in memory. The spool has both.
+  it.fails('forwards the next clean session\'s QoS 2 message that reuses the packet id', async () => {
+    const received: string[] = [];
+    const { client: sub } = await v5(`mqtt://127.0.0.1:${node.mqttPort}`, { clientId: 'q2-sub' }, received);
+    await sub.subscribeAsync('plant/q2', { qos: 2 });
+    await abandonedQos2(node.mqttPort, 'first');
+    await abandonedQos2(node.mqttPort, 'second');
+    const out = path.join(node.dataDir, 'out');
+    await waitFor(() => readFileSink(out).filter((l) => l.topic === 'plant/q2').length === 2, 10_000, 'both messages in the spool');
+    await waitFor(() => received.length === 2, 3_000, 'both forwarded').catch(() => undefined);
+    expect(received).toEqual(['first', 'second']);
+  });
+});
+
 describe('embedded broker, MQTT 5 publisher while the spool is full', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'embedded-mqtt5-full-'));
   const spool = Spool.open({ dir, sinks: ['file'], maxBytes: 4096, minFreeDiskBytes: 0 });
