@@ -210,7 +210,7 @@ async function abandonedQos2(port: number, payload: string): Promise<void> {
   await new Promise((r) => setTimeout(r, 200));
 }
 
-describe('embedded broker, QoS 2 state of a clean session (Aedes 2.0.0-beta.1 defect)', () => {
+describe('embedded broker, QoS 2 state of a clean session', () => {
   let node: NodeProcess;
   beforeAll(async () => {
     node = await startNode({ MQTT_BROKER_MODE: 'embedded', FILE_SINK: 'on' });
@@ -220,10 +220,10 @@ describe('embedded broker, QoS 2 state of a clean session (Aedes 2.0.0-beta.1 de
     await node?.kill();
   });
 
-  // Expected to fail while Aedes keeps the incoming QoS 2 entry of a clean session that ended before PUBREL (1.2.0
-  // deletes it, client.js cleanIncoming; 2.0.0-beta.1 does not): the next clean session's message with the same
-  // packet id is taken for a resend and not forwarded, and every such entry stays in memory. The spool has both.
-  it.fails('forwards the next clean session\'s QoS 2 message that reuses the packet id', async () => {
+  // Aedes 2.0.0-beta.1 keeps the incoming QoS 2 entry of a clean session that ended before PUBREL (1.2.0 deletes it,
+  // client.js cleanIncoming): the next clean session's message with the same packet id would be taken for a resend
+  // and not forwarded. The node deletes it at the disconnect (broker-state.ts); the spool has both either way.
+  it('forwards the next clean session\'s QoS 2 message that reuses the packet id', async () => {
     const received: string[] = [];
     const { client: sub } = await v5(`mqtt://127.0.0.1:${node.mqttPort}`, { clientId: 'q2-sub' }, received);
     await sub.subscribeAsync('plant/q2', { qos: 2 });
@@ -258,23 +258,46 @@ describe('embedded broker, MQTT 5 publisher while the spool is full', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('sends no PUBACK (not 0x97: back-pressure, nothing is dropped) until the spool has room, then PUBACK 0', async () => {
+  it('answers 0x97 (quota exceeded) with its reason while the spool is full, keeps the connection; a message that was waiting and a 3.1.1 one are acknowledged once there is room', async () => {
     await broker.start();
     spool.append([{ topic: 'filler', payload: Buffer.alloc(8192), qos: 1, retain: false, receivedAt: Date.now() }]);
     expect(spool.isFull()).toBe(true);
     const { client } = await v5(`mqtt://127.0.0.1:${broker.port}`, { clientId: 'v5-full' });
-    const acks: number[] = [];
+    const acks: Array<{ code: number; reason: string | undefined }> = [];
     client.on('packetreceive', (p) => {
-      if (p.cmd === 'puback') acks.push(p.reasonCode ?? 0);
+      if (p.cmd === 'puback') acks.push({ code: p.reasonCode ?? 0, reason: p.properties?.reasonString });
     });
-    const publishing = client.publishAsync('plant/full', 'waits', { qos: 1, properties: { contentType: 'text/plain' } });
-    await new Promise((r) => setTimeout(r, 1_000));
-    expect(acks).toEqual([]);
+    // The first message meets a spool not yet known full: it waits for a commit, unacknowledged.
+    const waiting = client.publishAsync('plant/full', 'waits', { qos: 1, properties: { contentType: 'text/plain' } });
+    await waitFor(() => writer.isBlocked, 5_000);
+    const refused = await client.publishAsync('plant/full', 'refused', { qos: 1 }).then(
+      () => 'acknowledged',
+      (err: Error & { code?: number }) => `refused ${err.code}`,
+    );
+    expect(refused).toBe('refused 151');
+    expect(acks).toEqual([{ code: 0x97, reason: 'the node cannot store messages now (spool full): publish again later' }]);
     expect(client.connected).toBe(true);
+    expect(await rejectedCount(metrics, 'quota_exceeded')).toBe(1);
+    // MQTT 3.1.1 has no reason code: its message waits, unacknowledged, as before.
+    const v311 = mqtt.connect(`mqtt://127.0.0.1:${broker.port}`, { protocolVersion: 4, clientId: 'v311-full', reconnectPeriod: 0 });
+    clients.push(v311);
+    await new Promise((resolve) => v311.once('connect', resolve));
+    let v311Acked = false;
+    const v311Waiting = v311.publishAsync('plant/full-311', 'waits too', { qos: 1 }).then(() => (v311Acked = true));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(v311Acked).toBe(false);
+    expect(acks).toHaveLength(1);
     spool.ack('file', spool.lease('file', 10));
-    await publishing;
-    expect(acks).toEqual([0]);
-    expect(spool.lease('file', 10).map((m) => [m.topic, m.properties])).toEqual([['plant/full', { contentType: 'text/plain' }]]);
+    await Promise.all([waiting, v311Waiting]);
+    expect(acks.map((a) => a.code)).toEqual([0x97, 0]);
+    const stored = spool.lease('file', 10).map((m) => [m.topic, m.payload.toString(), m.properties]);
+    expect(stored).toEqual(
+      expect.arrayContaining([
+        ['plant/full', 'waits', { contentType: 'text/plain' }],
+        ['plant/full-311', 'waits too', undefined],
+      ]),
+    );
+    expect(stored).toHaveLength(2);
   });
 });
 

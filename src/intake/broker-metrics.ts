@@ -56,6 +56,9 @@ export class BrokerMetrics {
   readonly retainedMessages: Gauge;
   readonly retainedBytes: Gauge;
   readonly retainedRefused: Counter<'reason'>;
+  readonly queuedDropped: Counter;
+  /** What the embedded broker's state gauges read at a scrape (broker-state.ts sets it). */
+  stateNow: () => { sessions: number; queuedMessages: number; bytes: number } | undefined = () => undefined;
 
   constructor(metrics: Metrics) {
     const registers = [metrics.registry];
@@ -138,6 +141,36 @@ export class BrokerMetrics {
       registers,
     });
     for (const reason of RETAINED_REFUSAL_REASONS) this.retainedRefused.inc({ reason }, 0);
+    this.queuedDropped = new Counter({
+      name: 'mqtt_ingest_broker_queued_dropped_total',
+      help:
+        'Messages the embedded broker did not queue for a disconnected persistent session because its queue held ' +
+        'MQTT_MAX_QUEUED_MESSAGES; each was still stored in the spool.',
+      registers,
+    });
+    const state = (pick: 'sessions' | 'queuedMessages' | 'bytes') =>
+      function (this: Gauge) {
+        const now = partial.stateNow();
+        if (now) this.set(now[pick]);
+      };
+    new Gauge({
+      name: 'mqtt_ingest_broker_sessions',
+      help: 'Persistent sessions the embedded broker keeps in DATA_DIR/broker/state.db (subscriptions of clients without clean session).',
+      registers,
+      collect: state('sessions'),
+    });
+    new Gauge({
+      name: 'mqtt_ingest_broker_queued_messages',
+      help: 'QoS 1 and 2 messages the embedded broker keeps queued or in flight for subscribers (at most MQTT_MAX_QUEUED_MESSAGES each).',
+      registers,
+      collect: state('queuedMessages'),
+    });
+    new Gauge({
+      name: 'mqtt_ingest_broker_state_bytes',
+      help: "Bytes of the embedded broker's state file DATA_DIR/broker/state.db (sessions, queued and retained messages, wills).",
+      registers,
+      collect: state('bytes'),
+    });
   }
 
   refused(reason: RefusalReason, n = 1): void {

@@ -15,7 +15,8 @@ import { ListenerTls } from '../security/listener-tls.js';
 import { GuardedStream, PartialPacketBudget, type StreamRefusal } from './guarded-stream.js';
 import { DEFAULT_EMBEDDED_LIMITS, openPlaintext, type BrokerSecurity, type EmbeddedLimits } from '../security/policy.js';
 import { RetainedLimits } from './retained-limits.js';
-import { isMqtt5, NOT_AUTHORIZED, publishProperties, refuseUnacknowledged } from './mqtt5.js';
+import { BrokerState } from './broker-state.js';
+import { answerRefused, isMqtt5, NOT_AUTHORIZED, publishProperties, QUOTA_EXCEEDED, refuseUnacknowledged, SPOOL_FULL_REASON } from './mqtt5.js';
 
 export interface EmbeddedBrokerOptions {
   host: string;
@@ -31,6 +32,11 @@ export interface EmbeddedBrokerOptions {
   metrics: Metrics;
   /** Called after each commit, so the dispatcher leases new rows at once. */
   onCommitted: () => void;
+  /**
+   * DATA_DIR/broker/state.db: sessions, queued and retained messages and wills survive a restart (broker-state.ts).
+   * Omitted (in-process tests): Aedes's memory store.
+   */
+  stateFile?: string;
 }
 
 /** Parser errors of mqtt-packet and Aedes that mean a CONNECT with another protocol, not random bytes. */
@@ -40,9 +46,9 @@ const INVALID_PUBLISH_TOPIC = /^(empty topic not allowed in PUBLISH|[#+] is not 
 /** Client input in log lines is cut to this length (a topic may be 64 KiB). */
 const MAX_LOGGED_TOPIC = 200;
 
-/** The part of Aedes's persistence (aedes-persistence's memory store by default) that keeps retained messages. */
+/** The part of Aedes's persistence (broker-store/, or aedes-persistence's memory store) that keeps retained messages. */
 interface RetainedStore {
-  storeRetained(packet: PublishPacket, cb?: (err: Error | null) => void): Promise<void> | void;
+  storeRetained(packet: PublishPacket): Promise<void>;
 }
 
 /**
@@ -76,6 +82,7 @@ export class EmbeddedBroker {
   private readonly partial: PartialPacketBudget;
   private readonly retained: RetainedLimits;
   private readonly retainedWarnings: RateLimitedWarnings<RetainedRefusalReason>;
+  private brokerState: BrokerState | undefined;
 
   constructor(private readonly opts: EmbeddedBrokerOptions) {
     this.security = opts.security ?? openPlaintext(opts.host, opts.port);
@@ -97,7 +104,21 @@ export class EmbeddedBroker {
     const auth = new EmbeddedAuth({ security: s, reservedClientId: o.reservedClientId ?? '', logger: log, metrics: o.metrics });
     this.auth = auth;
     const tls = this.listenerTls.read();
+    const state = o.stateFile
+      ? new BrokerState({
+          file: o.stateFile,
+          limits: this.limits,
+          retained: this.retained,
+          metrics: this.m,
+          logger: log,
+          storeWill: (will) => new Promise((resolve, reject) => this.store(null, will, (err) => (err ? reject(err) : resolve()))),
+        })
+      : undefined;
+    this.brokerState = state;
     this.aedes = await Aedes.createBroker({
+      ...(state ? { persistence: state.store as never } : {}),
+      // MQTT 5 sessions last at most this long (Aedes clamps the client's Session Expiry Interval and says so in the CONNACK).
+      sessionExpiryIntervalLimit: this.limits.maxSessionExpirySeconds,
       connectTimeout: o.connectTimeoutMs ?? 30_000,
       // Advertised to MQTT 5 clients in the CONNACK; the packet guard enforces it first, on the raw bytes.
       maximumPacketSize: s.maxPacketBytes,
@@ -119,6 +140,12 @@ export class EmbeddedBroker {
           auth.markDenied(packet);
           return callback(null);
         }
+        // Back-pressure an MQTT 5 publisher can see: while the spool is full its QoS 1/2 publish is refused with
+        // 0x97 at once (it decides when to send again) instead of waiting unacknowledged as a 3.1.1 one does.
+        if (v5 && client && packet.qos > 0 && o.writer.isBlocked) {
+          this.rejections.record('quota_exceeded', this.who(client, packet), 'spool full: an MQTT 5 publish answered 0x97 (quota exceeded), not stored');
+          return answerRefused(client, packet, QUOTA_EXCEEDED, SPOOL_FULL_REASON, callback);
+        }
         this.store(client, packet, callback);
       },
     });
@@ -129,8 +156,8 @@ export class EmbeddedBroker {
     (this.aedes as EventEmitter).on('error', (err: Error) => log.error(withCode('BROKER_ERROR', { err: err.message }), 'embedded broker error'));
     this.limitRetained(this.aedes);
     this.m.partialPacketBytesNow = () => this.partial.bytes;
-    this.m.retainedMessages.set(0);
-    this.m.retainedBytes.set(0);
+    this.m.retainedMessages.set(this.retained.messages);
+    this.m.retainedBytes.set(this.retained.bytes);
     if (this.limits.maxPartialBytes < s.maxPacketBytes) {
       log.warn(
         withCode('CONFIG_WARNING', { maxPartialBytes: this.limits.maxPartialBytes, maxPacketBytes: s.maxPacketBytes }),
@@ -142,6 +169,7 @@ export class EmbeddedBroker {
     this.aedes.on('connackSent', () => this.m.clientsConnected.set(this.aedes?.connectedClients ?? 0));
     this.aedes.on('clientDisconnect', () => this.m.clientsConnected.set(this.aedes?.connectedClients ?? 0));
     try {
+      await state?.attach(this.aedes);
       await this.openListeners(tls);
     } catch (err) {
       await this.stop();
@@ -266,12 +294,12 @@ export class EmbeddedBroker {
       throw new Error('the Aedes persistence has no storeRetained: cannot limit retained messages');
     }
     const store = persistence.storeRetained.bind(persistence);
-    persistence.storeRetained = (packet, cb) => {
+    persistence.storeRetained = (packet) => {
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
       const decision = this.retained.admit(packet.topic, payload.length);
       this.m.retainedMessages.set(this.retained.messages);
       this.m.retainedBytes.set(this.retained.bytes);
-      if (decision.keep) return store({ ...packet, payload: payload.length === 0 ? payload : Buffer.from(payload) }, cb);
+      if (decision.keep) return store({ ...packet, payload: payload.length === 0 ? payload : Buffer.from(payload) });
       this.m.retainedRefused.inc({ reason: decision.reason });
       const limit =
         decision.reason === 'max_messages'
@@ -284,7 +312,7 @@ export class EmbeddedBroker {
           (decision.dropOld ? ', and the older retained message of its topic is deleted' : ''),
       );
       // An empty payload deletes whatever the topic held (nothing, unless dropOld): the store stays as counted.
-      return store({ ...packet, payload: Buffer.alloc(0) }, cb);
+      return store({ ...packet, payload: Buffer.alloc(0) });
     };
   }
 
@@ -384,6 +412,9 @@ export class EmbeddedBroker {
     // Aedes first: it disconnects the clients, which lets the listeners' close() finish.
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
     await Promise.all(this.listeners.map(({ listener }) => listener.close()));
+    // Aedes's close leaves its persistence open.
+    await this.brokerState?.close().catch((err: Error) => this.log.error(withCode('BROKER_ERROR', { err: err.message }), 'embedded broker state: could not close its file'));
+    this.brokerState = undefined;
   }
 
   isUp(): boolean {

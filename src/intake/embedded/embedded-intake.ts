@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { BrokerError } from '../../core/errors.js';
 import type { Intake, IntakeDeps, IntakeReadiness, IntakeStatus, PublishOptions } from '../intake.js';
 import { brokerSecurity } from '../security/policy.js';
@@ -25,6 +26,7 @@ export class EmbeddedIntake implements Intake {
       logger: deps.logger,
       metrics: deps.metrics,
       onCommitted: deps.onCommitted,
+      stateFile: path.join(c.DATA_DIR, 'broker', 'state.db'),
     });
   }
 

@@ -13,8 +13,10 @@ import type { Metrics } from '../../core/metrics.js';
  *   (MQTT-1.5.3-1, -2); the connection is closed.
  * - `commit_failed`: the spool could not commit it; not acknowledged, the connection is closed and the
  *   publisher resends it after reconnecting.
+ * - `quota_exceeded`: an MQTT 5 QoS 1 or 2 publish while the spool is full; answered 0x97 (Quota exceeded), not
+ *   stored, the connection kept (an MQTT 3.1.1 publisher's message waits unacknowledged instead).
  */
-export type InboundRejection = 'not_authorized' | 'reserved_topic' | 'invalid_topic' | 'commit_failed';
+export type InboundRejection = 'not_authorized' | 'reserved_topic' | 'invalid_topic' | 'commit_failed' | 'quota_exceeded';
 
 /** A warning per reason at most this often; the ones in between are counted in the next warning. */
 export const REJECTION_LOG_INTERVAL_MS = 10_000;
@@ -47,8 +49,8 @@ export class InboundRejections {
   private readonly warnings: RateLimitedWarnings<InboundRejection>;
 
   constructor(private readonly o: { metrics: Metrics; logger: Logger; intervalMs?: number; now?: () => number }) {
-    // A commit that failed is the spool's condition, not the client's: it has the spool's code.
-    this.warnings = new RateLimitedWarnings({ ...o, code: (r) => (r === 'commit_failed' ? 'SPOOL_COMMIT_FAILED' : 'INBOUND_REJECTED') });
+    // A commit that failed, or a full spool, is the spool's condition, not the client's: it has the spool's code.
+    this.warnings = new RateLimitedWarnings({ ...o, code: (r) => (r === 'commit_failed' ? 'SPOOL_COMMIT_FAILED' : r === 'quota_exceeded' ? 'SPOOL_FULL' : 'INBOUND_REJECTED') });
   }
 
   record(reason: InboundRejection, fields: Record<string, unknown>, message: string): void {

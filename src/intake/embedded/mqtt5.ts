@@ -5,7 +5,13 @@
  * connection unanswered. The hook cannot choose another reason code.
  */
 import type { Client, PublishPacket } from 'aedes';
+import mqttPacket from 'mqtt-packet';
 import type { MessageProperties } from '../../core/message.js';
+
+/** MQTT 5 reason code 0x97 (Quota exceeded), §3.4.2.1. */
+export const QUOTA_EXCEEDED = 0x97;
+/** The Reason String of a publish refused while the spool is full. */
+export const SPOOL_FULL_REASON = 'the node cannot store messages now (spool full): publish again later';
 
 /** The Reason String of an ACL-denied MQTT 5 publish: the client sees it, so it says nothing of the ACL. */
 export const NOT_AUTHORIZED = 'not authorized';
@@ -36,4 +42,30 @@ export function publishProperties(packet: PublishPacket): MessageProperties | un
 export function refuseUnacknowledged(client: Client | null, err: Error, callback: (err?: Error | null) => void): void {
   if (!client || client.version !== 5) return callback(err);
   client.close(() => callback(err));
+}
+
+/**
+ * Answers an MQTT 5 QoS 1 or 2 publish with PUBACK/PUBREC `reasonCode` and tells Aedes to do nothing more with it,
+ * then calls the hook back. Aedes's authorizePublish answers any error with 0x87 (lib/handlers/publish.js), so the
+ * node writes its own acknowledgement, as Aedes does (mqtt-packet's writeToStream on the connection, protocol 5,
+ * the Reason String unless the client set Request Problem Information to 0: Aedes's `_requestProblemInformation`), and sets the packet's
+ * `_notAuthorized`, the flag by which Aedes's enqueuePublish skips the PUBACK and the publish: pinned Aedes
+ * 2.0.0-beta.1 behaviour, checked by test/embedded-mqtt5.test.ts.
+ */
+export function answerRefused(client: Client, packet: PublishPacket, reasonCode: number, reason: string, callback: (err?: Error | null) => void): void {
+  (packet as { _notAuthorized?: boolean })._notAuthorized = true;
+  const c = client as { _requestProblemInformation?: boolean; connected?: boolean; conn?: NodeJS.WritableStream };
+  const properties = c._requestProblemInformation === false ? undefined : { reasonString: reason };
+  const ack = {
+    cmd: packet.qos === 1 ? ('puback' as const) : ('pubrec' as const),
+    messageId: (packet as { messageId?: number }).messageId ?? 0,
+    reasonCode,
+    ...(properties ? { properties } : {}),
+  };
+  try {
+    if (c.conn && c.connected) mqttPacket.writeToStream(ack, c.conn, { protocolVersion: 5 });
+  } catch {
+    // A connection closing under us: the publisher gets nothing and resends on its next connection.
+  }
+  callback(null);
 }

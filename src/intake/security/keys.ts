@@ -107,6 +107,20 @@ export const ownBrokerKeys = {
     description:
       'Embedded broker: most topic and payload bytes of the retained messages it keeps, as `MQTT_MAX_RETAINED_MESSAGES`.',
   }),
+  MQTT_MAX_QUEUED_MESSAGES: key(wholeNumber(1, 100_000_000), {
+    default: '1000',
+    description:
+      'Embedded broker: most QoS 1 and 2 messages queued for one persistent session of another subscriber (kept in ' +
+      '`DATA_DIR/broker/state.db`); a message for a full queue is not queued for it, and is counted in ' +
+      '`mqtt_ingest_broker_queued_dropped_total` (it is still stored in the spool). Mosquitto\'s `max_queued_messages`.',
+  }),
+  MQTT_MAX_SESSION_EXPIRY_SECONDS: key(wholeNumber(1, 4294967295), {
+    default: '1209600',
+    description:
+      'Embedded broker: longest a disconnected persistent session is kept (its subscriptions and queued messages): ' +
+      'the most an MQTT 5 client\'s Session Expiry Interval gets, and how long an MQTT 3.1.1 session without clean ' +
+      'session lasts. Default 14 days, Mosquitto\'s `persistent_client_expiration` in the mosquitto mode.',
+  }),
   MOSQUITTO_BIN: key(text('a command name or path'), {
     default: 'mosquitto',
     description: 'The Mosquitto executable, looked up on `PATH` unless it is a path.',

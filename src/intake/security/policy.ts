@@ -54,6 +54,10 @@ export interface EmbeddedLimits {
   /** MQTT_MAX_RETAINED_MESSAGES, MQTT_MAX_RETAINED_BYTES: the retained messages kept (topic and payload bytes). */
   maxRetainedMessages: number;
   maxRetainedBytes: number;
+  /** MQTT_MAX_QUEUED_MESSAGES: QoS 1/2 messages queued per persistent session. */
+  maxQueuedMessages: number;
+  /** MQTT_MAX_SESSION_EXPIRY_SECONDS: how long a disconnected persistent session is kept at most. */
+  maxSessionExpirySeconds: number;
 }
 
 /** The embedded limits with their configuration defaults. */
@@ -63,6 +67,8 @@ export const DEFAULT_EMBEDDED_LIMITS: EmbeddedLimits = {
   partialPacketTimeoutMs: 60_000,
   maxRetainedMessages: 50_000,
   maxRetainedBytes: 32 * 1024 * 1024,
+  maxQueuedMessages: 1000,
+  maxSessionExpirySeconds: 14 * 24 * 3600,
 };
 
 /** The settings both broker modes build their listeners from. File paths are made absolute (Mosquitto's conf needs that). */
@@ -95,6 +101,8 @@ export function brokerSecurity(c: OwnBrokerConfig & Pick<IntakeConfig, 'MQTT_HOS
       partialPacketTimeoutMs: c.MQTT_PARTIAL_PACKET_TIMEOUT_SECONDS * 1000,
       maxRetainedMessages: c.MQTT_MAX_RETAINED_MESSAGES,
       maxRetainedBytes: c.MQTT_MAX_RETAINED_BYTES,
+      maxQueuedMessages: c.MQTT_MAX_QUEUED_MESSAGES,
+      maxSessionExpirySeconds: c.MQTT_MAX_SESSION_EXPIRY_SECONDS,
     },
   };
 }

@@ -213,9 +213,9 @@ describe('opening the file', () => {
     writeFileSync(file, Buffer.alloc(8192, 0x5a));
     rmSync(`${file}-wal`, { force: true });
     const err = refusal(file);
-    expect(err.code).toBe('BROKER_START_FAILED');
+    expect(err.code).toBe('BROKER_STATE_DAMAGED');
     expect(err.message).toContain(file);
-    expect(err.message).toMatch(/damaged or not a state file; move it aside/);
+    expect(err.message).toMatch(/damaged or not a state file/);
   });
 
   it('refuses a format version it does not know', async () => {

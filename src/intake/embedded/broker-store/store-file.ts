@@ -57,11 +57,12 @@ CREATE INDEX IF NOT EXISTS session_expiry_at ON session_expiry (expires_at);
 /**
  * Opens (creating it and its directory) the broker's state file, sets its pragmas and tables, and checks that
  * SQLite can read every page: a damaged file is refused at start, not found out by a client's subscribe later.
- * Throws a BrokerError (BROKER_START_FAILED) naming the file; the file is closed again.
+ * Throws a BrokerError naming the file (BROKER_STATE_DAMAGED when it cannot be read, else BROKER_START_FAILED); the
+ * file is closed again.
  */
 export function openStoreFile(file: string): Database.Database {
-  const refuse = (what: string, cause: unknown): BrokerError =>
-    new BrokerError('BROKER_START_FAILED', `the embedded broker's state file ${file} ${what}`, { cause, context: { file } });
+  const refuse = (what: string, cause: unknown, code: 'BROKER_START_FAILED' | 'BROKER_STATE_DAMAGED' = 'BROKER_START_FAILED'): BrokerError =>
+    new BrokerError(code, `the embedded broker's state file ${file} ${what}`, { cause, context: { file } });
   try {
     mkdirSync(path.dirname(file), { recursive: true });
   } catch (err) {
@@ -95,7 +96,8 @@ export function openStoreFile(file: string): Database.Database {
   } catch (err) {
     db.close();
     if (err instanceof BrokerError) throw err;
-    throw refuse(`cannot be used (${(err as Error).message}): it is damaged or not a state file; move it aside to start with an empty broker state`, err);
+    // Its own code: the broker sets such a file aside and starts empty (broker-state.ts).
+    throw refuse(`cannot be used (${(err as Error).message}): it is damaged or not a state file`, err, 'BROKER_STATE_DAMAGED');
   }
   return db;
 }
