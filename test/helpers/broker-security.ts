@@ -137,12 +137,6 @@ export async function waitForTopic(node: NodeProcess, topic: string): Promise<st
   }, 20_000, `${topic} in the file sink`);
 }
 
-/** Connections refused by the node's own broker, whatever the reason. */
-export async function refusedTotal(node: NodeProcess): Promise<number> {
-  const lines = (await node.metrics()).split('\n').filter((l) => l.startsWith('mqtt_ingest_broker_connections_refused_total{'));
-  return lines.reduce((n, l) => n + Number(l.split(' ').pop()), 0);
-}
-
 /**
  * `n` connections open at once, retried until the listener admits them all: connections that earlier cases
  * closed may still be open on the server's side for a moment.

@@ -350,6 +350,8 @@ export class EmbeddedBroker {
     if (message === 'connect did not arrive in time') this.refused('connect_timeout', message);
     else if (BAD_PROTOCOL.test(message)) this.refused('bad_protocol', message);
     else if ((err as { errorCode?: number }).errorCode !== undefined) return; // a refused CONNECT: authenticate() counted it
+    // MQTT 5 enhanced authentication (AUTH), which the node does not offer: Aedes answers CONNACK 0x8C.
+    else if ((err as { reasonCode?: number }).reasonCode === 0x8c) this.refused('not_authorized', message);
     else this.refused('malformed', message);
   }
 

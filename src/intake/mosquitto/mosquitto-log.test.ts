@@ -5,6 +5,7 @@ import { MosquittoLogClassifier, relayLevel } from './mosquitto-log.js';
 /** Each case is the real output of Mosquitto 2.0.11 (log_timestamp false) for one connection. */
 const CASES: Array<[string, string[], string[]]> = [
   ['wrong password', ['New connection from 127.0.0.1:33394 on port 18831.', 'Client <unknown> disconnected, not authorised.'], ['not_authorized']],
+  ['MQTT 5 enhanced authentication', ['New connection from 127.0.0.1:33394 on port 18831.', 'Client <unknown> disconnected due to QoS too high or retain not supported.'], ['not_authorized']],
   [
     'bad protocol name',
     ['New connection from 127.0.0.1:33430 on port 18831.', 'Invalid protocol "MQXX" in CONNECT from 127.0.0.1.', 'Client <unknown> disconnected due to protocol error.'],

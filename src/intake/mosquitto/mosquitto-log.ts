@@ -27,6 +27,9 @@ export class MosquittoLogClassifier {
     const previous = this.previous;
     this.previous = line;
     if (/^Client .* disconnected, not authorised\.$/.test(line)) return 'not_authorized';
+    // Mosquitto 2.0's words for a CONNECT asking for MQTT 5 enhanced authentication (answered 0x8C); read as such only
+    // while the rendered configuration sets neither max_qos nor retain_available, which would give the same words.
+    if (line === 'Client <unknown> disconnected due to QoS too high or retain not supported.') return 'not_authorized';
     if (/^Invalid protocol( version)? .* in CONNECT from /.test(line)) return 'bad_protocol';
     if (/^Client .* disconnected due to protocol error\.$/.test(line)) {
       // Already counted as bad_protocol by the line before.
