@@ -27,7 +27,12 @@ export interface BrokerStatus {
   pid?: number;
   /** A human-readable reason for the state, such as the last error. */
   detail?: string;
+  /** The MQTT versions publishers may connect with (the node's own broker modes). */
+  mqttVersions?: string[];
 }
+
+/** What both own-broker modes speak: Aedes 2 and Mosquitto 2. */
+export const OWN_BROKER_MQTT_VERSIONS = ['3.1', '3.1.1', '5'];
 
 /** What the readiness endpoint shows of the intake, under `components.broker` and `components.source`. */
 export interface IntakeStatus {

@@ -247,7 +247,9 @@ export function intakeContract(h: IntakeHarness): void {
     const check = (s: ReturnType<Intake['status']>) => {
       expect(s.mode).toBe(h.mode);
       expect(s.broker).toMatchObject({ mode: h.mode, state: expect.any(String), restarts: expect.any(Number) });
-      for (const key of Object.keys(s.broker)) expect(['mode', 'state', 'restarts', 'pid', 'detail']).toContain(key);
+      for (const key of Object.keys(s.broker)) expect(['mode', 'state', 'restarts', 'pid', 'detail', 'mqttVersions']).toContain(key);
+      // The versions publishers may use: both own-broker modes speak MQTT 5 too.
+      if (h.mode !== 'external') expect(s.broker.mqttVersions).toEqual(['3.1', '3.1.1', '5']);
       expect(s.source).toMatchObject({ state: expect.any(String) });
       expect(JSON.parse(JSON.stringify(s))).toEqual(s);
     };

@@ -46,7 +46,7 @@ type SessionClient = Client & { clean?: boolean; version?: number; sessionExpiry
  *   has none, MQTT_MAX_SESSION_EXPIRY_SECONDS, as Mosquitto's persistent_client_expiration;
  * - a message not queued for a full session queue (MQTT_MAX_QUEUED_MESSAGES) is counted and logged.
  */
-export class BrokerState {
+export class DurableBrokerState {
   readonly store: BrokerStore;
   private readonly log: Logger;
   private readonly warnings: RateLimitedWarnings<'queue_full'>;

@@ -1,7 +1,7 @@
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { PublishError, type BrokerStatus, type PublishOptions } from '../intake.js';
+import { OWN_BROKER_MQTT_VERSIONS, PublishError, type BrokerStatus, type PublishOptions } from '../intake.js';
 import { topicNameProblem } from '../../core/mqtt-topic.js';
 import { BrokerError, withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
@@ -14,8 +14,8 @@ import { EmbeddedAuth, type ListenerKind } from './embedded-auth.js';
 import { ListenerTls } from '../security/listener-tls.js';
 import { GuardedStream, PartialPacketBudget, type StreamRefusal } from './guarded-stream.js';
 import { DEFAULT_EMBEDDED_LIMITS, openPlaintext, type BrokerSecurity, type EmbeddedLimits } from '../security/policy.js';
-import { RetainedLimits } from './retained-limits.js';
-import { BrokerState } from './broker-state.js';
+import { limitRetained, RetainedLimits } from './retained-limits.js';
+import { DurableBrokerState } from './broker-state.js';
 import { answerRefused, isMqtt5, NOT_AUTHORIZED, publishProperties, QUOTA_EXCEEDED, refuseUnacknowledged, SPOOL_FULL_REASON } from './mqtt5.js';
 
 export interface EmbeddedBrokerOptions {
@@ -46,10 +46,6 @@ const INVALID_PUBLISH_TOPIC = /^(empty topic not allowed in PUBLISH|[#+] is not 
 /** Client input in log lines is cut to this length (a topic may be 64 KiB). */
 const MAX_LOGGED_TOPIC = 200;
 
-/** The part of Aedes's persistence (broker-store/, or aedes-persistence's memory store) that keeps retained messages. */
-interface RetainedStore {
-  storeRetained(packet: PublishPacket): Promise<void>;
-}
 
 /**
  * The in-process broker (Aedes). Messages are taken in Aedes's `authorizePublish` hook, which runs
@@ -82,7 +78,7 @@ export class EmbeddedBroker {
   private readonly partial: PartialPacketBudget;
   private readonly retained: RetainedLimits;
   private readonly retainedWarnings: RateLimitedWarnings<RetainedRefusalReason>;
-  private brokerState: BrokerState | undefined;
+  private brokerState: DurableBrokerState | undefined;
 
   constructor(private readonly opts: EmbeddedBrokerOptions) {
     this.security = opts.security ?? openPlaintext(opts.host, opts.port);
@@ -105,7 +101,7 @@ export class EmbeddedBroker {
     this.auth = auth;
     const tls = this.listenerTls.read();
     const state = o.stateFile
-      ? new BrokerState({
+      ? new DurableBrokerState({
           file: o.stateFile,
           limits: this.limits,
           retained: this.retained,
@@ -154,7 +150,7 @@ export class EmbeddedBroker {
     // Nothing acknowledged depends on it: messages are in the spool before their PUBACK. (Aedes's typings
     // list its other events only, hence the plain EventEmitter.)
     (this.aedes as EventEmitter).on('error', (err: Error) => log.error(withCode('BROKER_ERROR', { err: err.message }), 'embedded broker error'));
-    this.limitRetained(this.aedes);
+    limitRetained(this.aedes, { limits: this.limits, retained: this.retained, metrics: this.m, warnings: this.retainedWarnings });
     this.m.partialPacketBytesNow = () => this.partial.bytes;
     this.m.retainedMessages.set(this.retained.messages);
     this.m.retainedBytes.set(this.retained.bytes);
@@ -280,42 +276,6 @@ export class EmbeddedBroker {
     }
   }
 
-  /**
-   * Holds Aedes's retained messages to MQTT_MAX_RETAINED_MESSAGES and MQTT_MAX_RETAINED_BYTES. Every retained
-   * publish, a client's or a will, reaches the persistence's storeRetained (aedes.js, the first step of publish),
-   * which runs after authorizePublish, so after the spool commit and, for QoS 1, after the PUBACK. A message over a
-   * limit is therefore already stored and acknowledged; it is still delivered to the subscribers connected now,
-   * but not kept for later ones, and an older retained message of its topic is deleted (retained-limits.ts).
-   * Kept payloads are copied: mqtt-packet's payload is a view into the socket read, which it would keep whole.
-   */
-  private limitRetained(aedes: Aedes): void {
-    const persistence = (aedes as unknown as { persistence?: RetainedStore }).persistence;
-    if (typeof persistence?.storeRetained !== 'function') {
-      throw new Error('the Aedes persistence has no storeRetained: cannot limit retained messages');
-    }
-    const store = persistence.storeRetained.bind(persistence);
-    persistence.storeRetained = (packet) => {
-      const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-      const decision = this.retained.admit(packet.topic, payload.length);
-      this.m.retainedMessages.set(this.retained.messages);
-      this.m.retainedBytes.set(this.retained.bytes);
-      if (decision.keep) return store({ ...packet, payload: payload.length === 0 ? payload : Buffer.from(payload) });
-      this.m.retainedRefused.inc({ reason: decision.reason });
-      const limit =
-        decision.reason === 'max_messages'
-          ? `MQTT_MAX_RETAINED_MESSAGES (${this.limits.maxRetainedMessages})`
-          : `MQTT_MAX_RETAINED_BYTES (${this.limits.maxRetainedBytes})`;
-      this.retainedWarnings.warn(
-        decision.reason,
-        { topic: packet.topic.slice(0, MAX_LOGGED_TOPIC), retainedMessages: this.retained.messages, retainedBytes: this.retained.bytes },
-        `retained message not kept: ${limit} reached; it is stored and delivered, but later subscribers do not get it` +
-          (decision.dropOld ? ', and the older retained message of its topic is deleted' : ''),
-      );
-      // An empty payload deletes whatever the topic held (nothing, unless dropOld): the store stays as counted.
-      return store({ ...packet, payload: Buffer.alloc(0) });
-    };
-  }
-
   /** The publisher and topic of a refused message, for its log line. */
   private who(client: Client | null, packet: PublishPacket): { clientId: string | undefined; topic: string } {
     return { clientId: client?.id, topic: packet.topic.slice(0, MAX_LOGGED_TOPIC) };
@@ -425,6 +385,6 @@ export class EmbeddedBroker {
 
   status(): BrokerStatus {
     const where = this.listeners.map(({ kind, listener }) => `${kind} ${this.security.host}:${listener.port}`).join(', ');
-    return { mode: 'embedded', state: this.state, restarts: 0, detail: `listening on ${where}` };
+    return { mode: 'embedded', state: this.state, restarts: 0, detail: `listening on ${where}`, mqttVersions: OWN_BROKER_MQTT_VERSIONS };
   }
 }

@@ -1,4 +1,7 @@
-import type { RetainedRefusalReason } from '../broker-metrics.js';
+import type { Aedes, PublishPacket } from 'aedes';
+import type { BrokerMetrics, RetainedRefusalReason } from '../broker-metrics.js';
+import type { EmbeddedLimits } from '../security/policy.js';
+import type { RateLimitedWarnings } from './inbound-rejections.js';
 
 /** What to do with one retained message the broker is about to store. */
 export type RetainedDecision =
@@ -55,4 +58,52 @@ export class RetainedLimits {
     this.sizes.delete(topic);
     this.total -= old;
   }
+}
+
+/** The part of Aedes's persistence (broker-store/, or aedes-persistence's memory store) that keeps retained messages. */
+interface RetainedStore {
+  storeRetained(packet: PublishPacket): Promise<void>;
+}
+
+/** Client input in log lines is cut to this length (a topic may be 64 KiB). */
+const MAX_LOGGED_TOPIC = 200;
+
+/**
+ * Holds Aedes's retained messages to MQTT_MAX_RETAINED_MESSAGES and MQTT_MAX_RETAINED_BYTES. Every retained
+ * publish, a client's or a will, reaches the persistence's storeRetained (aedes.js, the first step of publish),
+ * which runs after authorizePublish, so after the spool commit and, for QoS 1, after the PUBACK. A message over a
+ * limit is therefore already stored and acknowledged; it is still delivered to the subscribers connected now,
+ * but not kept for later ones, and an older retained message of its topic is deleted (RetainedLimits above).
+ * Kept payloads are copied: mqtt-packet's payload is a view into the socket read, which it would keep whole.
+ */
+export function limitRetained(
+  aedes: Aedes,
+  o: { limits: EmbeddedLimits; retained: RetainedLimits; metrics: BrokerMetrics; warnings: RateLimitedWarnings<RetainedRefusalReason> },
+): void {
+  const persistence = (aedes as unknown as { persistence?: RetainedStore }).persistence;
+  if (typeof persistence?.storeRetained !== 'function') {
+    throw new Error('the Aedes persistence has no storeRetained: cannot limit retained messages');
+  }
+  const store = persistence.storeRetained.bind(persistence);
+  const { retained, metrics: m } = o;
+  persistence.storeRetained = (packet) => {
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    const decision = retained.admit(packet.topic, payload.length);
+    m.retainedMessages.set(retained.messages);
+    m.retainedBytes.set(retained.bytes);
+    if (decision.keep) return store({ ...packet, payload: payload.length === 0 ? payload : Buffer.from(payload) });
+    m.retainedRefused.inc({ reason: decision.reason });
+    const limit =
+      decision.reason === 'max_messages'
+        ? `MQTT_MAX_RETAINED_MESSAGES (${o.limits.maxRetainedMessages})`
+        : `MQTT_MAX_RETAINED_BYTES (${o.limits.maxRetainedBytes})`;
+    o.warnings.warn(
+      decision.reason,
+      { topic: packet.topic.slice(0, MAX_LOGGED_TOPIC), retainedMessages: retained.messages, retainedBytes: retained.bytes },
+      `retained message not kept: ${limit} reached; it is stored and delivered, but later subscribers do not get it` +
+        (decision.dropOld ? ', and the older retained message of its topic is deleted' : ''),
+    );
+    // An empty payload deletes whatever the topic held (nothing, unless dropOld): the store stays as counted.
+    return store({ ...packet, payload: Buffer.alloc(0) });
+  };
 }

@@ -5,7 +5,7 @@ import { Backoff } from '../../core/backoff.js';
 import { BrokerError, withCode } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { Metrics } from '../../core/metrics.js';
-import type { BrokerState, BrokerStatus } from '../intake.js';
+import { OWN_BROKER_MQTT_VERSIONS, type BrokerState, type BrokerStatus } from '../intake.js';
 import { brokerMetrics, type BrokerMetrics } from '../broker-metrics.js';
 import { mosquittoPaths, renderMosquittoConf, type MosquittoConfOptions } from './mosquitto-conf.js';
 import { MosquittoLogClassifier } from './mosquitto-log.js';
@@ -122,7 +122,7 @@ export class MosquittoBroker extends EventEmitter {
   }
 
   status(): BrokerStatus {
-    const s: BrokerStatus = { mode: this.mode, state: this.state, restarts: this.restarts };
+    const s: BrokerStatus = { mode: this.mode, state: this.state, restarts: this.restarts, mqttVersions: OWN_BROKER_MQTT_VERSIONS };
     if (this.child?.pid !== undefined) s.pid = this.child.pid;
     if (this.detail !== undefined) s.detail = this.detail;
     return s;
