@@ -45,6 +45,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 // Nodes run with the image's NODE_OPTIONS (the V8 heap limit), read from the Dockerfile: the bench measures what ships.
 const imageNodeOptions = stageEnv(parseDockerfile(path.join(ROOT, 'Dockerfile')).stages.at(-1)!).NODE_OPTIONS;
 const spoolOnly = { FILE_SINK: 'off', LOG_LEVEL: 'info', NODE_OPTIONS: imageNodeOptions };
+/** No sink: what the broker cases measure ends at the spool commit. */
+export { spoolOnly };
 const fmt = (rate: number) => `${Math.round(rate).toLocaleString('en-US')} msg/s`;
 
 /**

@@ -3,7 +3,9 @@
  * on a real Mosquitto and the real Pub/Sub emulator started here. Prints a table, writes it as JSON under
  * bench/results/ and (full runs only) into docs/performance.md between its bench markers.
  * `--quick` runs every case small (under a minute) so a test keeps the script working.
- * `--only name[,name]` runs some cases: drain, live, pubsub, routes, sparkplug, latency, rss, embedded.
+ * `--only name[,name]` runs some cases: drain, live, pubsub, routes, sparkplug, latency, rss, embedded, broker, broker-scale.
+ * The broker cases' sizes can be set by environment: BENCH_BROKER_MESSAGES, BENCH_BROKER_ROUNDS, BENCH_BROKER_WINDOW,
+ * BENCH_SCALE_IDLE, BENCH_SCALE_PUBLISHERS, BENCH_SCALE_SECONDS, BENCH_SCALE_PROCESSES.
  */
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
@@ -15,6 +17,8 @@ import { ROOT } from '../test/helpers/node-process.js';
 import { drainBacklog, embeddedVsMosquitto, latency, liveStream, memory, spoolToPubSub, type CaseResult } from './cases.js';
 import { spoolToPubSubRoutes } from './routes-case.js';
 import { sparkplugToBigQuery } from './sparkplug-case.js';
+import { brokerModes } from './broker-case.js';
+import { brokerScale } from './broker-scale-case.js';
 
 process.env.METADATA_SERVER_DETECTION = 'none';
 const { values } = parseArgs({
@@ -30,6 +34,20 @@ const want = (name: string) => !only || only.has(name);
 const size = quick
   ? { drain: 20_000, live: 20_000, pubsub: 10_000, routes: 10_000, sparkplug: 5_000, latencyRate: 2000, latencySeconds: 2, rss: 20_000, embedded: 10_000 }
   : { drain: 300_000, live: 200_000, pubsub: 200_000, routes: 200_000, sparkplug: 20_000, latencyRate: 5000, latencySeconds: 20, rss: 1_000_000, embedded: 200_000 };
+const sized = (name: string, full: number, small: number) => Number(process.env[name] ?? (quick ? small : full));
+const brokerSize = {
+  messages: sized('BENCH_BROKER_MESSAGES', 100_000, 3_000),
+  rounds: sized('BENCH_BROKER_ROUNDS', 2, 1),
+  window: sized('BENCH_BROKER_WINDOW', 100, 100),
+};
+const scaleSize = {
+  idle: sized('BENCH_SCALE_IDLE', 5_000, 200),
+  publishers: sized('BENCH_SCALE_PUBLISHERS', 1_000, 50),
+  rate: 5,
+  seconds: sized('BENCH_SCALE_SECONDS', 60, 4),
+  batch: 200,
+  publisherProcesses: sized('BENCH_SCALE_PROCESSES', 2, 1),
+};
 
 const started = Date.now();
 const [broker, emu] = await Promise.all([startMosquitto({ persistence: false }), startPubSubEmulator()]);
@@ -43,6 +61,8 @@ try {
   if (want('latency')) results.push(...(await step('latency', () => latency(emu, size.latencyRate, size.latencySeconds))));
   if (want('rss')) results.push(...(await step('rss', () => memory(emu, size.rss))));
   if (want('embedded')) results.push(...(await step('embedded', () => embeddedVsMosquitto(size.embedded, 4))));
+  if (want('broker')) results.push(...(await step('broker', () => brokerModes(brokerSize))));
+  if (want('broker-scale')) results.push(...(await step('broker-scale', () => brokerScale(scaleSize))));
 } finally {
   await Promise.all([broker.stop(), emu.stop()]);
 }

@@ -15,6 +15,7 @@ const run =
 // Keeps `npm run bench` working: every case runs small. No timing is asserted here (shared machines drift);
 // figures come from full runs of `npm run bench`.
 describe.runIf(run)('npm run bench -- --quick', () => {
+  // More than the default two minutes: the broker cases alone start and stop a dozen nodes.
   it('runs every case and writes a JSON report with a result per case', async () => {
     const out = mkdtempSync(path.join(os.tmpdir(), 'bench-out-'));
     const code = await new Promise<number | null>((resolve) => {
@@ -29,8 +30,10 @@ describe.runIf(run)('npm run bench -- --quick', () => {
       results: { case: string; details: Record<string, number | string> }[];
     };
     expect(report.quick).toBe(true);
-    expect(report.results).toHaveLength(14);
+    expect(report.results).toHaveLength(23);
     const [drain, live, pubsub, pubsubRpc, pubsubOrdered, routes, routesCpu, routesAttributes, routesAttributesCpu, sparkplug, sparkplugCpu, latency, rss, embedded] = report.results;
+    const brokerRows = report.results.slice(14, 20);
+    const [scaleReady, scaleLatency, scaleRss] = report.results.slice(20);
     expect(sparkplug.case).toMatch(/Sparkplug/);
     expect(Number(sparkplug.details.decodeCpuUsPerMetric)).toBeGreaterThan(0);
     expect(sparkplugCpu.case).toMatch(/CPU per metric/);
@@ -47,5 +50,19 @@ describe.runIf(run)('npm run bench -- --quick', () => {
     expect(latency.details.visibleSamples).toBeGreaterThan(0);
     expect(rss.details.peakMb).toBeGreaterThan(0);
     expect(embedded.details.embeddedRate).toBeGreaterThan(0);
-  });
+    // One row per publisher count and protocol, each mode's rate to the spool and its CPU per message.
+    expect(brokerRows.map((r) => `${r.details.publishers}/${r.details.protocolVersion}`)).toEqual(['4/4', '4/5', '16/4', '16/5', '64/4', '64/5']);
+    for (const r of brokerRows) {
+      expect(r.case).toMatch(/QoS 1 publishers, MQTT (3\.1\.1|5) → spool: embedded broker/);
+      for (const key of ['embeddedRate', 'mosquittoRate', 'embeddedPubackRate', 'mosquittoPubackRate', 'embeddedCpuUsPerMessage', 'mosquittoCpuUsPerMessage']) {
+        expect(Number(r.details[key]), key).toBeGreaterThan(0);
+      }
+    }
+    expect(scaleReady.case).toMatch(/idle clients/);
+    expect(scaleReady.details.readyzAnswers).toBeGreaterThan(0);
+    expect(scaleLatency.details.latencySamples).toBeGreaterThan(0);
+    // The embedded broker answers a PUBACK only after the commit: every acknowledged message is in the spool.
+    expect(scaleLatency.details.committed).toBeGreaterThanOrEqual(Number(scaleLatency.details.acked));
+    expect(scaleRss.details.rssIdleMb).toBeGreaterThan(0);
+  }, 300_000);
 });
