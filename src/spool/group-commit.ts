@@ -82,6 +82,14 @@ export class SpoolWriter {
     return this.full;
   }
 
+  /**
+   * A message submitted now would wait for room: commits wait, or SPOOL_MAX_BYTES is reached already (before any
+   * commit found out). A full disk shows once a commit has met it.
+   */
+  get wouldWait(): boolean {
+    return this.full || this.spool.maxBytesReason() !== undefined;
+  }
+
   /** Payload bytes waiting for a commit. */
   get waitingBytes(): number {
     return this.queuedBytes;

@@ -216,7 +216,8 @@ export class Spool {
     return this.maxBytesReason() ?? this.disk.reason();
   }
 
-  private maxBytesReason(): string | undefined {
+  /** SPOOL_MAX_BYTES reached (a counter comparison, cheap enough for every publish; isFull also asks the disk). */
+  maxBytesReason(): string | undefined {
     const bytes = this.counters.bytes;
     if (bytes < this.options.maxBytes) return undefined;
     return `SPOOL_MAX_BYTES reached: ${formatBytes(bytes)} of messages and dead letters held, limit ${formatBytes(this.options.maxBytes)}`;

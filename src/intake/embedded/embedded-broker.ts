@@ -138,7 +138,7 @@ export class EmbeddedBroker {
         }
         // Back-pressure an MQTT 5 publisher can see: while the spool is full its QoS 1/2 publish is refused with
         // 0x97 at once (it decides when to send again) instead of waiting unacknowledged as a 3.1.1 one does.
-        if (v5 && client && packet.qos > 0 && o.writer.isBlocked) {
+        if (v5 && client && packet.qos > 0 && o.writer.wouldWait) {
           this.rejections.record('quota_exceeded', this.who(client, packet), 'spool full: an MQTT 5 publish answered 0x97 (quota exceeded), not stored');
           return answerRefused(client, packet, QUOTA_EXCEEDED, SPOOL_FULL_REASON, callback);
         }
