@@ -128,6 +128,15 @@ export class GuardedStream extends Duplex {
     this.inner.write(chunk, callback);
   }
 
+  /**
+   * What Aedes wrote in one tick, in one write to the socket: mqtt-packet corks the stream for each packet until the
+   * next tick, and without _writev the buffered packets (a group commit's PUBACKs to one publisher) would go one
+   * write(2) each, a quarter of the embedded broker's CPU at 64 publishers (bench broker).
+   */
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (err?: Error | null) => void): void {
+    this.inner.write(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk)), callback);
+  }
+
   override _final(callback: (err?: Error | null) => void): void {
     this.inner.end(callback);
   }

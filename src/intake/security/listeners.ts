@@ -73,6 +73,9 @@ function guard(server: net.Server, maxConnections: number, events: ListenerEvent
   server.maxConnections = maxConnections;
   server.on('drop', (data?: { remoteAddress?: string }) => events.onRefused('max_connections', `from ${data?.remoteAddress ?? 'unknown'}`));
   server.on('connection', (socket: net.Socket) => {
+    // A PUBACK is a 4-byte write: with Nagle's algorithm it waits for the TCP ACK of the previous one, which the
+    // publisher may delay (Linux: up to 200 ms), so a p99 of publish → PUBACK near 200 ms (bench broker-scale).
+    socket.setNoDelay(true);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });

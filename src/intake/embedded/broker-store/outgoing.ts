@@ -72,6 +72,8 @@ export class OutgoingQueues {
 
   /** Queues a copy (an aedes-packet Packet, without packet id) of `packet` for each subscription's client. */
   enqueue(subs: Array<{ clientId: string }>, packet: AnyPacket): void {
+    // Aedes calls this for every publish, mostly with no subscription: then nothing is copied or encoded.
+    if (subs.length === 0) return;
     const copy = new Packet(packet);
     const blob = encodePacket(copy);
     const keys = [sqlKey(copy.brokerId), sqlKey(copy.brokerCounter), sqlKey(copy.messageId)] as const;
