@@ -51,6 +51,19 @@ describe('no drift between the sources and the committed descriptors', () => {
   });
 });
 
+describe('the broker mode is chosen per environment', () => {
+  it("each environment's own file names MQTT_BROKER_MODE (none left to auto or to the shared base), and the descriptors carry it", () => {
+    const read = (f: string) => parse(readFileSync(path.join(ROOT, 'deploy', 'environments', f), 'utf8')) as { env?: Record<string, string> };
+    expect(read('base.yml').env?.MQTT_BROKER_MODE).toBeUndefined();
+    const modes = Object.fromEntries(ENVIRONMENTS.map((e) => [e, read(`${e}.yml`).env?.MQTT_BROKER_MODE]));
+    expect(modes).toEqual({ dev: 'embedded', pprd: 'mosquitto', prd: 'mosquitto' });
+    for (const e of ENVIRONMENTS) {
+      const app = parse(readFileSync(path.join(ROOT, 'deploy', 'appengine', `${e}.yml`), 'utf8')) as { env_variables: Record<string, string> };
+      expect(app.env_variables.MQTT_BROKER_MODE).toBe(modes[e]);
+    }
+  });
+});
+
 describe('App Engine flexible descriptors', () => {
   it.each(ENVIRONMENTS)('%s: custom runtime on flex, one instance, 10 GB disk, health checks on the node paths', (env) => {
     const y = appYaml(env);
