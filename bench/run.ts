@@ -2,7 +2,7 @@
  * `npm run bench`: every throughput, latency and memory case against a baseline measured in the same run,
  * on a real Mosquitto and the real Pub/Sub emulator started here. Prints a table, writes it as JSON under
  * bench/results/ and (full runs only) into docs/performance.md between its bench markers.
- * `--quick` runs every case small (under a minute) so a test keeps the script working.
+ * `--quick` runs every case small (about two minutes) so a test keeps the script working.
  * `--only name[,name]` runs some cases: drain, live, pubsub, routes, sparkplug, latency, rss, embedded, broker, broker-scale.
  * The broker cases' sizes can be set by environment: BENCH_BROKER_MESSAGES, BENCH_BROKER_ROUNDS, BENCH_BROKER_WINDOW,
  * BENCH_SCALE_IDLE, BENCH_SCALE_PUBLISHERS, BENCH_SCALE_SECONDS, BENCH_SCALE_PROCESSES.

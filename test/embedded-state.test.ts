@@ -4,6 +4,7 @@
  * client connected at the crash. Also the per-session queue limit, and session expiry across a restart. Real node
  * processes (compiled), real MQTT.js clients, the file sink.
  */
+import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -69,8 +70,9 @@ describe('embedded broker state across a SIGKILL', () => {
     const pub = await connect(node.mqttPort, { clientId: 'pub', protocolVersion: 5 });
     await pub.client.publishAsync('plant/line-1/temp', '21.5', { qos: 1, retain: true });
     for (let i = 0; i < 7; i++) await pub.client.publishAsync('plant/line-1/count', String(i), { qos: 1 });
-    // Five queued per session (MQTT_MAX_QUEUED_MESSAGES), the rest counted; the retained one came first.
-    expect(await node.metric('mqtt_ingest_broker_queued_dropped_total')).toBe(6);
+    // Five queued per session (MQTT_MAX_QUEUED_MESSAGES), the rest counted; the retained one came first. (Aedes
+    // queues a message for the sessions after its PUBACK.)
+    await waitFor(async () => (await node.metric('mqtt_ingest_broker_queued_dropped_total')) === 6, 5_000, '6 messages not queued');
     expect(await node.metric('mqtt_ingest_broker_sessions')).toBe(2);
     expect(await node.metric('mqtt_ingest_broker_queued_messages')).toBe(10);
     await node.kill();
@@ -100,7 +102,7 @@ describe('embedded broker state across a SIGKILL', () => {
     await node.stop();
   });
 
-  it('ends an MQTT 5 session whose Session Expiry Interval passed while the node was down', async () => {
+  it('ends an MQTT 5 session whose Session Expiry Interval passed while the node was down; one connected at the crash is kept', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'embedded-expiry-'));
     try {
       let node = await start(dir);
@@ -109,12 +111,23 @@ describe('embedded broker state across a SIGKILL', () => {
       const long = await connect(node.mqttPort, { clientId: 'long', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } });
       await long.client.subscribeAsync('plant/#', { qos: 1 });
       await Promise.all([short.client.endAsync(), long.client.endAsync()]);
+      // The broker has seen both disconnects (their sessions' expiry starts there).
+      await waitFor(async () => (await node.metric('mqtt_ingest_broker_clients_connected')) === 0, 5_000, 'both disconnected');
+      // Connected at the crash: its disconnect is never seen, so its session lasts MQTT_MAX_SESSION_EXPIRY_SECONDS from the next start.
+      const crashed = await connect(node.mqttPort, { clientId: 'crashed', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 2 } });
+      await crashed.client.subscribeAsync('plant/#', { qos: 1 });
       await node.kill();
+      crashed.client.stream.destroy();
       await new Promise((r) => setTimeout(r, 2_500));
       node = await start(dir);
+      const db = new Database(path.join(dir, 'broker', 'state.db'), { readonly: true });
+      const expiresAt = db.prepare("SELECT expires_at FROM session_expiry WHERE client_id = 'crashed'").pluck().get() as number;
+      db.close();
+      expect(expiresAt - Date.now()).toBeGreaterThan(1_209_600_000 - 60_000);
       const shortBack = await connect(node.mqttPort, { clientId: 'short', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 2 } });
       const longBack = await connect(node.mqttPort, { clientId: 'long', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } });
-      expect([shortBack.connack.sessionPresent, longBack.connack.sessionPresent]).toEqual([false, true]);
+      const crashedBack = await connect(node.mqttPort, { clientId: 'crashed', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 2 } });
+      expect([shortBack.connack.sessionPresent, longBack.connack.sessionPresent, crashedBack.connack.sessionPresent]).toEqual([false, true, true]);
       await node.stop();
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

@@ -91,6 +91,11 @@ export class DurableBrokerState {
   /** Once Aedes exists, before the listeners open: expired sessions end, the previous run's wills are published. */
   async attach(aedes: Aedes): Promise<void> {
     this.aedes = aedes;
+    // Sessions connected when the previous run crashed: their disconnect (and MQTT 5 interval) was never seen. They
+    // end after the longest any session may last, counted from this start: never before their time, and never kept
+    // for good.
+    const until = Date.now() + this.o.limits.maxSessionExpirySeconds * 1000;
+    for (const clientId of this.store.sessionsWithoutExpiry()) this.store.noteSessionEnd(clientId, until);
     aedes.on('client', (client) => this.store.noteSessionResumed(client.id));
     aedes.on('clientDisconnect', (client) => this.disconnected(client as SessionClient));
     await this.sweep();

@@ -131,6 +131,17 @@ describe('session expiry', () => {
     expect(() => s.noteSessionEnd('A', Number.NaN)).toThrow(RangeError);
   });
 
+  it('lists the sessions with subscriptions and no expiry note (connected at a crash)', async () => {
+    const file = newFile();
+    let s = await store(file);
+    for (const id of ['A', 'B', 'C']) await s.addSubscriptions({ id }, [{ topic: 'plant/#', qos: 1 }]);
+    s.noteSessionEnd('B', 1_000);
+    s = await reopen(s, file);
+    expect(s.sessionsWithoutExpiry().sort()).toEqual(['A', 'C']);
+    s.noteSessionEnd('A', 2_000);
+    expect(s.sessionsWithoutExpiry()).toEqual(['C']);
+  });
+
   it('wipes everything of one session, in the file and in the matching', async () => {
     const file = newFile();
     let s = await store(file);

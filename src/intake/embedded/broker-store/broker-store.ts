@@ -268,6 +268,14 @@ export class BrokerStore {
     this.st.deleteExpiry.run(clientId);
   }
 
+  /**
+   * Clients with subscriptions and no expiry note: sessions connected when a previous run ended by a crash (their
+   * disconnect was never seen), or that never expire.
+   */
+  sessionsWithoutExpiry(): string[] {
+    return this.st.withoutExpiry.all();
+  }
+
   /** Clients whose session ended at or before `nowMs`, the earliest first. */
   expiredSessions(nowMs: number): string[] {
     return this.st.expiredBy.all(nowMs);
@@ -330,6 +338,9 @@ function statements(db: Database.Database) {
       'INSERT INTO session_expiry (client_id, expires_at) VALUES (?, ?) ON CONFLICT (client_id) DO UPDATE SET expires_at = excluded.expires_at',
     ),
     deleteExpiry: db.prepare<[string]>('DELETE FROM session_expiry WHERE client_id = ?'),
+    withoutExpiry: db
+      .prepare<[], string>('SELECT DISTINCT client_id FROM subscriptions WHERE client_id NOT IN (SELECT client_id FROM session_expiry)')
+      .pluck(),
     expiredBy: db.prepare<[number], string>('SELECT client_id FROM session_expiry WHERE expires_at <= ? ORDER BY expires_at, client_id').pluck(),
   };
 }
