@@ -25,6 +25,8 @@ import { insecureFindings } from './intake/security/policy.js';
 import { IngestError, StartAbortedError, withCode } from './core/errors.js';
 import { nodeVersion } from './core/version.js';
 import { monotonicMs } from './core/clock.js';
+import { StatusHistory } from './http/status-history.js';
+import { statusBody } from './http/status-api.js';
 
 /**
  * Starts and stops the node's components in data-path order (ARCHITECTURE §1): spool → sinks and dispatcher →
@@ -44,6 +46,8 @@ export class IngestNode {
   private intake: Intake | undefined;
   private http!: HttpServer;
   private gaugeTimer: NodeJS.Timeout | undefined;
+  private history: StatusHistory | undefined;
+  private readonly startedAt = Date.now();
   private stopping = false;
   private fatal: string | undefined;
   private onFatal!: (reason: string) => void;
@@ -153,7 +157,18 @@ export class IngestNode {
     }
     this.dispatcher = new Dispatcher(this.sinks, this.spool, this.logger, this.metrics, runnerOptions(c), this.router);
     this.dispatcher.start();
-    this.http = new HttpServer({ ...httpOptions(c), logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this });
+    this.history = new StatusHistory({ registry: this.metrics.registry, refresh: () => this.refreshMetrics() });
+    this.history.start();
+    const history = this.history;
+    const status = () =>
+      statusBody({
+        readiness: this.readiness(),
+        history,
+        startedAt: this.startedAt,
+        config: c,
+        routes: this.router?.table.routes.map((r) => ({ name: r.name, topic: r.topic.text })),
+      });
+    this.http = new HttpServer({ ...httpOptions(c), logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this, status });
     this.httpPort = await this.http.start();
     this.checkNotStopping();
     // The dlq commands change the spool file from another process: recount now and then.
@@ -272,6 +287,7 @@ export class IngestNode {
     this.sparkplug?.close();
     this.spool?.close();
     await this.intake?.stop();
+    this.history?.stop();
     await this.http?.stop();
     this.logger.info(withCode('NODE_STOPPED', { ms: Math.round(monotonicMs() - started) }), 'stopped');
   }

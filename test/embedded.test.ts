@@ -55,7 +55,13 @@ describe('embedded broker mode', () => {
       expect(metrics).toContain(name);
     }
     const page = await (await fetch(base + '/')).text();
-    expect(page).toContain('mqtt-ingest: ready');
+    expect(page).toContain('<div id="banners">');
+    expect(page).not.toMatch(/<script[^>]+src=|<link[^>]+href="http/);
+    const status = (await (await fetch(base + '/api/status')).json()) as Record<string, any>;
+    expect(status).toMatchObject({ ready: true, components: { mode: 'embedded', broker: { state: 'up' } }, config: { mode: 'embedded', sinks: { file: expect.any(String) }, routes: null } });
+    expect(status.history.rates.in).toHaveProperty('m1');
+    expect(Array.isArray(status.history.spool)).toBe(true);
+    expect(typeof status.uptimeSeconds).toBe('number');
   });
 
   it('logs one JSON object per line with Cloud Logging severity', () => {

@@ -2,6 +2,7 @@ import http from 'node:http';
 import { IngestError, withCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
+import { statusPageHtml } from './status-page.js';
 
 /** What the HTTP layer needs from the node: kept small so the server does not know the components. */
 export interface HealthSource {
@@ -24,7 +25,16 @@ export class HttpServer {
   private tick: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly opts: { host?: string; port: number; logger: Logger; metrics: Metrics; health: HealthSource; loopStallMs?: number },
+    private readonly opts: {
+      host?: string;
+      port: number;
+      logger: Logger;
+      metrics: Metrics;
+      health: HealthSource;
+      loopStallMs?: number;
+      /** GET /api/status, which the status page reads (status-api.ts). */
+      status?: () => Promise<unknown>;
+    },
   ) {}
 
   async start(): Promise<number> {
@@ -80,17 +90,23 @@ export class HttpServer {
         res.end(body);
         return;
       }
+      case '/api/status': {
+        h.refreshMetrics();
+        const body = this.opts.status ? await this.opts.status() : { ready: h.readiness().ready, components: h.readiness().components };
+        return json(res, 200, body);
+      }
       case '/': {
         h.refreshMetrics();
         const r = h.readiness();
         if ((req.headers.accept ?? '').includes('application/json')) return json(res, 200, { ready: r.ready, ...r.components });
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-        res.end(statusPage(r));
+        // The page draws itself from /api/status (status-page.ts): no state in the HTML, nothing fetched elsewhere.
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+        res.end(statusPageHtml());
         return;
       }
       default:
         res.writeHead(404, { 'content-type': 'text/plain' });
-        res.end('not found: try /readyz, /healthz, /metrics or /\n');
+        res.end('not found: try /readyz, /healthz, /metrics, /api/status or /\n');
     }
   }
 
@@ -119,23 +135,4 @@ function listenError(err: NodeJS.ErrnoException, host: string, port: number): In
 function json(res: http.ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body, null, 2) + '\n');
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] as string);
-}
-
-/** A plain page for a person at a browser: the same facts as /readyz, one section per component. */
-function statusPage(r: { ready: boolean; components: Record<string, unknown> }): string {
-  const sections = Object.entries(r.components)
-    .filter(([, value]) => value !== undefined)
-    .map(([name, value]) => `<h2>${escapeHtml(name)}</h2><pre>${escapeHtml(JSON.stringify(value, null, 2))}</pre>`)
-    .join('\n');
-  return `<!doctype html><html><head><meta charset="utf-8"><title>mqtt-ingest</title>
-<style>body{font-family:sans-serif;margin:2em}pre{background:#f4f4f4;padding:1em}</style></head>
-<body><h1>mqtt-ingest: ${r.ready ? 'ready' : 'NOT READY'}</h1>
-<p><a href="/metrics">/metrics</a> · <a href="/readyz">/readyz</a> · <a href="/healthz">/healthz</a></p>
-${sections}
-</body></html>
-`;
 }
