@@ -19,6 +19,7 @@ import { rebirthPayload, rebirthTopic } from './sparkplug/host-rebirth.js';
 import { runnerOptions } from './dispatch/config.js';
 import { httpOptions } from './http/config.js';
 import { spoolOptions } from './spool/config.js';
+import { SourceWatch } from './sources/sources.js';
 import type { Intake, IntakeMode } from './intake/intake.js';
 import { createIntake, resolveBrokerMode } from './intake/create-intake.js';
 import { insecureFindings } from './intake/security/policy.js';
@@ -43,6 +44,7 @@ export class IngestNode {
   private sinks: Sink[] = [];
   private intake: Intake | undefined;
   private http!: HttpServer;
+  private sources: SourceWatch | undefined;
   private gaugeTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private fatal: string | undefined;
@@ -146,6 +148,9 @@ export class IngestNode {
       this.sparkplug = routes.routes.some((r) => r.decode === 'sparkplug') ? this.sparkplugHost(dataDir) : undefined;
       this.router = new Router(routes, this.sparkplug);
     }
+    this.sources = new SourceWatch({ config: c, dataDir, metrics: this.metrics, logger: this.logger.child({ component: 'sources' }) });
+    this.sources.start();
+    this.sources.tap(this.spool);
     this.writer = new SpoolWriter(this.spool, { metrics: this.metrics, logger: this.logger.child({ component: 'spool' }) });
     for (const s of this.sinks) {
       await s.start();
@@ -153,7 +158,7 @@ export class IngestNode {
     }
     this.dispatcher = new Dispatcher(this.sinks, this.spool, this.logger, this.metrics, runnerOptions(c), this.router);
     this.dispatcher.start();
-    this.http = new HttpServer({ ...httpOptions(c), logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this });
+    this.http = new HttpServer({ ...httpOptions(c), logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this, sources: this.sources });
     this.httpPort = await this.http.start();
     this.checkNotStopping();
     // The dlq commands change the spool file from another process: recount now and then.
@@ -271,6 +276,7 @@ export class IngestNode {
     }
     this.sparkplug?.close();
     this.spool?.close();
+    this.sources?.close();
     await this.intake?.stop();
     await this.http?.stop();
     this.logger.info(withCode('NODE_STOPPED', { ms: Math.round(monotonicMs() - started) }), 'stopped');

@@ -2,6 +2,7 @@ import http from 'node:http';
 import { IngestError, withCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
+import type { SourcesReport } from '../sources/tracker.js';
 
 /** What the HTTP layer needs from the node: kept small so the server does not know the components. */
 export interface HealthSource {
@@ -24,7 +25,7 @@ export class HttpServer {
   private tick: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly opts: { host?: string; port: number; logger: Logger; metrics: Metrics; health: HealthSource; loopStallMs?: number },
+    private readonly opts: { host?: string; port: number; logger: Logger; metrics: Metrics; health: HealthSource; loopStallMs?: number; sources?: { report(silentOnly: boolean): SourcesReport } },
   ) {}
 
   async start(): Promise<number> {
@@ -79,6 +80,11 @@ export class HttpServer {
         res.writeHead(200, { 'content-type': this.opts.metrics.registry.contentType });
         res.end(body);
         return;
+      }
+      case '/api/sources': {
+        // Which topics went quiet (docs/operations.md, "Silent sources"); ?silent=true lists only those.
+        if (!this.opts.sources) return json(res, 503, { error: 'the source table is not loaded yet' });
+        return json(res, 200, this.opts.sources.report(url.searchParams.get('silent') === 'true'));
       }
       case '/': {
         h.refreshMetrics();
