@@ -19,6 +19,7 @@ import { rebirthPayload, rebirthTopic } from './sparkplug/host-rebirth.js';
 import { runnerOptions } from './dispatch/config.js';
 import { httpOptions } from './http/config.js';
 import { spoolOptions } from './spool/config.js';
+import { SourceWatch } from './sources/sources.js';
 import type { Intake, IntakeMode } from './intake/intake.js';
 import { createIntake, resolveBrokerMode } from './intake/create-intake.js';
 import { insecureFindings } from './intake/security/policy.js';
@@ -26,7 +27,7 @@ import { IngestError, StartAbortedError, withCode } from './core/errors.js';
 import { nodeVersion } from './core/version.js';
 import { monotonicMs } from './core/clock.js';
 import { StatusHistory } from './http/status-history.js';
-import { statusBody } from './http/status-api.js';
+import { statusBody, type StatusBody } from './http/status-api.js';
 
 /**
  * Starts and stops the node's components in data-path order (ARCHITECTURE §1): spool → sinks and dispatcher →
@@ -45,6 +46,7 @@ export class IngestNode {
   private sinks: Sink[] = [];
   private intake: Intake | undefined;
   private http!: HttpServer;
+  private sources: SourceWatch | undefined;
   private gaugeTimer: NodeJS.Timeout | undefined;
   private history: StatusHistory | undefined;
   private readonly startedAt = Date.now();
@@ -150,6 +152,9 @@ export class IngestNode {
       this.sparkplug = routes.routes.some((r) => r.decode === 'sparkplug') ? this.sparkplugHost(dataDir) : undefined;
       this.router = new Router(routes, this.sparkplug);
     }
+    this.sources = new SourceWatch({ config: c, dataDir, metrics: this.metrics, logger: this.logger.child({ component: 'sources' }) });
+    this.sources.start();
+    this.sources.tap(this.spool);
     this.writer = new SpoolWriter(this.spool, { metrics: this.metrics, logger: this.logger.child({ component: 'spool' }) });
     for (const s of this.sinks) {
       await s.start();
@@ -167,8 +172,9 @@ export class IngestNode {
         startedAt: this.startedAt,
         config: c,
         routes: this.router?.table.routes.map((r) => ({ name: r.name, topic: r.topic.text })),
+        sources: silentSources(this.sources),
       });
-    this.http = new HttpServer({ ...httpOptions(c), logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this, status });
+    this.http = new HttpServer({ ...httpOptions(c), logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this, status, sources: this.sources });
     this.httpPort = await this.http.start();
     this.checkNotStopping();
     // The dlq commands change the spool file from another process: recount now and then.
@@ -286,6 +292,7 @@ export class IngestNode {
     }
     this.sparkplug?.close();
     this.spool?.close();
+    this.sources?.close();
     await this.intake?.stop();
     this.history?.stop();
     await this.http?.stop();
@@ -316,4 +323,11 @@ function openSpool(dataDir: string, opts: Omit<Parameters<typeof Spool.open>[0],
 
 function ageSeconds(ms: number | null): number {
   return ms === null ? 0 : Math.max(0, (Date.now() - ms) / 1000);
+}
+
+/** The silent sources for the status page (the whole table is at /api/sources). */
+function silentSources(sources: SourceWatch | undefined): StatusBody['sources'] {
+  if (!sources) return undefined;
+  const r = sources.report(true);
+  return { silentAfterSeconds: r.silentAfterSeconds, silent: r.sources.map((x) => ({ topic: x.topic, lastSeenAt: x.lastSeenAt, quietSeconds: x.quietSeconds })) };
 }

@@ -49,7 +49,7 @@ describe.skipIf(!CHROMIUM && !required)('status page in headless Chromium', () =
   beforeAll(async () => {
     if (!CHROMIUM) throw new Error('chromium is not installed (CI installs it in .ci/run)');
     fs.mkdirSync(out);
-    node = await startNode({ MQTT_BROKER_MODE: 'embedded', FILE_SINK: 'on', FILE_SINK_DIR: out });
+    node = await startNode({ MQTT_BROKER_MODE: 'embedded', FILE_SINK: 'on', FILE_SINK_DIR: out, SILENT_AFTER_SECONDS: '2' });
     await node.waitReady();
   });
   afterAll(async () => {
@@ -57,7 +57,7 @@ describe.skipIf(!CHROMIUM && !required)('status page in headless Chromium', () =
     console.log(`status page screenshots: ${shots}`);
   });
 
-  it('renders every banner green without console errors; the file sink banner turns red while it cannot write, then green', async () => {
+  it('renders every banner green without console errors; the file sink banner turns amber while it cannot write, then green; a silent sensor is listed', async () => {
     const url = `http://127.0.0.1:${node.httpPort}/`;
     const healthy = await render(url, path.join(shots, 'healthy.png'));
     expect(healthy.console).toBe('');
@@ -75,7 +75,12 @@ describe.skipIf(!CHROMIUM && !required)('status page in headless Chromium', () =
     expect(colourOf(failing.dom, 'sink file')).toMatch(/^(red|amber)$/);
     unblock();
     await waitFor(async () => ((await node.readiness()).body.sinks as Record<string, { state: string }>).file?.state === 'ok', 30_000, 'the file sink healthy again');
+    // The sensor that published once is silent by now (SILENT_AFTER_SECONDS=2): listed, and the sources banner amber.
+    const silent = async () => (await (await fetch(`http://127.0.0.1:${node.httpPort}/api/sources?silent=true`)).json()) as { sources: Array<{ topic: string }> };
+    await waitFor(async () => (await silent()).sources.some((x) => x.topic === 'plant/status/page'), 10_000, 'the sensor silent');
     const back = await render(url, path.join(shots, 'recovered.png'));
     expect(colourOf(back.dom, 'sink file')).toBe('green');
+    expect(colourOf(back.dom, 'sources')).toBe('amber');
+    expect(back.dom).toMatch(/<table id="silent">.*plant\/status\/page/s);
   });
 });

@@ -85,6 +85,8 @@ describe('loadConfig defaults', () => {
       RETRY_INITIAL_DELAY_MS: 500,
       RETRY_MAX_DELAY_MS: 30000,
       SHUTDOWN_TIMEOUT_MS: 8000,
+      SOURCES_MAX: 10000,
+      SILENT_AFTER_SECONDS: 600,
       LOG_LEVEL: 'info',
     });
     expect(warnings).toEqual([]);

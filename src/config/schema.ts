@@ -24,6 +24,7 @@ import { pubsubSection, type PubsubConfig } from '../sinks/pubsub/config.js';
 import { routesSection, type RoutesConfig } from '../routes/config.js';
 import { sparkplugSection, type SparkplugConfig } from '../sparkplug/config.js';
 import { spoolSection, type SpoolConfig } from '../spool/config.js';
+import { sourcesSection, type SourcesConfig } from '../sources/config.js';
 import { secretManagerSection, type SecretManagerConfig } from './secret-manager.js';
 
 /** Every section, in docs order; their rules run in this order too. */
@@ -42,6 +43,7 @@ const COMPOSED = [
   routesSection,
   sparkplugSection,
   dispatchSection,
+  sourcesSection,
   logSection,
 ] as const;
 
@@ -62,7 +64,8 @@ export type Config = Simplify<
     FileSinkConfig &
     RoutesConfig &
     SparkplugConfig &
-    DispatchConfig
+    DispatchConfig &
+    SourcesConfig
 >;
 
 export type ConfigKey = keyof Config & string;
@@ -91,7 +94,7 @@ export const CONFIG_KEYS = Object.keys(CONFIG_SHAPE) as ConfigKey[];
  */
 export const ENV_PREFIXES = [
   'MQTT_', 'PUBSUB_', 'BIGQUERY_', 'SPOOL_', 'FILE_SINK', 'HTTP_', 'RETRY_', 'SHUTDOWN_', 'MOSQUITTO_',
-  'SECRET_MANAGER_', 'ROUTES_', 'SPARKPLUG_',
+  'SECRET_MANAGER_', 'ROUTES_', 'SPARKPLUG_', 'SOURCES_', 'SILENT_',
 ] as const;
 
 /** Names with those prefixes that are known although they are no config key: read by tools and commands. */

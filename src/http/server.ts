@@ -3,6 +3,7 @@ import { IngestError, withCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { statusPageHtml } from './status-page.js';
+import type { SourcesReport } from '../sources/tracker.js';
 
 /** What the HTTP layer needs from the node: kept small so the server does not know the components. */
 export interface HealthSource {
@@ -34,6 +35,8 @@ export class HttpServer {
       loopStallMs?: number;
       /** GET /api/status, which the status page reads (status-api.ts). */
       status?: () => Promise<unknown>;
+      /** GET /api/sources: the source table (src/sources/). */
+      sources?: { report(silentOnly: boolean): SourcesReport };
     },
   ) {}
 
@@ -94,6 +97,11 @@ export class HttpServer {
         h.refreshMetrics();
         const body = this.opts.status ? await this.opts.status() : { ready: h.readiness().ready, components: h.readiness().components };
         return json(res, 200, body);
+      }
+      case '/api/sources': {
+        // Which topics went quiet (docs/operations.md, "Silent sources"); ?silent=true lists only those.
+        if (!this.opts.sources) return json(res, 503, { error: 'the source table is not loaded yet' });
+        return json(res, 200, this.opts.sources.report(url.searchParams.get('silent') === 'true'));
       }
       case '/': {
         h.refreshMetrics();
