@@ -128,10 +128,7 @@ describe.runIf(run)('alerts.yml and dashboard.json against a real Prometheus scr
     const exposed = exposedMetricNames(await node.metrics());
     const queried = [...new Set(dashboardExpressions().flatMap(metricNames))].sort();
     expect(queried.length).toBeGreaterThanOrEqual(15);
-    const missing = queried.filter(
-      // mqtt_ingest_sources_*: the silent-source tracking that exports them is being added to the node.
-      (m) => !exposed.has(m) && !m.startsWith('mqtt_ingest_sources_'),
-    );
+    const missing = queried.filter((m) => !exposed.has(m));
     expect(missing).toEqual([]);
   });
 });

@@ -42,8 +42,6 @@ describe('alert rules, without Prometheus', () => {
       const name = m.split(': ')[1]!;
       // prom-client's default process metrics carry the node's prefix but no file names them.
       if (name.startsWith('mqtt_ingest_process_')) return false;
-      // mqtt_ingest_sources_silent: the silent-source tracking that exports it is being added to the node.
-      if (name === 'mqtt_ingest_sources_silent') return false;
       return !defined.has(name);
     });
     expect(unknown).toEqual([]);
