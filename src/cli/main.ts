@@ -8,6 +8,7 @@ import { registerDeploy } from './deploy.js';
 import { registerSmoke } from './smoke.js';
 import { registerProvision } from './provision.js';
 import { registerRoutes } from './routes.js';
+import { registerSimulate } from './simulate.js';
 import { nodeVersion } from '../core/version.js';
 
 const program = new Command();
@@ -26,5 +27,6 @@ registerDeploy(program);
 registerSmoke(program);
 registerProvision(program);
 registerRoutes(program);
+registerSimulate(program);
 
 await program.parseAsync(process.argv);
