@@ -8,7 +8,7 @@ import { Spool } from './spool/spool.js';
 import { SpoolWriter } from './spool/group-commit.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import type { Sink } from './sinks/sink.js';
-import { buildSinks } from './sinks/registry.js';
+import { buildSinks, sinkDestinations } from './sinks/registry.js';
 import { loadRoutes } from './routes/config.js';
 import { Router } from './routes/router.js';
 import { sinkRouting } from './routes/destinations.js';
@@ -170,7 +170,7 @@ export class IngestNode {
         readiness: this.readiness(),
         history,
         startedAt: this.startedAt,
-        config: c,
+        config: { appEnv: c.APP_ENV, sinks: sinkDestinations(c) },
         routes: this.router?.table.routes.map((r) => ({ name: r.name, topic: r.topic.text })),
         sources: silentSources(this.sources),
       });

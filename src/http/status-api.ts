@@ -1,5 +1,3 @@
-import type { Config } from '../config/schema.js';
-import { enabledSinks } from '../sinks/registry.js';
 import type { StatusHistory, StatusHistoryView } from './status-history.js';
 
 /** What a route shows on the status page: its name and where it sends. */
@@ -30,23 +28,12 @@ export interface StatusBody {
   sources?: { silentAfterSeconds: number; silent: Array<{ topic: string; lastSeenAt: string; quietSeconds: number }> };
 }
 
-/** Where each enabled sink writes, in words an operator recognises; never a credential. */
-export function sinkDestinations(c: Config): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const sink of enabledSinks(c)) {
-    if (sink === 'pubsub') out.pubsub = `projects/${c.GCP_PROJECT_ID ?? '?'}/topics/${c.PUBSUB_TOPIC ?? '?'}`;
-    else if (sink === 'bigquery') out.bigquery = `${c.GCP_PROJECT_ID ?? '?'}.${c.BIGQUERY_DATASET ?? '?'}.${c.BIGQUERY_TABLE ?? '?'}`;
-    else if (sink === 'file') out.file = c.FILE_SINK_DIR;
-    else out[sink] = 'on';
-  }
-  return out;
-}
-
 export async function statusBody(o: {
   readiness: { ready: boolean; components: Record<string, unknown> };
   history: StatusHistory;
   startedAt: number;
-  config: Config;
+  /** APP_ENV, and each enabled sink's destination (sinks/registry.ts sinkDestinations). */
+  config: { appEnv: string; sinks: Record<string, string> };
   routes: RouteSummary[] | undefined;
   sources?: StatusBody['sources'];
 }): Promise<StatusBody> {
@@ -58,7 +45,7 @@ export async function statusBody(o: {
     uptimeSeconds: Math.round((Date.now() - o.startedAt) / 1000),
     components,
     history: await o.history.view(),
-    config: { mode: components.mode, appEnv: o.config.APP_ENV, sinks: sinkDestinations(o.config), routes: o.routes ?? null },
+    config: { mode: components.mode, appEnv: o.config.appEnv, sinks: o.config.sinks, routes: o.routes ?? null },
     ...(o.sources ? { sources: o.sources } : {}),
   };
 }

@@ -67,3 +67,15 @@ export function buildSinks(c: SinksConfig, dataDir: string, logger: Logger, metr
   if (file) sinks.push(new FileSink({ ...file, logger: logger.child({ component: 'sink.file' }) }));
   return sinks;
 }
+
+/** Where each enabled sink writes, in words an operator recognises; never a credential. */
+export function sinkDestinations(c: SinksConfig): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const sink of enabledSinks(c)) {
+    if (sink === 'pubsub') out.pubsub = `projects/${c.GCP_PROJECT_ID ?? '?'}/topics/${c.PUBSUB_TOPIC ?? '?'}`;
+    else if (sink === 'bigquery') out.bigquery = `${c.GCP_PROJECT_ID ?? '?'}.${c.BIGQUERY_DATASET ?? '?'}.${c.BIGQUERY_TABLE ?? '?'}`;
+    else if (sink === 'file') out.file = c.FILE_SINK_DIR;
+    else out[sink] = 'on';
+  }
+  return out;
+}
