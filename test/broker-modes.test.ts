@@ -110,6 +110,19 @@ async function aclDenial(rig: Rig): Promise<{ v4: AckedPublisher; v5: AckedPubli
   return { v4, v5, denied, allowed };
 }
 
+/**
+ * A Mosquitto (supervised or external) answering ACL denials: PUBACK to MQTT 3.1.1, 0x87 to MQTT 5, the message
+ * dropped, and nothing counted by the node, which never sees it.
+ */
+async function mosquittoDropsDenied(rig: Rig): Promise<void> {
+    const { v4, v5, denied, allowed } = await aclDenial(rig);
+    expect(v4.acked.has(denied[0]!.from)).toBe(true);
+    expect(v5.refused.get(denied[1]!.from)).toBe(0x87);
+    const stored = await rig.stored(allowed);
+    expect(denied.map((b) => countIn(stored, b))).toEqual([0, 0]);
+    expect(await rig.node.metric('mqtt_ingest_messages_rejected_total', { reason: 'not_authorized' })).toBe(0);
+}
+
 describe('embedded broker', () => {
   const rig = new Rig(() => ({ MQTT_BROKER_MODE: 'embedded' }));
   beforeAll(() => rig.start());
@@ -180,12 +193,7 @@ describe.runIf(haveMosquitto)('supervised Mosquitto', () => {
   });
 
   it('ACL denial: Mosquitto answers MQTT 3.1.1 PUBACK and MQTT 5 PUBACK 0x87, drops the message, and the node counts nothing', async () => {
-    const { v4, v5, denied, allowed } = await aclDenial(rig);
-    expect(v4.acked.has(denied[0]!.from)).toBe(true);
-    expect(v5.refused.get(denied[1]!.from)).toBe(0x87);
-    const stored = await rig.stored(allowed);
-    expect(denied.map((b) => countIn(stored, b))).toEqual([0, 0]);
-    expect(await rig.node.metric('mqtt_ingest_messages_rejected_total', { reason: 'not_authorized' })).toBe(0);
+    await mosquittoDropsDenied(rig);
   });
 
   it('node SIGKILLed alone: Mosquitto lives on as an orphan, keeps acknowledging, and the next node gets every message it held', async () => {
@@ -275,12 +283,7 @@ describe.runIf(haveMosquitto)('external broker (a Mosquitto with the node\'s con
   });
 
   it('ACL denial: the broker answers (Mosquitto: PUBACK, MQTT 5 0x87) and drops it, not counted as dropped; the node never sees it', async () => {
-    const { v4, v5, denied, allowed } = await aclDenial(rig);
-    expect(v4.acked.has(denied[0]!.from)).toBe(true);
-    expect(v5.refused.get(denied[1]!.from)).toBe(0x87);
-    const stored = await rig.stored(allowed);
-    expect(denied.map((b) => countIn(stored, b))).toEqual([0, 0]);
-    expect(await rig.node.metric('mqtt_ingest_messages_rejected_total', { reason: 'not_authorized' })).toBe(0);
+    await mosquittoDropsDenied(rig);
     // Mosquitto's one count of messages it did not pass on (the node's mqtt_ingest_broker_messages_dropped) leaves denials out.
     await sleep(1_500);
     expect(await broker.sys('$SYS/broker/publish/messages/dropped')).toBe(0);

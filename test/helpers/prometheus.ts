@@ -1,3 +1,4 @@
+import { outputTail } from './child-output.js';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -76,12 +77,7 @@ export async function startPrometheus(target: string, ruleFile: string): Promise
     [`--config.file=${config}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  let output = '';
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-8_000);
-  };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
+  const output = outputTail(child);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const onExit = () => child.kill('SIGKILL');
   process.once('exit', onExit);
@@ -112,7 +108,7 @@ export async function startPrometheus(target: string, ruleFile: string): Promise
     );
   } catch (err) {
     await stop();
-    throw new Error(`${String(err)}\n--- prometheus output ---\n${output}`);
+    throw new Error(`${String(err)}\n--- prometheus output ---\n${output()}`);
   }
   return {
     url,

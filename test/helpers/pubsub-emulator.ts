@@ -1,3 +1,4 @@
+import { outputTail } from './child-output.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -78,12 +79,7 @@ export async function startPubSubEmulator(): Promise<PubSubEmulator> {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let output = '';
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-8_000);
-  };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
+  const output = outputTail(child);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let running = true;
   void exited.then(() => {
@@ -115,7 +111,7 @@ export async function startPubSubEmulator(): Promise<PubSubEmulator> {
   try {
     await waitFor(
       async () => {
-        if (!running) throw new Error(`the emulator exited during start-up:\n${output}`);
+        if (!running) throw new Error(`the emulator exited during start-up:\n${output()}`);
         const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1_000) });
         return res.ok;
       },
@@ -124,7 +120,7 @@ export async function startPubSubEmulator(): Promise<PubSubEmulator> {
     );
   } catch (err) {
     await stop();
-    throw new Error(`${String(err)}\n--- emulator output ---\n${output}`);
+    throw new Error(`${String(err)}\n--- emulator output ---\n${output()}`);
   }
   return { host: `127.0.0.1:${port}`, projectId: PROJECT_ID, stop };
 }
