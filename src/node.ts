@@ -325,9 +325,14 @@ function ageSeconds(ms: number | null): number {
   return ms === null ? 0 : Math.max(0, (Date.now() - ms) / 1000);
 }
 
+/** How many silent sources /api/status lists (the whole table is at /api/sources). */
+const STATUS_SILENT_SHOWN = 100;
+
 /** The silent sources for the status page (the whole table is at /api/sources). */
 function silentSources(sources: SourceWatch | undefined): StatusBody['sources'] {
   if (!sources) return undefined;
   const r = sources.report(true);
-  return { silentAfterSeconds: r.silentAfterSeconds, silent: r.sources.map((x) => ({ topic: x.topic, lastSeenAt: x.lastSeenAt, quietSeconds: x.quietSeconds })) };
+  // The page reads this every 5 s: it lists the first few (by topic), and the count says how many there are.
+  const silent = r.sources.slice(0, STATUS_SILENT_SHOWN).map((x) => ({ topic: x.topic, lastSeenAt: x.lastSeenAt, quietSeconds: x.quietSeconds }));
+  return { silentAfterSeconds: r.silentAfterSeconds, count: r.silent, silent };
 }

@@ -38,6 +38,26 @@ const down = retryable('unavailable', 'down', 'degraded');
 const denied = retryable('permission_denied', 'grant it', 'failing');
 
 describe('SinkHealth', () => {
+  it('keeps when the current problem began through changes of its reason, and forgets it on recovery', () => {
+    const { health, advance } = setup();
+    expect(health.status().problemSince).toBeUndefined();
+    health.wrote([down]);
+    const began = health.status().problemSince;
+    expect(began).toBe(new Date(Date.UTC(2026, 0, 1)).toISOString());
+    advance(5_000);
+    health.wrote([denied]);
+    expect(health.status()).toMatchObject({ state: 'failing', problemSince: began });
+    // A write that delivers some and retries others keeps the problem; its delivery is later than problemSince.
+    health.wrote([delivered, down]);
+    expect(health.status().problemSince).toBe(began);
+    expect(Date.parse(health.status().lastDeliveryAt!)).toBeGreaterThan(Date.parse(began!));
+    health.wrote([delivered]);
+    expect(health.status()).toMatchObject({ state: 'ok', problemSince: undefined });
+    advance(1_000);
+    health.wrote([down]);
+    expect(health.status().problemSince).toBe(new Date(Date.UTC(2026, 0, 1) + 6_000).toISOString());
+  });
+
   it('shows failing and degraded in the status, logging each kind and reason at most once a minute', () => {
     const { health, lines, advance } = setup();
     health.wrote([down, down, rejected('too_large', 'big')]);

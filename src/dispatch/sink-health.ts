@@ -15,6 +15,8 @@ export interface SinkStatus {
   detail?: string;
   lastError?: string;
   lastErrorAt?: string;
+  /** When the current problem (degraded or failing) began; absent while ok. A delivery after it means the sink still delivers some. */
+  problemSince?: string;
   lastDeliveryAt?: string;
 }
 
@@ -35,6 +37,8 @@ export interface SinkHealthOptions {
  */
 export class SinkHealth {
   private problem: SinkCondition | undefined;
+  /** When the current problem began (wall clock); kept while its kind or reason changes, cleared on recovery. */
+  private problemSince: number | undefined;
   private lastError: { text: string; at: number } | undefined;
   private lastDeliveryAt: number | undefined;
   /** The last loud line's kind and reason, and when (monotonic). */
@@ -70,7 +74,7 @@ export class SinkHealth {
   }
 
   status(): SinkStatus {
-    const { problem, lastError, lastDeliveryAt } = this;
+    const { problem, lastError, lastDeliveryAt, problemSince } = this;
     const words = this.o.describe.words;
     let detail = this.o.describe.detail;
     if (problem?.health === 'failing') detail = problem.detail;
@@ -80,6 +84,7 @@ export class SinkHealth {
       detail,
       lastError: lastError?.text,
       lastErrorAt: lastError ? new Date(lastError.at).toISOString() : undefined,
+      problemSince: problem && problemSince !== undefined ? new Date(problemSince).toISOString() : undefined,
       lastDeliveryAt: lastDeliveryAt !== undefined ? new Date(lastDeliveryAt).toISOString() : undefined,
     };
   }
@@ -91,9 +96,11 @@ export class SinkHealth {
     if (!problem) {
       if (this.problem && words) logger.info(withCode('SINK_RECOVERED', context), words.recovered);
       this.problem = undefined;
+      this.problemSince = undefined;
       this.lastLoud = undefined;
       return;
     }
+    if (!this.problem) this.problemSince = clock.now();
     this.problem = problem;
     this.lastError = { text: errorLine(problem.reason, problem.detail), at: clock.now() };
     if (!words) return;

@@ -13,6 +13,8 @@ export interface RouteSummary {
  */
 export interface StatusBody {
   ready: boolean;
+  /** The node's clock when it answered: the page compares the sinks' times with it, not with the browser's clock. */
+  generatedAt: string;
   version: unknown;
   startedAt: string;
   uptimeSeconds: number;
@@ -24,8 +26,8 @@ export interface StatusBody {
     sinks: Record<string, string>;
     routes: RouteSummary[] | null;
   };
-  /** The silent sources and their setting, when the node tracks sources. */
-  sources?: { silentAfterSeconds: number; silent: Array<{ topic: string; lastSeenAt: string; quietSeconds: number }> };
+  /** The silent sources and their setting, when the node tracks sources: `count` of them, the first 100 in `silent`. */
+  sources?: { silentAfterSeconds: number; count: number; silent: Array<{ topic: string; lastSeenAt: string; quietSeconds: number }> };
 }
 
 export async function statusBody(o: {
@@ -38,11 +40,13 @@ export async function statusBody(o: {
   sources?: StatusBody['sources'];
 }): Promise<StatusBody> {
   const { components } = o.readiness;
+  const now = Date.now();
   return {
     ready: o.readiness.ready,
+    generatedAt: new Date(now).toISOString(),
     version: components.version,
     startedAt: new Date(o.startedAt).toISOString(),
-    uptimeSeconds: Math.round((Date.now() - o.startedAt) / 1000),
+    uptimeSeconds: Math.round((now - o.startedAt) / 1000),
     components,
     history: await o.history.view(),
     config: { mode: components.mode, appEnv: o.config.appEnv, sinks: o.config.sinks, routes: o.routes ?? null },

@@ -22,44 +22,53 @@ svg{background:#fafafa;border:1px solid #ddd}`;
 const SCRIPT = `
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+const dur = (sec) => { sec = Math.round(sec || 0); return sec < 120 ? sec + ' s' : sec < 7200 ? Math.round(sec / 60) + ' min' : sec < 172800 ? (sec / 3600).toFixed(1) + ' h' : (sec / 86400).toFixed(1) + ' days'; };
 const rate = (r) => (r === null || r === undefined ? '—' : r.toFixed(r < 10 ? 2 : 0) + '/s');
 function banner(colour, name, why) {
   return '<div class="banner ' + colour + '" data-component="' + esc(name) + '" data-colour="' + colour + '"><b>' + esc(name) + '</b> <span class="why">' + esc(why) + '</span></div>';
 }
 function sinkBanner(name, s) {
-  if (s.state === 'ok') return banner('green', 'sink ' + name, s.lastDeliveryAt ? 'delivering; last delivery ' + s.lastDeliveryAt : 'healthy');
-  const colour = s.state === 'failing' ? 'red' : 'amber';
-  const since = s.lastErrorAt ? ' since ' + s.lastErrorAt : '';
-  return banner(colour, 'sink ' + name, (s.detail || s.state) + (s.lastError ? ': ' + s.lastError : '') + since + '. Messages wait in the spool; see docs/operations.md, Runbook.');
+  if (s.state === 'ok') return ['green', 'sink ' + name, s.lastDeliveryAt ? 'delivering; last delivery ' + s.lastDeliveryAt : 'healthy'];
+  // Red when the sink does not deliver: a condition to fix, or retrying with nothing delivered since the problem
+  // began (an outage). Amber when it delivers with a problem: some messages retried, or a write slow to answer.
+  const stalled = s.problemSince && !(s.lastDeliveryAt && s.lastDeliveryAt > s.problemSince);
+  const colour = s.state === 'failing' || stalled ? 'red' : 'amber';
+  const head = s.state === 'failing' ? 'FAILING' : stalled ? 'NOT DELIVERING' : 'delivering with errors';
+  const since = s.problemSince ? ' since ' + s.problemSince : s.lastErrorAt ? ' since ' + s.lastErrorAt : '';
+  return [colour, 'sink ' + name, head + since + ': ' + (s.detail || s.state) + (s.lastError ? '; last error: ' + s.lastError : '') + '. Messages wait in the spool; see docs/operations.md, Runbook.'];
 }
 function chart(points) {
   if (points.length < 2) return '<p>(the chart starts after two samples, 10 s apart)</p>';
   const w = 600, h = 120, max = Math.max(1, ...points.map((p) => p.messages));
   const xy = points.map((p, i) => (i * w / (points.length - 1)).toFixed(1) + ',' + (h - p.messages / max * (h - 10)).toFixed(1)).join(' ');
   return '<svg id="spool-chart" width="' + w + '" height="' + h + '" role="img" aria-label="spool depth, last hour"><polyline fill="none" stroke="#1565c0" stroke-width="2" points="' + xy + '"/></svg>' +
-    '<div>max ' + max + ' messages; from ' + esc(points[0].at) + ' to ' + esc(points[points.length - 1].at) + '</div>';
+    '<div>at most ' + max + (max === 1 ? ' message' : ' messages') + '; from ' + esc(points[0].at) + ' to ' + esc(points[points.length - 1].at) + '</div>';
 }
 function render(s) {
   const c = s.components;
   const b = [];
-  b.push(banner(s.ready ? 'green' : 'red', 'node', s.ready ? 'ready: taking messages' : 'NOT READY: ' + (c.stopping ? 'stopping' : 'a component below is down or the spool is full')));
+  b.push([s.ready ? 'green' : 'red', 'node', s.ready ? 'ready: taking messages' : 'NOT READY: ' + (c.stopping ? 'stopping' : 'a component below is down or the spool is full')]);
   const broker = c.broker || {};
-  b.push(banner(broker.state === 'up' ? 'green' : 'red', 'broker', (broker.mode || '') + ' ' + (broker.state || '') + (broker.detail ? ': ' + broker.detail : '')));
+  b.push([broker.state === 'up' ? 'green' : 'red', 'broker', (broker.mode || '') + ' ' + (broker.state || '') + (broker.detail ? ': ' + broker.detail : '')]);
   const spool = c.spool || {};
   const spoolColour = spool.full ? 'red' : spool.oldestAgeSeconds > 600 ? 'amber' : 'green';
-  b.push(banner(spoolColour, 'spool', spool.full ? 'FULL: ' + (spool.fullReason || '') + ' (publishers are no longer acknowledged)' : (spool.messages ?? 0) + ' messages waiting, oldest ' + (spool.oldestAgeSeconds ?? 0) + ' s'));
+  b.push([spoolColour, 'spool', spool.full ? 'FULL: ' + (spool.fullReason || '') + ' (publishers are no longer acknowledged)' : (spool.messages ?? 0) + ' messages waiting, oldest ' + dur(spool.oldestAgeSeconds)]);
   for (const [name, sink] of Object.entries(c.sinks || {})) b.push(sinkBanner(name, sink));
   const silent = (s.sources && s.sources.silent) || [];
-  if (s.sources) b.push(banner(silent.length ? 'amber' : 'green', 'sources', silent.length ? silent.length + ' silent (no message for over ' + s.sources.silentAfterSeconds + ' s)' : 'none silent'));
-  $('banners').innerHTML = b.join('');
+  if (s.sources) b.push([silent.length ? 'amber' : 'green', 'sources', silent.length ? s.sources.count + ' silent (no message for over ' + dur(s.sources.silentAfterSeconds) + ')' + (s.sources.count > silent.length ? '; the first ' + silent.length + ' are listed, all at /api/sources?silent=true' : '') : 'none silent']);
+  // One line above the banners with the worst colour, naming what needs attention, so nothing hides below the fold.
+  const problems = b.filter((x) => x[0] !== 'green');
+  const worst = problems.some((x) => x[0] === 'red') ? 'red' : problems.length ? 'amber' : 'green';
+  $('summary').innerHTML = banner(worst, 'summary', problems.length ? problems.length + ' need attention: ' + problems.map((x) => x[1]).join(', ') : 'everything works');
+  $('banners').innerHTML = b.map((x) => banner(x[0], x[1], x[2])).join('');
   const rows = [['in (to the spool)', s.history.rates.in]].concat(Object.entries(s.history.rates.sinks).map(([k, v]) => ['out: ' + k, v]));
   $('rates').innerHTML = '<tr><th></th><th class="num">1 min</th><th class="num">5 min</th><th class="num">15 min</th></tr>' +
     rows.map(([k, r]) => '<tr><td>' + esc(k) + '</td><td class="num">' + rate(r.m1) + '</td><td class="num">' + rate(r.m5) + '</td><td class="num">' + rate(r.m15) + '</td></tr>').join('');
   $('chart').innerHTML = chart(s.history.spool);
   const dl = Object.entries(s.history.deadLetters).flatMap(([sink, reasons]) => Object.entries(reasons).map(([r, n]) => '<tr><td>' + esc(sink) + '</td><td>' + esc(r) + '</td><td class="num">' + n + '</td></tr>'));
   $('dead').innerHTML = dl.length ? '<tr><th>sink</th><th>reason</th><th class="num">since start</th></tr>' + dl.join('') : '<tr><td>none since the start</td></tr>';
-  $('silent').innerHTML = silent.length ? '<tr><th>topic</th><th>last message</th><th class="num">quiet</th></tr>' + silent.map((x) => '<tr><td>' + esc(x.topic) + '</td><td>' + esc(x.lastSeenAt) + '</td><td class="num">' + x.quietSeconds + ' s</td></tr>').join('') : '<tr><td>none</td></tr>';
-  $('about').textContent = 'version ' + s.version + ', up ' + s.uptimeSeconds + ' s, ' + (s.history.brokerClients ?? 'no own') + ' broker clients';
+  $('silent').innerHTML = silent.length ? '<tr><th>topic</th><th>last message</th><th class="num">quiet</th></tr>' + silent.map((x) => '<tr><td>' + esc(x.topic) + '</td><td>' + esc(x.lastSeenAt) + '</td><td class="num">' + dur(x.quietSeconds) + '</td></tr>').join('') : '<tr><td>none</td></tr>';
+  $('about').textContent = 'version ' + s.version + ', up ' + dur(s.uptimeSeconds) + ', ' + (s.history.brokerClients ?? 'no own') + ' broker clients';
   $('config').textContent = JSON.stringify(s.config, null, 2);
   $('updated').textContent = 'updated ' + new Date().toISOString();
 }
@@ -68,6 +77,7 @@ async function refresh() {
     const r = await fetch('/api/status', { headers: { accept: 'application/json' } });
     render(await r.json());
   } catch (err) {
+    $('summary').innerHTML = banner('red', 'summary', ($('updated').textContent ? 'the figures below are from ' + $('updated').textContent.replace('updated ', '') : 'no figures yet') + ': the node does not answer');
     $('banners').innerHTML = banner('red', 'page', 'cannot read /api/status: ' + err.message);
   }
 }
@@ -77,8 +87,9 @@ setInterval(refresh, ${STATUS_REFRESH_MS});
 
 export function statusPageHtml(): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mqtt-ingest status</title>
-<meta name="viewport" content="width=device-width"><style>${STYLE}</style></head>
+<meta name="viewport" content="width=device-width"><link rel="icon" href="data:,"><style>${STYLE}</style></head>
 <body><h1>mqtt-ingest</h1><div id="updated"></div>
+<div id="summary"></div>
 <div id="banners"></div>
 <h2>Silent sources</h2><table id="silent"></table>
 <h2>Rates</h2><table id="rates"></table>
