@@ -77,14 +77,19 @@ describe.runIf(run)('a full disk: back-pressure, and messages taken again once t
 
     const load = await publisher(node, 8 * 1024);
     load.flow(200);
+    // What was last seen, for the failure message: which of the three conditions did not hold.
+    let seen: Record<string, unknown> = {};
     const full = await waitFor(
       async () => {
         const s = await spoolState(node);
+        seen = { status: s.status, full: s.spool.full, fullReason: s.spool.fullReason, diskFreeBytes: s.spool.diskFreeBytes, quietMs: Math.round(load.quietMs), acked: load.acked, sent: load.sent, errors: load.errors.map(String) };
         return s.status === 503 && s.spool.full && load.quietMs > 2000 ? s : undefined;
       },
       60_000,
       'back-pressure: readiness 503 and no PUBACK for 2 s',
-    );
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; last seen ${JSON.stringify(seen)}; the node's last log lines:\n${node.logs.slice(-15).join('\n')}`);
+    });
     load.stopFlow();
     const ackedWhenFull = load.acked;
     expect(ackedWhenFull).toBeGreaterThan(3000);
