@@ -119,6 +119,7 @@ export class IngestNode {
       );
     }
     const sinkNames = this.sinks.map((s) => s.name) as SinkName[];
+    this.metrics.initDeadLetters(sinkNames, { routes: routes !== undefined });
     if (sinkNames.length === 0) {
       this.logger.warn(withCode('NO_SINK_ENABLED'), 'no sink is enabled (FILE_SINK=off and no cloud sink): messages are spooled and counted only');
     }
@@ -242,6 +243,8 @@ export class IngestNode {
   }
 
   refreshMetrics(): void {
+    // As /readyz would answer now: without it the gauge moved only when a probe called /readyz.
+    this.metrics.ready.set(this.readiness().ready ? 1 : 0);
     if (!this.spool || this.spool.isClosed) return;
     const s = this.spool.stats();
     const m = this.metrics;

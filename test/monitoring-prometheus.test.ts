@@ -1,7 +1,8 @@
 /**
  * deploy/monitoring/ against the real thing: a real `prometheus` scrapes a real node (embedded broker, Pub/Sub
  * sink on the emulator) every second and evaluates alerts.yml; a Pub/Sub outage makes MqttIngestDeliveryFailing
- * fire, and its end resolves it. Every metric dashboard.json queries is in the node's scrape.
+ * fire, and its end resolves it; the first dead letter after the start fires MqttIngestDeadLetters. Every metric
+ * dashboard.json queries is in the node's scrape.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -70,6 +71,11 @@ describe.runIf(run)('alerts.yml and dashboard.json against a real Prometheus scr
   });
 
   const alertsNamed = async (name: string): Promise<PromAlert[]> => (await prom.alerts()).filter((a) => a.labels.alertname === name);
+  /** The series an instant query of Prometheus answers. */
+  const query = async (q: string): Promise<unknown[]> => {
+    const res = await fetch(`${prom.url}/api/v1/query?query=${encodeURIComponent(q)}`);
+    return ((await res.json()) as { data: { result: unknown[] } }).data.result;
+  };
 
   it('Prometheus scrapes the node, and the Pub/Sub outage alert fires while Pub/Sub is unreachable and resolves after', async () => {
     await waitFor(async () => (await prom.targets()).some((t) => t.health === 'up'), 20_000, 'the node scraped');
@@ -91,7 +97,7 @@ describe.runIf(run)('alerts.yml and dashboard.json against a real Prometheus scr
     );
     expect(firing.labels).toMatchObject({ sink: 'pubsub', severity: 'page', instance: `127.0.0.1:${node.httpPort}` });
     expect(firing.annotations.summary).toBe(`Sink pubsub of 127.0.0.1:${node.httpPort} has been failing for 10 minutes`);
-    expect(firing.annotations.runbook_url).toBe('docs/operations.md#runbook');
+    expect(firing.annotations.runbook_url).toBe('docs/operations.md#mqttingestdeliveryfailing');
     console.log(`MqttIngestDeliveryFailing fired ${Date.now() - cutAt} ms after the cut (for: 3s)`);
     // The node stays ready through the outage: the spool holds the messages.
     expect(await alertsNamed('MqttIngestNotReady')).toEqual([]);
@@ -103,25 +109,27 @@ describe.runIf(run)('alerts.yml and dashboard.json against a real Prometheus scr
     console.log(`MqttIngestDeliveryFailing resolved ${Date.now() - restoredAt} ms after the restore`);
   });
 
-  it('a dead letter fires MqttIngestDeadLetters', async () => {
+  it('the first dead letter after the start fires MqttIngestDeadLetters: its series goes from 0 to 1', async () => {
+    const series = { sink: 'pubsub', reason: 'attribute_too_long' };
+    // The node exports the series at 0 from its start, and Prometheus holds that 0 before the dead letter.
+    expect(await node.metrics()).toContain('mqtt_ingest_dead_letters_total{sink="pubsub",reason="attribute_too_long"} 0\n');
+    await waitFor(async () => (await query('mqtt_ingest_dead_letters_total{sink="pubsub",reason="attribute_too_long"} == 0')).length === 1, 20_000, 'the 0 scraped');
     const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${node.mqttPort}`, { protocolVersion: 4 });
     try {
       // A topic longer than a Pub/Sub attribute value (1024 bytes) can never be sent: a dead letter.
-      const topic = (n: number) => `plant/${'x'.repeat(1100)}/${n}`;
-      await client.publishAsync(topic(1), 'a', { qos: 1 });
-      await waitFor(async () => (await node.metric('mqtt_ingest_dead_letters_total', { sink: 'pubsub' })) >= 1, 20_000, 'a dead letter');
-      // A counter's first sample is no increase to Prometheus: a second dead letter after a scrape is one.
-      await new Promise((r) => setTimeout(r, 2_500));
-      await client.publishAsync(topic(2), 'b', { qos: 1 });
+      await client.publishAsync(`plant/${'x'.repeat(1100)}/1`, 'a', { qos: 1 });
     } finally {
       await client.endAsync();
     }
+    await waitFor(async () => (await node.metric('mqtt_ingest_dead_letters_total', series)) === 1, 20_000, 'a dead letter');
     const firing = await waitFor(
       async () => (await alertsNamed('MqttIngestDeadLetters')).find((a) => a.state === 'firing'),
       30_000,
       'MqttIngestDeadLetters firing',
     );
-    expect(firing.labels).toMatchObject({ sink: 'pubsub', reason: 'attribute_too_long', severity: 'ticket' });
+    expect(firing.labels).toMatchObject({ ...series, severity: 'ticket' });
+    expect(firing.annotations.runbook_url).toBe('docs/operations.md#mqttingestdeadletters');
+    expect(await node.metric('mqtt_ingest_dead_letters_total', series)).toBe(1);
   });
 
   it('every metric dashboard.json queries is in the node\'s scrape', async () => {

@@ -1,7 +1,7 @@
 /**
  * deploy/monitoring/alerts.yml is valid for Prometheus (`promtool check rules`), behaves as its unit tests
- * say (`promtool test rules alerts.test.yml`: every alert firing and not firing), and reads only metrics the
- * node defines.
+ * say (`promtool test rules alerts.test.yml`: every alert firing and not firing), reads only metrics the
+ * node defines, and links each alert to its own entry of the Runbook in docs/operations.md.
  */
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -20,19 +20,111 @@ const rules = (parse(readFileSync(path.join(MONITORING, 'alerts.yml'), 'utf8')) 
 const temps: string[] = [];
 afterAll(() => temps.forEach((t) => rmSync(t, { recursive: true, force: true })));
 
+/**
+ * The anchors a Markdown file offers links (`file.md#anchor`), as GitHub renders it: one per heading, from its
+ * text in lower case with spaces turned into hyphens and punctuation dropped (a repeated one gets `-1`, `-2`, …),
+ * and every explicit `<a id="…">` or `<a name="…">`. Lines inside fenced code blocks are not headings.
+ */
+function markdownAnchors(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  const seen = new Map<string, number>();
+  let fence: string | undefined;
+  for (const line of markdown.split('\n')) {
+    const f = /^\s{0,3}(```|~~~)/.exec(line);
+    if (f) {
+      if (fence === undefined) fence = f[1];
+      else if (f[1] === fence) fence = undefined;
+      continue;
+    }
+    if (fence !== undefined) continue;
+    const h = /^\s{0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$/.exec(line);
+    if (h) {
+      const base = slug(h[1]!);
+      const n = seen.get(base) ?? 0;
+      seen.set(base, n + 1);
+      anchors.add(n === 0 ? base : `${base}-${n}`);
+    }
+    for (const a of line.matchAll(/<a\s+(?:id|name)="([^"]+)"/g)) anchors.add(a[1]!);
+  }
+  return anchors;
+}
+
+/** GitHub's anchor of a heading's text: the rendered text (no code marks, link targets or tags), lower case, punctuation dropped. */
+function slug(heading: string): string {
+  const text = heading
+    .replace(/\[([^\]]*)\]\([^)]*\)/g, '$1')
+    .replace(/<[^>]+>/g, '')
+    .replace(/[`*]/g, '');
+  return text
+    .toLowerCase()
+    .replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '')
+    .replace(/ /g, '-');
+}
+
+/** The `## title` section of a Markdown file: from its heading to the next heading of level 2 or higher. */
+function markdownSection(markdown: string, title: string): string {
+  const start = markdown.indexOf(`\n## ${title}\n`);
+  if (start < 0) throw new Error(`no section "## ${title}"`);
+  const next = markdown.slice(start + 1).search(/\n#{1,2} /);
+  return next < 0 ? markdown.slice(start + 1) : markdown.slice(start + 1, start + 1 + next);
+}
+
 describe('alert rules, without Prometheus', () => {
-  it('every rule has a severity, a summary, a description and a runbook in docs/operations.md', () => {
-    const docs = readFileSync(path.join(ROOT, 'docs', 'operations.md'), 'utf8');
+  const docs = readFileSync(path.join(ROOT, 'docs', 'operations.md'), 'utf8');
+  const runbook = markdownSection(docs, 'Runbook');
+
+  it('GitHub\'s heading anchors, as the Runbook links use them', () => {
+    const md = [
+      '# Operating mqtt-ingest',
+      '## Spool sizing against the 10 GB disk',
+      "## The spool's files: what the node guarantees, and what never to do",
+      '### Pub/Sub permission denied',
+      '#### `MqttIngestSpoolAge` (page)',
+      '```sh',
+      '# a comment in a code block, no heading',
+      '```',
+      '## Upgrading',
+      '## Upgrading',
+      'text <a id="mqttingestsomething"></a> more',
+    ].join('\n');
+    expect([...markdownAnchors(md)]).toEqual([
+      'operating-mqtt-ingest',
+      'spool-sizing-against-the-10-gb-disk',
+      'the-spools-files-what-the-node-guarantees-and-what-never-to-do',
+      'pubsub-permission-denied',
+      'mqttingestspoolage-page',
+      'upgrading',
+      'upgrading-1',
+      'mqttingestsomething',
+    ]);
+    expect(markdownSection(md, 'Spool sizing against the 10 GB disk')).not.toContain('Upgrading');
+  });
+
+  it('every rule has a severity, a summary, a description, and a runbook_url to its own entry of the Runbook', () => {
     expect(rules.length).toBeGreaterThanOrEqual(14);
+    const anchors = markdownAnchors(runbook);
+    const linked = new Set<string>();
     for (const r of rules) {
       expect(['page', 'ticket'], r.alert).toContain(r.labels?.severity);
       expect(r.annotations?.summary, r.alert).toBeTruthy();
       expect(r.annotations?.description, r.alert).toBeTruthy();
-      expect(r.annotations?.runbook_url, r.alert).toBe('docs/operations.md#runbook');
-      // The Runbook or the alert index of "Alerts and dashboards as code" names each alert.
-      expect(docs, r.alert).toContain(`\`${r.alert}\``);
+      const url = r.annotations?.runbook_url ?? '';
+      const m = /^docs\/operations\.md#([^#\s]+)$/.exec(url);
+      expect(m, `${r.alert}: runbook_url ${url}`).not.toBeNull();
+      const anchor = m![1]!;
+      expect(anchors.has(anchor), `${r.alert}: #${anchor} is no heading or anchor of the Runbook`).toBe(true);
+      // Its own entry: the heading named after the alert.
+      expect(anchor, r.alert).toBe(r.alert.toLowerCase());
+      linked.add(anchor);
     }
-    expect(docs).toContain('\n## Runbook\n');
+    expect(linked.size).toBe(rules.length);
+  });
+
+  it('every in-page link of docs/operations.md leads to one of its headings or anchors', () => {
+    const anchors = markdownAnchors(docs);
+    const links = [...docs.matchAll(/\]\(#([^)\s]+)\)/g)].map((m) => m[1]!);
+    expect(links.length).toBeGreaterThanOrEqual(14);
+    expect(links.filter((l) => !anchors.has(l))).toEqual([]);
   });
 
   it('every metric an expression reads is defined in src/', () => {

@@ -1,5 +1,30 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { SinkName } from './message.js';
 import { nodeVersion } from './version.js';
+
+/**
+ * Every reason a sink refuses a message for good with (`rejected(reason, …)`: the `reason` label of
+ * mqtt_ingest_dead_letters_total), by sink: Pub/Sub's limits (src/sinks/pubsub/outgoing.ts) and its INVALID_ARGUMENT
+ * (classify.ts), BigQuery's oversized and refused rows (src/sinks/bigquery/: InvalidReason, rowOutcomes). The file
+ * sink refuses nothing. test/fresh-node-metrics.test.ts checks the list against the sinks' sources.
+ */
+export const SINK_DEAD_LETTER_REASONS: Readonly<Record<SinkName, readonly string[]>> = {
+  pubsub: ['attribute_too_long', 'too_large', 'invalid_argument'],
+  bigquery: ['invalid', 'too_large', 'rejected'],
+  file: [],
+};
+/** Reasons of the routes (src/routes/types.ts RouteDeadLetterReason), for every sink while a routes file is loaded. */
+export const ROUTE_DEAD_LETTER_REASONS = ['no_route', 'field_invalid', 'decode_failed'] as const;
+/** Stored bytes that fail their checksum at lease (src/spool/checksum.ts), for every sink. */
+export const SPOOL_DEAD_LETTER_REASONS = ['corrupt'] as const;
+
+/**
+ * The reasons an enabled sink can dead-letter with. Not `sink_disabled`: that is counted at start, and only for a
+ * sink that is not enabled.
+ */
+export function deadLetterReasons(sink: SinkName, options: { routes: boolean }): string[] {
+  return [...SINK_DEAD_LETTER_REASONS[sink], ...(options.routes ? ROUTE_DEAD_LETTER_REASONS : []), ...SPOOL_DEAD_LETTER_REASONS];
+}
 
 /**
  * Every metric of the node, in one registry. Names start `mqtt_ingest_` (contract §3). Labels never
@@ -169,5 +194,15 @@ export class Metrics {
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'mqtt_ingest_process_' });
     this.buildInfo.set({ version: nodeVersion() }, 1);
+  }
+
+  /**
+   * Shows mqtt_ingest_dead_letters_total at 0 for each of these sinks and each reason it can dead-letter with, from
+   * before the first scrape. A series that first appears at 1 is no increase to Prometheus (`increase()` needs two
+   * samples of the series), so without the 0 the first dead letter of a reason after a start would not fire
+   * MqttIngestDeadLetters (deploy/monitoring/alerts.yml).
+   */
+  initDeadLetters(sinks: readonly SinkName[], options: { routes: boolean }): void {
+    for (const sink of sinks) for (const reason of deadLetterReasons(sink, options)) this.deadLetters.inc({ sink, reason }, 0);
   }
 }
