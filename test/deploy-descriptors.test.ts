@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { checkGenerated, ENVIRONMENTS, generatedFiles, type DeployEnv } from '../src/deploy/render.js';
+import { APP_ENGINE_ONLY, checkGenerated, ENVIRONMENTS, generatedFiles, type DeployEnv } from '../src/deploy/render.js';
 import { kustomizeBuild, type K8sObject } from './helpers/kustomize.js';
 import { baseEnv, ROOT, runCli } from './helpers/node-process.js';
 
@@ -170,10 +170,10 @@ describe('GKE overlays', () => {
     return found[0]!;
   };
 
-  it.each(ENVIRONMENTS)('%s: one StatefulSet replica with a 10 GiB persistent volume on /data and the node probes', (env) => {
+  // Replicas, anti-affinity and client ids per replica: test/deploy-replicas.test.ts.
+  it.each(ENVIRONMENTS)('%s: a StatefulSet with a 10 GiB persistent volume on /data and the node probes', (env) => {
     const sts = one(env, 'StatefulSet');
     expect(sts.metadata.namespace).toBe('mqtt-ingest');
-    expect(sts.spec.replicas).toBe(1);
     const claim = sts.spec.volumeClaimTemplates.find((c: K8sObject) => c.metadata.name === 'data');
     expect(claim.spec.accessModes).toEqual(['ReadWriteOnce']);
     expect(claim.spec.resources.requests.storage).toBe('10Gi');
@@ -195,7 +195,11 @@ describe('GKE overlays', () => {
   it.each(ENVIRONMENTS)("%s: the container's variables are the App Engine descriptor's, so both platforms run one configuration", (env) => {
     const c = one(env, 'StatefulSet').spec.template.spec.containers[0];
     const vars = Object.fromEntries((c.env as { name: string; value: string }[]).map((e) => [e.name, e.value]));
-    expect(vars).toEqual(appYaml(env).env_variables);
+    const app = { ...(appYaml(env).env_variables as Record<string, string>) };
+    // Save MQTT_CLIENT_ID, which each replica derives from its pod name.
+    expect(APP_ENGINE_ONLY.filter((k) => app[k] !== undefined)).toEqual(['MQTT_CLIENT_ID']);
+    for (const k of APP_ENGINE_ONLY) delete app[k];
+    expect(vars).toEqual(app);
   });
 
   it.each(ENVIRONMENTS)('%s: grace period above the drain time, Workload Identity instead of key files', (env) => {
@@ -212,7 +216,7 @@ describe('GKE overlays', () => {
     expect(JSON.stringify(built[env])).not.toMatch(/"kind":"Secret"|secretName|private_key/);
   });
 
-  it.each(ENVIRONMENTS)('%s: a LoadBalancer for 8883 (and 1883 in dev only) to the pod, and a disruption budget that keeps it', (env) => {
+  it.each(ENVIRONMENTS)('%s: a LoadBalancer for 8883 (and 1883 in dev only) to the pods, and a disruption budget over them', (env) => {
     const services = built[env].filter((o) => o.kind === 'Service');
     const lb = services.find((s) => s.spec.type === 'LoadBalancer')!;
     const ports = (lb.spec.ports as { port: number; targetPort: string }[]).map((p) => [p.port, p.targetPort]).sort();
@@ -225,7 +229,8 @@ describe('GKE overlays', () => {
     for (const s of services) for (const [k, v] of Object.entries(s.spec.selector)) expect(podLabels[k]).toBe(v);
     expect(services.find((s) => s.metadata.name === sts.spec.serviceName)?.spec.clusterIP).toBe('None');
     const pdb = one(env, 'PodDisruptionBudget');
-    expect(pdb.spec.minAvailable).toBe(1);
+    // One pod: no eviction takes it (the operator moves it). PRD's two: one at a time.
+    expect(pdb.spec).toMatchObject(env === 'prd' ? { maxUnavailable: 1 } : { minAvailable: 1 });
     for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) expect(podLabels[k]).toBe(v);
   });
 

@@ -4,7 +4,8 @@
  *
  *   deploy/environments/base.yml + deploy/environments/<env>.yml
  *     → deploy/appengine/<env>.yml                      (App Engine flexible app.yaml)
- *     → deploy/kubernetes/overlays/<env>/node-env.yaml  (the same variables as a StatefulSet patch for GKE)
+ *     → deploy/kubernetes/overlays/<env>/node-env.yaml  (the same variables as a StatefulSet patch for GKE,
+ *                                                        less those of APP_ENGINE_ONLY)
  *
  * Each source file has two sections: `env` (the node's environment variables, the same on both platforms) and
  * `appengine` (app.yaml fields; `env_variables` is filled from `env`). An overlay is merged into the base: maps
@@ -109,9 +110,18 @@ export function renderAppEngine(env: DeployEnv, deployDir = defaultDeployDir()):
   return header(env, 'App Engine flexible descriptor') + stringify(doc, { lineWidth: 0 });
 }
 
+/**
+ * Variables the GKE patch leaves out. MQTT_CLIENT_ID: a StatefulSet pod's host name is its pod name
+ * (mqtt-ingest-0, mqtt-ingest-1), the same across restarts and different per replica, so the node's derived
+ * default `mqtt-ingest-<hostname>-<APP_ENV>` is stable and unique there, where one fixed value would be shared by
+ * every replica. App Engine keeps it: an instance's host name changes with every new instance.
+ */
+export const APP_ENGINE_ONLY: readonly string[] = ['MQTT_CLIENT_ID'];
+
 /** The environment's variables as a strategic-merge patch of the GKE StatefulSet's container. */
 export function renderKubernetesEnv(env: DeployEnv, deployDir = defaultDeployDir()): string {
   const src = environmentSource(env, deployDir);
+  const vars = Object.entries(src.env).filter(([name]) => !APP_ENGINE_ONLY.includes(name));
   const patch = {
     apiVersion: 'apps/v1',
     kind: 'StatefulSet',
@@ -119,12 +129,13 @@ export function renderKubernetesEnv(env: DeployEnv, deployDir = defaultDeployDir
     spec: {
       template: {
         spec: {
-          containers: [{ name: 'mqtt-ingest', env: Object.entries(src.env).map(([name, value]) => ({ name, value })) }],
+          containers: [{ name: 'mqtt-ingest', env: vars.map(([name, value]) => ({ name, value })) }],
         },
       },
     },
   };
-  return header(env, 'Node environment patch of the GKE StatefulSet') + stringify(patch, { lineWidth: 0 });
+  const note = `# ${APP_ENGINE_ONLY.join(', ')}: left out; each replica derives its own from its pod name (src/deploy/render.ts).\n`;
+  return header(env, 'Node environment patch of the GKE StatefulSet') + note + stringify(patch, { lineWidth: 0 });
 }
 
 export interface GeneratedFile {
