@@ -1,3 +1,4 @@
+import { withCode } from '../core/errors.js';
 import { EmbeddedIntake } from './embedded/embedded-intake.js';
 import { ExternalIntake } from './external/external-intake.js';
 import type { Intake, IntakeDeps, IntakeMode, IntakeSettings } from './intake.js';
@@ -15,6 +16,13 @@ export function resolveBrokerMode(config: Pick<IntakeSettings, 'MQTT_BROKER_MODE
 export function createIntake(mode: IntakeMode, deps: IntakeDeps): Intake {
   switch (mode) {
     case 'embedded':
+      // Refused by check-config when the mode is set explicitly; `auto` falls back to it only when Mosquitto is missing.
+      if (deps.config.MQTT_SHARE_GROUP !== undefined) {
+        deps.logger.warn(
+          withCode('CONFIG_WARNING', { MQTT_SHARE_GROUP: deps.config.MQTT_SHARE_GROUP }),
+          'MQTT_SHARE_GROUP is ignored: Mosquitto was not found, so the node runs the embedded broker, which shares no subscription with other nodes',
+        );
+      }
       return new EmbeddedIntake(deps);
     case 'mosquitto':
       return new MosquittoIntake(deps);

@@ -1,3 +1,4 @@
+import { subscribedFilters } from '../config.js';
 import { PublishError, type IntakeDeps, type PublishOptions } from '../intake.js';
 import { MqttSource } from './mqtt-source.js';
 import { subscriptionMemory, subscriptionsKey } from './subscription-memory.js';
@@ -20,9 +21,10 @@ export interface SubscriberSession {
 }
 
 /**
- * The node's subscriber in the mosquitto and external modes, built from the configuration: MQTT_TOPICS on a
- * persistent session, each PUBACK after the spool commit (mqtt-source.ts), the session's filters remembered
- * in the spool's meta table under the broker's identity and the client id.
+ * The node's subscriber in the mosquitto and external modes, built from the configuration: MQTT_TOPICS (shared
+ * subscriptions of MQTT_SHARE_GROUP when it is set) on a persistent session, each PUBACK after the spool commit
+ * (mqtt-source.ts), the session's filters remembered in the spool's meta table under the broker's identity and the
+ * client id.
  */
 export class Subscriber {
   private source: MqttSource | undefined;
@@ -41,7 +43,9 @@ export class Subscriber {
       clientId: session.clientId,
       username: session.username,
       password: session.password,
-      topics: c.MQTT_TOPICS,
+      // With MQTT_SHARE_GROUP, `$share/<group>/<filter>`: the memory then holds those, so a changed group is an
+      // old filter to unsubscribe and a new one to subscribe, like any change of MQTT_TOPICS.
+      topics: subscribedFilters(c.MQTT_TOPICS, c.MQTT_SHARE_GROUP),
       protocolVersion: c.MQTT_PROTOCOL_VERSION,
       sessionExpirySeconds: c.MQTT_SESSION_EXPIRY_SECONDS,
       keepaliveSeconds: c.MQTT_KEEPALIVE_SECONDS,
