@@ -234,6 +234,8 @@ describe('mqtt-ingest dlq', () => {
     const one = await runCli(['dlq', 'purge', '--id', '1'], bigqueryEnv(dataDir));
     expect(one.code).toBe(0);
     expect(one.stdout).toBe('purged 1 dead letter (id 1)\n');
+    // After the spool's name, the summary line on stderr (no rate for so few rows).
+    expect(one.stderr).toMatch(/^mqtt-ingest dlq: spool .*\ndlq purge: 1 dead letter purged in \d+\.\d s\n$/);
     expect(spoolState(dataDir).deadLetters).toEqual([
       [2, 'bigquery'],
       [3, 'pubsub'],

@@ -77,6 +77,8 @@ describe.runIf(run)('provision against the Pub/Sub emulator and the BigQuery tes
     // The emulator does not implement testIamPermissions: said so, and not a failure.
     expect(first.stdout).toMatch(/^ {2}not checked pubsub\.topics\.publish on projects\/mqtt-ingest-test\/topics\/prov-raw \(this endpoint does not implement testIamPermissions/m);
     expect(first.stdout).toMatch(/^done; \d+ permission\(s\) could not be checked here$/m);
+    // The summary line on stderr, after the report (off a terminal there is no live line).
+    expect(first.stderr).toMatch(/^provision: 4 resources and 3 permissions checked in \d+(\.\d)? s: ready\n$/);
     expect(await topicExists('prov-raw')).toBe(true);
     const table = bq.tables.get('mqtt_ingest.raw_messages')!;
     expect(table.resource.schema.fields.map((f) => [f.name, f.type, f.mode])).toEqual(RAW_TABLE_FIELDS.map((f) => [f.name, f.type, f.mode]));

@@ -58,6 +58,9 @@ describe.runIf(run)('mqtt-ingest smoke', () => {
     expect(r.stdout).toMatch(/^published smoke-[0-9a-f-]{36} to mqtt-ingest\/smoke\/smoke-[0-9a-f-]{36} via mqtt:\/\/127\.0\.0\.1:\d+: acknowledged/m);
     expect(r.stdout).toMatch(/^received smoke-[0-9a-f-]{36} in projects\/mqtt-ingest-test\/subscriptions\/smoke-verify after \d+ ms \(message_id [0-9A-Z]{26}\)$/m);
     expect(r.stdout).toContain('smoke test passed');
+    // The summary line ends the run, on stdout with its other lines (off a terminal there is no live line).
+    expect(r.stdout).toMatch(/\nsmoke: passed in \d+(\.\d)? s\n$/);
+    expect(r.stdout).not.toContain('\x1b');
     // The password came from the environment and is printed nowhere.
     expect(r.stdout + r.stderr).not.toContain(PASSWORD);
     // Acknowledged: a second smoke run's message is alone in the subscription.
@@ -125,6 +128,9 @@ describe.runIf(run)('mqtt-ingest smoke', () => {
     );
     expect(unreachable.code).toBe(1);
     expect(unreachable.stderr).toContain('ECONNREFUSED');
+    // Named as the broker, with the option that chose it; nothing more is asked of it.
+    expect(unreachable.stderr).toMatch(new RegExp(`^smoke test FAILED: cannot reach the MQTT broker at mqtt://127\\.0\\.0\\.1:${closedPort} \\(--broker\\): .*ECONNREFUSED.* \\(connect\\)$`, 'm'));
+    expect(unreachable.stdout).toMatch(new RegExp(`^smoke: FAILED after \\d+\\.\\d s \\(while connecting to the MQTT broker at mqtt://127\\.0\\.0\\.1:${closedPort}\\)\n$`));
   });
 
   it('refuses bad usage with exit 2 before publishing anything', async () => {

@@ -6,7 +6,9 @@
  * 2 on bad usage. It reads the same configuration as `run` (environment and --config), so it provisions exactly
  * what the node will use: run it with the environment's descriptor variables (docs/operations.md).
  * Without Google credentials where a Google endpoint is called it says so once, with the fix, and exits 1. A
- * service that keeps it waiting is named every 15 s, and a call fails after --timeout seconds (src/deploy/waiting.ts).
+ * service that keeps it waiting is named every 15 s, and a call fails after --timeout seconds (src/deploy/waiting.ts);
+ * one that cannot be reached (refused, unresolved, silent) is said within 15 s. On a terminal a live line on stderr
+ * counts the resources and permissions checked; a summary line on stderr ends every run that got to the checks.
  */
 import type { BigQuery } from '@google-cloud/bigquery';
 import type { PubSub } from '@google-cloud/pubsub';
@@ -18,10 +20,13 @@ import { pubsubTopic } from '../sinks/pubsub/config.js';
 import { createSecretManagerClient } from '../config/secrets.js';
 import { ConfigError } from '../core/errors.js';
 import { bigqueryClient, credentialsMessage, credentialsProblem, impersonatedAuth, METADATA_SERVER, pubsubClient, type CredentialsProblem } from '../deploy/gcp-clients.js';
-import { formatReport, provision, type ProvisionClients, type ProvisionTarget, type ServiceKey } from '../deploy/provision.js';
+import { provision, type ProvisionClients, type ProvisionProgress, type ProvisionTarget, type ServiceKey } from '../deploy/provision.js';
+import { formatReport } from '../deploy/provision-report.js';
 import { environmentSource, ENVIRONMENTS, isDeployEnv } from '../deploy/render.js';
 import { SMOKE_TOPIC_PREFIX } from '../deploy/smoke.js';
-import { endCommand, ServiceCalls, waitNoticeMs, type Service } from '../deploy/waiting.js';
+import { endCommand, ServiceCalls, waitNoticeMs, type ActiveCall, type Service } from '../deploy/waiting.js';
+import { proxyVariable } from '../deploy/reach.js';
+import { duration, Progress, type ProgressStream } from './progress.js';
 import { baseUrlOf } from '../sinks/bigquery/bigquery-sink.js';
 import { loadRoutes } from '../routes/config.js';
 import { sinkRouting } from '../routes/destinations.js';
@@ -38,7 +43,7 @@ interface ProvisionCliOptions {
   timeout?: string;
 }
 
-type Io = { stdout: Pick<NodeJS.WritableStream, 'write'>; stderr: Pick<NodeJS.WritableStream, 'write'> };
+type Io = { stdout: Pick<NodeJS.WritableStream, 'write'>; stderr: ProgressStream };
 
 /** How the command makes its clients; `auth` is the node's identity for the permission check. */
 export interface ClientFactories {
@@ -62,10 +67,15 @@ export const defaultFactories: ClientFactories = {
 /** Where each service is asked, as the messages about a slow or silent one name it. */
 function serviceEndpoints(c: Config): Record<ServiceKey, Service> {
   const bigquery = baseUrlOf({ apiEndpoint: c.BIGQUERY_API_ENDPOINT, emulatorHost: c.BIGQUERY_EMULATOR_HOST });
+  const bigqueryFrom = c.BIGQUERY_EMULATOR_HOST ? 'BIGQUERY_EMULATOR_HOST' : c.BIGQUERY_API_ENDPOINT ? 'BIGQUERY_API_ENDPOINT' : undefined;
   return {
-    pubsub: c.PUBSUB_EMULATOR_HOST ? { name: 'the Pub/Sub emulator', at: c.PUBSUB_EMULATOR_HOST } : { name: 'Pub/Sub', at: 'pubsub.googleapis.com' },
-    bigquery: { name: 'BigQuery', at: new URL(bigquery).origin },
-    secretManager: { name: 'Secret Manager', at: c.SECRET_MANAGER_API_ENDPOINT ?? 'secretmanager.googleapis.com' },
+    pubsub: c.PUBSUB_EMULATOR_HOST
+      ? { name: 'the Pub/Sub emulator', at: c.PUBSUB_EMULATOR_HOST, from: 'PUBSUB_EMULATOR_HOST' }
+      : { name: 'Pub/Sub', at: 'pubsub.googleapis.com' },
+    bigquery: { name: 'BigQuery', at: new URL(bigquery).origin, from: bigqueryFrom },
+    secretManager: c.SECRET_MANAGER_API_ENDPOINT
+      ? { name: 'Secret Manager', at: c.SECRET_MANAGER_API_ENDPOINT, from: 'SECRET_MANAGER_API_ENDPOINT' }
+      : { name: 'Secret Manager', at: 'secretmanager.googleapis.com' },
   };
 }
 
@@ -133,7 +143,20 @@ export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.Pr
   };
 
   const endpoints = serviceEndpoints(c);
-  const calls = new ServiceCalls({ say: (line) => io.stderr.write(`provision: ${line}\n`), noticeMs: waitNoticeMs(env), deadlineMs: seconds * 1000 });
+  const progress = new Progress('provision', io.stderr);
+  let waitingOn: ActiveCall | undefined;
+  let reached: ProvisionProgress | undefined;
+  const draw = () => progress.update(() => liveText(reached, waitingOn), { live: true });
+  const calls = new ServiceCalls({
+    say: (line) => progress.line(`provision: ${line}`),
+    noticeMs: waitNoticeMs(env),
+    deadlineMs: seconds * 1000,
+    proxy: proxyVariable(env),
+    onCall: (call) => {
+      waitingOn = call;
+      if (reached) draw();
+    },
+  });
 
   // Emulators and plain-http stand-ins take no credentials; Google's endpoints and impersonation do.
   const needCredentials = [
@@ -143,6 +166,7 @@ export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.Pr
     opts.serviceAccount ? `impersonating ${opts.serviceAccount}` : '',
   ].filter(Boolean);
   if (needCredentials.length > 0) {
+    progress.update('looking up Google credentials');
     let problem: string | undefined;
     try {
       const found = await calls.call(METADATA_SERVER, 'Application Default Credentials lookup', () => make.credentials());
@@ -151,6 +175,7 @@ export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.Pr
       problem = (err as Error).message.split('\n')[0];
     }
     if (problem) {
+      progress.stop();
       io.stderr.write(`provision: ${problem}\n`);
       return 1;
     }
@@ -162,6 +187,10 @@ export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.Pr
     secretManager: target.secrets.length ? make.secretManager(c) : undefined,
   };
   let identity = 'the caller (Application Default Credentials)';
+  const show = (p: ProvisionProgress) => {
+    reached = p;
+    draw();
+  };
   try {
     if (opts.serviceAccount) {
       // The permission check acts as the node's service account; creating stays with the caller.
@@ -173,15 +202,37 @@ export async function provisionCommand(opts: ProvisionCliOptions, env: NodeJS.Pr
       };
       identity = opts.serviceAccount;
     }
-    const report = await provision(target, clients, { dryRun: opts.dryRun === true, call: (key, what, fn) => calls.call(endpoints[key], what, fn) });
+    const report = await provision(target, clients, { dryRun: opts.dryRun === true, call: (key, what, fn) => calls.call(endpoints[key], what, fn), progress: show });
+    progress.stop();
     io.stdout.write(formatReport(report, { dryRun: opts.dryRun === true, identity }));
+    const checked = `${plural(report.steps.length, 'resource')} and ${plural(report.permissions.length, 'permission')} checked`;
+    progress.done(`${checked}${opts.dryRun ? ' (dry run)' : ''} in ${duration(progress.elapsedMs())}: ${report.ok ? 'ready' : 'NOT READY'}`);
     return report.ok ? 0 : 1;
   } catch (err) {
+    progress.stop();
     io.stderr.write(`provision: ${(err as Error).message.split('\n')[0]}\n`);
+    progress.done(`stopped after ${duration(progress.elapsedMs())}${reached ? `, ${progressText(reached)}` : ''}`);
     return 1;
   } finally {
     await Promise.allSettled([clients.pubsub.close(), clients.check?.pubsub.close(), clients.secretManager?.close(), clients.check?.secretManager?.close()]);
   }
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** How far it got: `3/7 resources checked`, then `7/7 resources, 2/9 permissions checked`. */
+function progressText(p: ProvisionProgress): string {
+  if (p.permissions === 0 && p.resources < p.plannedResources) return `${p.resources}/${p.plannedResources} resources checked`;
+  return `${p.resources}/${p.plannedResources} resources, ${p.permissions}/${p.plannedPermissions} permissions checked`;
+}
+
+/** The live line: how far it got, and the call it waits for once that takes a second or more. */
+function liveText(p: ProvisionProgress | undefined, call: ActiveCall | undefined): string {
+  const done = p ? progressText(p) : 'starting';
+  const waited = call ? Math.floor((Date.now() - call.started) / 1000) : 0;
+  return call && waited >= 1 ? `${done}; waiting for ${call.service.name} (${call.what}), ${waited} s` : done;
 }
 
 export function registerProvision(program: Command): void {

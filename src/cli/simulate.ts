@@ -8,10 +8,11 @@ import type { Command } from 'commander';
 import { runFleet } from '../simulate/fleet.js';
 import { DEFAULTS, parseSimulateOptions, type SimulateCliOptions } from '../simulate/options.js';
 import { summaryLine } from '../simulate/pacing.js';
+import { Progress, type ProgressStream } from './progress.js';
 
 export interface SimulateIo {
   stdout: Pick<NodeJS.WritableStream, 'write'>;
-  stderr: Pick<NodeJS.WritableStream, 'write'> & { isTTY?: boolean };
+  stderr: ProgressStream;
 }
 
 export async function simulateCommand(cli: SimulateCliOptions, env: NodeJS.ProcessEnv, io: SimulateIo, signal?: AbortSignal): Promise<number> {
@@ -20,18 +21,14 @@ export async function simulateCommand(cli: SimulateCliOptions, env: NodeJS.Proce
     io.stderr.write(`simulate: invalid options:\n${problems.map((p) => `  - ${p}\n`).join('')}`);
     return 2;
   }
-  const tty = io.stderr.isTTY === true;
-  // The progress line is redrawn in place; a problem line clears it first so the two never mix.
-  const clearLine = () => tty && io.stderr.write('\r\x1b[K');
+  // The live line (a terminal only) is redrawn in place; a problem line clears it first so the two never mix.
+  const progress = new Progress('simulate', io.stderr);
   const summary = await runFleet(options, {
-    problem: (line) => {
-      clearLine();
-      io.stderr.write(`simulate: ${line}\n`);
-    },
-    progress: tty ? (line) => io.stderr.write(`\r\x1b[K${line}`) : undefined,
+    problem: (line) => progress.line(`simulate: ${line}`),
+    progress: progress.tty ? (line) => progress.update(line) : undefined,
     signal,
   });
-  clearLine();
+  progress.stop();
   io.stdout.write(options.json ? `${JSON.stringify(summary)}\n` : `${summaryLine(summary)}\n`);
   return summary.ok ? 0 : 1;
 }

@@ -3,12 +3,16 @@
  * Exit 0 when the marked message arrived with the contract's attributes, 1 when it did not, 2 on bad usage.
  * The broker password comes only from SMOKE_MQTT_PASSWORD (never the command line, which `ps` and CI logs show).
  * Without Google credentials (and no PUBSUB_EMULATOR_HOST) it says so once, with the fix, before publishing.
+ * Pub/Sub or a broker that cannot be reached is said within 15 s (src/deploy/waiting.ts); on a terminal a live
+ * line on stderr says what the test waits for and for how long; a summary line on stdout ends every run.
  */
 import { v1 } from '@google-cloud/pubsub';
 import type { Command } from 'commander';
 import { credentialsMessage, credentialsProblem, METADATA_SERVER, pubsubClient } from '../deploy/gcp-clients.js';
 import { runSmoke, SMOKE_TOPIC_PREFIX, withoutUrlPassword } from '../deploy/smoke.js';
 import { endCommand, ServiceCalls, waitNoticeMs, type Service } from '../deploy/waiting.js';
+import { proxyVariable } from '../deploy/reach.js';
+import { duration, Progress, type ProgressStream } from './progress.js';
 
 interface SmokeCliOptions {
   broker: string;
@@ -22,7 +26,7 @@ interface SmokeCliOptions {
 
 const SUBSCRIPTION_PATH = /^projects\/([^/]+)\/subscriptions\/([^/]+)$/;
 
-export async function smokeCommand(opts: SmokeCliOptions, env: NodeJS.ProcessEnv, io: { stdout: Pick<NodeJS.WritableStream, 'write'>; stderr: Pick<NodeJS.WritableStream, 'write'> }): Promise<number> {
+export async function smokeCommand(opts: SmokeCliOptions, env: NodeJS.ProcessEnv, io: { stdout: Pick<NodeJS.WritableStream, 'write'>; stderr: ProgressStream }): Promise<number> {
   const usage = (why: string) => {
     io.stderr.write(`smoke: ${why}\n`);
     return 2;
@@ -41,9 +45,16 @@ export async function smokeCommand(opts: SmokeCliOptions, env: NodeJS.ProcessEnv
 
   const emulatorHost = env.PUBSUB_EMULATOR_HOST || undefined;
   const noticeMs = waitNoticeMs(env);
-  // Progress goes to stdout with the other lines of the run; failures to stderr.
-  const calls = new ServiceCalls({ say: (line) => io.stdout.write(`${line}\n`), noticeMs, deadlineMs: seconds * 1000 });
+  // Progress goes to stdout with the other lines of the run; failures to stderr; the live line to stderr (a terminal).
+  const progress = new Progress('smoke', io.stderr);
+  const say = (line: string) => progress.line(line, io.stdout);
+  const fail = (text: string) => {
+    progress.stop();
+    io.stderr.write(text);
+  };
+  const calls = new ServiceCalls({ say, noticeMs, deadlineMs: seconds * 1000, proxy: proxyVariable(env) });
   if (!emulatorHost) {
+    progress.update('looking up Google credentials');
     let problem: string | undefined;
     try {
       const found = await calls.call(METADATA_SERVER, 'Application Default Credentials lookup', () => credentialsProblem(env));
@@ -52,13 +63,23 @@ export async function smokeCommand(opts: SmokeCliOptions, env: NodeJS.ProcessEnv
       problem = (err as Error).message.split('\n')[0];
     }
     if (problem) {
-      io.stderr.write(`smoke test FAILED: ${problem}\n`);
+      fail(`smoke test FAILED: ${problem}\n`);
       return 1;
     }
   }
-  const service: Service = emulatorHost ? { name: 'the Pub/Sub emulator', at: emulatorHost } : { name: 'Pub/Sub', at: 'pubsub.googleapis.com' };
+  const service: Service = emulatorHost
+    ? { name: 'the Pub/Sub emulator', at: emulatorHost, from: 'PUBSUB_EMULATOR_HOST' }
+    : { name: 'Pub/Sub', at: 'pubsub.googleapis.com' };
   const pubsub = pubsubClient(SUBSCRIPTION_PATH.exec(subscription)![1]!, { emulatorHost });
   let subscriber: v1.SubscriberClient | undefined;
+  let phase: (() => string) | undefined;
+  const status = (text: () => string) => {
+    phase = text;
+    progress.update(text, { live: true });
+  };
+  /** The summary line, on stdout with the run's other lines: how it ended, how long it took, and where it stopped. */
+  const summary = (passed: boolean) =>
+    progress.done(passed ? `passed in ${duration(progress.elapsedMs())}` : `FAILED after ${duration(progress.elapsedMs())}${phase ? ` (while ${phase().replace(/, \d+ s$/, '')})` : ''}`, io.stdout);
   try {
     // The generated client, from the PubSub object's own endpoint and credential settings.
     const config = await pubsub.getClientConfig();
@@ -73,17 +94,21 @@ export async function smokeCommand(opts: SmokeCliOptions, env: NodeJS.ProcessEnv
         password: env.SMOKE_MQTT_PASSWORD || undefined,
         caFile: opts.ca,
       },
-      { subscriber, pubsub: service, calls, noticeMs },
-      (line) => io.stdout.write(`${line}\n`),
+      { subscriber, pubsub: service, calls, noticeMs, status },
+      say,
     );
     if (result.ok) {
+      progress.stop();
       io.stdout.write('smoke test passed: the message arrived unchanged with the contract attributes\n');
+      summary(true);
       return 0;
     }
-    io.stderr.write(`smoke test FAILED:\n${result.problems.map((p) => `  - ${p}\n`).join('')}`);
+    fail(`smoke test FAILED:\n${result.problems.map((p) => `  - ${p}\n`).join('')}`);
+    summary(false);
     return 1;
   } catch (err) {
-    io.stderr.write(`smoke test FAILED: ${withoutUrlPassword((err as Error).message.split('\n')[0]!, opts.broker)}\n`);
+    fail(`smoke test FAILED: ${withoutUrlPassword((err as Error).message.split('\n')[0]!, opts.broker)}\n`);
+    summary(false);
     return 1;
   } finally {
     await Promise.allSettled([subscriber?.close(), pubsub.close()]);

@@ -255,6 +255,10 @@ const COMMANDS = {
     action: 'enable the sink (the message names its variables), or run with the node\'s configuration',
   },
   DLQ_NOTHING_REPLAYED: { meaning: '`dlq replay`: the spool holds no dead letters of the sinks enabled here', action: 'nothing, or enable the sink the message names' },
+  DLQ_SPOOL_BUSY: {
+    meaning: '`dlq replay` or `dlq purge`: another connection held the spool\'s write lock for the whole 5 s wait; nothing was changed',
+    action: 'look for another `dlq` command or a process stuck in a transaction on the spool file, then run it again',
+  },
   PASSWD_FAILED: {
     meaning: '`passwd` changed nothing: a bad user name, an unreadable file, a user not in it, an empty or mistyped password',
     action: 'fix what the line says and run it again',
@@ -269,7 +273,7 @@ const COMMANDS = {
     action: '`gcloud auth application-default login`, or `GOOGLE_APPLICATION_CREDENTIALS` naming a key file, or run where a service account is attached',
   },
   SERVICE_TIMEOUT: {
-    meaning: '`provision` or `smoke`: a service did not answer within `--timeout`; it is not asked again in that run (its other steps say `not asked`)',
+    meaning: '`provision` or `smoke`: a service did not answer within `--timeout`, or could not be reached at all (connection refused, a name that does not resolve); it is not asked again in that run (its other steps say `not asked`)',
     action: 'check the endpoint the message names (emulator address, proxy, firewall)',
   },
   PROVISION_INCOMPLETE: {

@@ -47,7 +47,7 @@ export function bigqueryClient(
 }
 
 /** Where the credentials lookup can wait: Google's library asks the metadata server when no ADC file is found. */
-export const METADATA_SERVER = { name: 'the metadata server', at: '169.254.169.254' } as const;
+export const METADATA_SERVER = { name: 'the metadata server', at: '169.254.169.254', port: 80 } as const;
 
 /** What is wrong with the caller's credentials, and the fix in words. */
 export interface CredentialsProblem {

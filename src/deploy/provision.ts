@@ -11,7 +11,7 @@
  * roles/iam.serviceAccountTokenCreator on it); without it, the caller's own permissions are checked.
  *
  * Every call to a service goes through `opts.call` (the command's ServiceCalls, src/deploy/waiting.ts), which
- * says when a service keeps it waiting and bounds the wait.
+ * says when a service keeps it waiting and bounds the wait; `opts.progress` hears after each step how far it got.
  */
 import type { BigQuery } from '@google-cloud/bigquery';
 import type { PubSub } from '@google-cloud/pubsub';
@@ -70,6 +70,14 @@ export interface PermissionResult {
   state: PermissionState;
   detail?: string;
 }
+/** How far provision has got: resources found or made, and permissions checked, of how many planned. */
+export interface ProvisionProgress {
+  resources: number;
+  plannedResources: number;
+  permissions: number;
+  plannedPermissions: number;
+}
+
 export interface ProvisionReport {
   steps: Step[];
   permissions: PermissionResult[];
@@ -107,36 +115,53 @@ function describe(err: unknown, needed?: string): string {
 export async function provision(
   target: ProvisionTarget,
   clients: ProvisionClients,
-  opts: { dryRun: boolean; call?: CallService },
+  opts: { dryRun: boolean; call?: CallService; progress?: (p: ProvisionProgress) => void },
 ): Promise<ProvisionReport> {
   const call = opts.call ?? direct;
+  const check = clients.check ?? clients;
+  const routeTopics = (target.routeTopics ?? []).filter((t) => t !== target.topic);
+  const topics = [...(target.topic ? [target.topic] : []), ...routeTopics];
+  const tables = target.bigquery ? (target.bigquery.rawTable === false ? 0 : 1) + (target.bigquery.routeTables ?? []).length : 0;
+  const plannedResources = topics.length + (target.topic && target.verificationSubscription ? 1 : 0) + (clients.bigquery && target.bigquery ? 1 + tables : 0);
+  const { topic: perTopic, table: perTable, secret: perSecret } = NODE_PERMISSIONS;
+  const plannedPermissions = topics.length * perTopic.length + (check.bigquery ? tables * perTable.length : 0) + (check.secretManager ? target.secrets.length * perSecret.length : 0);
   const steps: Step[] = [];
+  const permissions: PermissionResult[] = [];
+  const tick = () => opts.progress?.({ resources: steps.length, plannedResources, permissions: permissions.length, plannedPermissions });
+  tick();
   if (target.topic) {
     const topicOk = await ensureTopic(clients.pubsub, target.topic, opts.dryRun, steps, call);
+    tick();
     if (target.verificationSubscription) {
       await ensureVerificationSubscription(clients.pubsub, target, topicOk, opts.dryRun, steps, call);
+      tick();
     }
   }
-  const routeTopics = (target.routeTopics ?? []).filter((t) => t !== target.topic);
-  for (const topic of routeTopics) await ensureTopic(clients.pubsub, topic, opts.dryRun, steps, call);
-  if (target.bigquery && clients.bigquery) await ensureTables(clients.bigquery, target, opts.dryRun, steps, call);
+  for (const topic of routeTopics) {
+    await ensureTopic(clients.pubsub, topic, opts.dryRun, steps, call);
+    tick();
+  }
+  if (target.bigquery && clients.bigquery) await ensureTables(clients.bigquery, target, opts.dryRun, steps, call, tick);
 
-  const check = clients.check ?? clients;
   // Whether a step found or made the resource: then a NOT_FOUND from testIamPermissions means the endpoint lacks it.
   const present = (what: string) => steps.some((s) => s.what === what && (s.state === 'exists' || s.state === 'created' || s.state === 'updated'));
-  const permissions: PermissionResult[] = [];
-  for (const topic of [...(target.topic ? [target.topic] : []), ...routeTopics]) {
+  for (const topic of topics) {
     permissions.push(...(await checkTopic(check.pubsub, topic, present(`Pub/Sub topic ${topic}`), call)));
+    tick();
   }
   if (target.bigquery && check.bigquery) {
     const { dataset, table, rawTable, routeTables } = target.bigquery;
     for (const t of [...(rawTable === false ? [] : [table]), ...(routeTables ?? []).map((r) => r.table)]) {
       const name = `${target.projectId}:${dataset}.${t}`;
       permissions.push(...(await checkTable(check.bigquery, name, dataset, t, present(`BigQuery table ${name}`), call)));
+      tick();
     }
   }
   // Secrets are not provisioned here (their values are the operator's): a missing one is reported as such.
-  if (check.secretManager) for (const s of target.secrets) permissions.push(...(await checkSecret(check.secretManager, s.secretName, call)));
+  for (const s of check.secretManager ? target.secrets : []) {
+    permissions.push(...(await checkSecret(check.secretManager!, s.secretName, call)));
+    tick();
+  }
 
   const ok = steps.every((s) => s.state !== 'failed' && s.state !== 'differs') && permissions.every((p) => p.state !== 'missing');
   return { steps, permissions, ok };
@@ -210,7 +235,7 @@ async function ensureVerificationSubscription(
   }
 }
 
-async function ensureTables(bigquery: BigQuery, target: ProvisionTarget, dryRun: boolean, steps: Step[], call: CallService): Promise<void> {
+async function ensureTables(bigquery: BigQuery, target: ProvisionTarget, dryRun: boolean, steps: Step[], call: CallService, tick: () => void): Promise<void> {
   const { dataset: datasetId, table: tableId, location, rawTable, routeTables = [] } = target.bigquery!;
   const dataset = bigquery.dataset(datasetId, location ? { location } : {});
   const datasetWhat = `BigQuery dataset ${target.projectId}:${datasetId}`;
@@ -233,6 +258,7 @@ async function ensureTables(bigquery: BigQuery, target: ProvisionTarget, dryRun:
     steps.push({ what: datasetWhat, state: 'failed', detail: describe(err, 'bigquery.datasets.get and bigquery.datasets.create (roles/bigquery.dataEditor)') });
     return;
   }
+  tick();
   const tables: TableSpec[] = [];
   if (rawTable !== false) {
     tables.push({
@@ -261,7 +287,10 @@ async function ensureTables(bigquery: BigQuery, target: ProvisionTarget, dryRun:
       },
     });
   }
-  for (const spec of tables) await ensureTable(bigquery, target, datasetExists, spec, dryRun, steps, call);
+  for (const spec of tables) {
+    await ensureTable(bigquery, target, datasetExists, spec, dryRun, steps, call);
+    tick();
+  }
 }
 
 /** One table provision makes: the raw table, or a route's typed table. */
@@ -370,24 +399,4 @@ function checkSecret(client: SecretManagerServiceClient, secretName: string, cal
     );
     return response.permissions ?? [];
   });
-}
-
-/** The report as the command prints it. */
-export function formatReport(report: ProvisionReport, opts: { dryRun: boolean; identity: string }): string {
-  const lines: string[] = [];
-  if (opts.dryRun) lines.push('dry run: nothing is created');
-  for (const s of report.steps) lines.push(`${s.state.padEnd(12)} ${s.what}${s.detail ? `: ${s.detail}` : ''}`);
-  lines.push(`permissions of ${opts.identity}:`);
-  if (report.permissions.length === 0) lines.push('  (nothing to check)');
-  for (const p of report.permissions) lines.push(`  ${p.state.padEnd(11)} ${p.permission} on ${p.resource}${p.detail ? ` (${p.detail})` : ''}`);
-  const missing = report.permissions.filter((p) => p.state === 'missing');
-  const unchecked = report.permissions.filter((p) => p.state === 'not checked');
-  const failed = report.steps.filter((s) => s.state === 'failed' || s.state === 'differs');
-  if (report.ok) {
-    lines.push(unchecked.length ? `done; ${unchecked.length} permission(s) could not be checked here` : 'done');
-  } else {
-    const parts = [missing.length ? `missing: ${[...new Set(missing.map((p) => p.permission))].join(', ')}` : '', failed.length ? `${failed.length} step(s) failed` : ''];
-    lines.push(`NOT READY: ${parts.filter(Boolean).join('; ')}`);
-  }
-  return `${lines.join('\n')}\n`;
 }

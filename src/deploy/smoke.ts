@@ -48,6 +48,11 @@ export interface SmokeServices {
   calls: ServiceCalls;
   /** How often the wait for the message says so (15 s). */
   noticeMs: number;
+  /**
+   * Where the test is, for a live progress line: called at each phase with its words (`checking the
+   * subscription …`, `waiting for the message on …, 12 s`), which change by themselves as seconds pass.
+   */
+  status?: (text: () => string) => void;
 }
 
 export interface SmokeResult {
@@ -97,6 +102,10 @@ export async function runSmoke(opts: SmokeOptions, services: SmokeServices, log:
   const deadline = started + opts.timeoutMs;
   const left = () => Math.max(1_000, deadline - Date.now());
   let foreign = 0;
+  const phase = (words: string) => {
+    const since = Date.now();
+    services.status?.(() => `${words}, ${Math.floor((Date.now() - since) / 1000)} s`);
+  };
 
   /** Acknowledges the smoke messages among `received` (ours or an earlier run's); returns ours when there. */
   const take = async (received: protos.google.pubsub.v1.IPullResponse) => {
@@ -118,6 +127,7 @@ export async function runSmoke(opts: SmokeOptions, services: SmokeServices, log:
   };
 
   // Before publishing: the subscription must exist and be readable, or the message would be left behind.
+  phase(`checking the subscription ${opts.subscription}`);
   try {
     const [received] = await calls.call(
       services.pubsub,
@@ -145,8 +155,9 @@ export async function runSmoke(opts: SmokeOptions, services: SmokeServices, log:
   const payload = Buffer.from(JSON.stringify({ smoke: marker, sent_at: new Date().toISOString() }));
   const sentAt = Date.now();
   // The URL may carry user:password@ (CI logs keep what is printed): never print it as given.
-  const broker: Service = { name: 'the MQTT broker', at: redactUrl(opts.broker) };
+  const broker: Service = { name: 'the MQTT broker', at: redactUrl(opts.broker), from: '--broker' };
   // QoS 1: the PUBACK comes only after the node committed the message to its spool (ARCHITECTURE §2.1).
+  phase(`connecting to ${broker.name} at ${broker.at}`);
   const client = await calls.call(
     broker,
     'connect',
@@ -166,6 +177,7 @@ export async function runSmoke(opts: SmokeOptions, services: SmokeServices, log:
   let acknowledged = false;
   try {
     // A node whose spool is full holds the PUBACK back (back-pressure): said, and bounded by --timeout.
+    phase(`publishing to ${topic}, waiting for its PUBACK`);
     await calls.call(broker, `QoS 1 publish to ${topic}, waiting for its PUBACK`, () => client.publishAsync(topic, payload, { qos: 1, retain: false }), left());
     acknowledged = true;
   } finally {
@@ -174,6 +186,7 @@ export async function runSmoke(opts: SmokeOptions, services: SmokeServices, log:
   }
   log(`published ${marker} to ${topic} via ${broker.at}: acknowledged after ${Date.now() - sentAt} ms`);
 
+  phase(`waiting for the message on ${opts.subscription}`);
   let waited = 0;
   const notice = setInterval(() => {
     waited += services.noticeMs;
