@@ -3,9 +3,10 @@
  * on a real Mosquitto and the real Pub/Sub emulator started here. Prints a table, writes it as JSON under
  * bench/results/ and (full runs only) into docs/performance.md between its bench markers.
  * `--quick` runs every case small (about two minutes) so a test keeps the script working.
- * `--only name[,name]` runs some cases: drain, live, pubsub, routes, sparkplug, latency, rss, embedded, broker, broker-scale.
- * The broker cases' sizes can be set by environment: BENCH_BROKER_MESSAGES, BENCH_BROKER_ROUNDS, BENCH_BROKER_WINDOW,
- * BENCH_SCALE_IDLE, BENCH_SCALE_PUBLISHERS, BENCH_SCALE_SECONDS, BENCH_SCALE_PROCESSES.
+ * `--only name[,name]` runs some cases: drain, live, pubsub, routes, sparkplug, latency, rss, embedded, broker, broker-scale,
+ * fleet. The broker and fleet cases' sizes can be set by environment: BENCH_BROKER_MESSAGES, BENCH_BROKER_ROUNDS,
+ * BENCH_BROKER_WINDOW, BENCH_SCALE_IDLE, BENCH_SCALE_PUBLISHERS, BENCH_SCALE_SECONDS, BENCH_SCALE_PROCESSES,
+ * BENCH_FLEET_DEVICES, BENCH_FLEET_MESSAGES, BENCH_FLEET_ROUNDS.
  */
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
@@ -19,6 +20,7 @@ import { spoolToPubSubRoutes } from './routes-case.js';
 import { sparkplugToBigQuery } from './sparkplug-case.js';
 import { brokerModes } from './broker-case.js';
 import { brokerScale } from './broker-scale-case.js';
+import { fleet } from './fleet-case.js';
 
 process.env.METADATA_SERVER_DETECTION = 'none';
 const { values } = parseArgs({
@@ -48,6 +50,11 @@ const scaleSize = {
   batch: 200,
   publisherProcesses: sized('BENCH_SCALE_PROCESSES', 2, 1),
 };
+const fleetSize = {
+  devices: sized('BENCH_FLEET_DEVICES', 500, 500),
+  messages: sized('BENCH_FLEET_MESSAGES', 200_000, 10_000),
+  rounds: sized('BENCH_FLEET_ROUNDS', 2, 1),
+};
 
 const started = Date.now();
 const [broker, emu] = await Promise.all([startMosquitto({ persistence: false }), startPubSubEmulator()]);
@@ -63,6 +70,7 @@ try {
   if (want('embedded')) results.push(...(await step('embedded', () => embeddedVsMosquitto(size.embedded, 4))));
   if (want('broker')) results.push(...(await step('broker', () => brokerModes(brokerSize))));
   if (want('broker-scale')) results.push(...(await step('broker-scale', () => brokerScale(scaleSize))));
+  if (want('fleet')) results.push(...(await step('fleet', () => fleet(fleetSize))));
 } finally {
   await Promise.all([broker.stop(), emu.stop()]);
 }

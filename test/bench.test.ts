@@ -30,10 +30,11 @@ describe.runIf(run)('npm run bench -- --quick', () => {
       results: { case: string; details: Record<string, number | string> }[];
     };
     expect(report.quick).toBe(true);
-    expect(report.results).toHaveLength(23);
+    expect(report.results).toHaveLength(25);
     const [drain, live, pubsub, pubsubRpc, pubsubOrdered, routes, routesCpu, routesAttributes, routesAttributesCpu, sparkplug, sparkplugCpu, latency, rss, embedded] = report.results;
     const brokerRows = report.results.slice(14, 20);
-    const [scaleReady, scaleLatency, scaleRss] = report.results.slice(20);
+    const [scaleReady, scaleLatency, scaleRss] = report.results.slice(20, 23);
+    const fleetRows = report.results.slice(23);
     expect(sparkplug.case).toMatch(/Sparkplug/);
     expect(Number(sparkplug.details.decodeCpuUsPerMetric)).toBeGreaterThan(0);
     expect(sparkplugCpu.case).toMatch(/CPU per metric/);
@@ -64,5 +65,14 @@ describe.runIf(run)('npm run bench -- --quick', () => {
     // The embedded broker answers a PUBACK only after the commit: every acknowledged message is in the spool.
     expect(scaleLatency.details.committed).toBeGreaterThanOrEqual(Number(scaleLatency.details.acked));
     expect(scaleRss.details.rssIdleMb).toBeGreaterThan(0);
+    // `mqtt-ingest simulate` into the embedded broker and the mosquitto mode, each against a bare Mosquitto: what the
+    // fleet saw acknowledged is what the spool committed and what the file sink holds.
+    expect(fleetRows.map((r) => r.case)).toEqual([expect.stringMatching(/^fleet of [\d,]+ devices \(`mqtt-ingest simulate`.*embedded broker$/), expect.stringMatching(/supervised Mosquitto mode/)]);
+    for (const r of fleetRows) {
+      expect(r.details.acknowledged).toBe(r.details.messages);
+      expect(r.details.committed).toBe(r.details.acknowledged);
+      expect(r.details.inFileSink).toBe(r.details.acknowledged);
+      for (const key of ['nodeRate', 'baselineRate', 'nodeCpuUsPerMessage', 'bareMosquittoCpuUsPerMessage', 'simulateCores']) expect(Number(r.details[key]), key).toBeGreaterThan(0);
+    }
   }, 300_000);
 });
