@@ -86,8 +86,9 @@ const intakeKeys = {
   MQTT_TOPICS: key(topicFilters, {
     default: '#',
     description:
-      'Topic filters to subscribe to, comma-separated (a YAML list works too). `+` and `#` wildcards must fill ' +
-      'a whole level; `$share/<group>/<filter>` makes a shared subscription.',
+      "Topic filters the node's subscriber subscribes to (mosquitto and external modes), comma-separated (a YAML " +
+      'list works too). `+` and `#` wildcards must fill a whole level; `$share/<group>/<filter>` makes a shared ' +
+      'subscription. The embedded broker has no subscriber: it takes every publish its ACL (`MQTT_ACL_FILE`) allows.',
   }),
   MQTT_SHARE_GROUP: key(shareName, {
     description:
