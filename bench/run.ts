@@ -4,9 +4,9 @@
  * bench/results/ and (full runs only) into docs/performance.md between its bench markers.
  * `--quick` runs every case small (about two minutes) so a test keeps the script working.
  * `--only name[,name]` runs some cases: drain, live, pubsub, routes, sparkplug, latency, rss, embedded, broker, broker-scale,
- * fleet. The broker and fleet cases' sizes can be set by environment: BENCH_BROKER_MESSAGES, BENCH_BROKER_ROUNDS,
+ * fleet, share. The broker, fleet and share cases' sizes can be set by environment: BENCH_BROKER_MESSAGES, BENCH_BROKER_ROUNDS,
  * BENCH_BROKER_WINDOW, BENCH_SCALE_IDLE, BENCH_SCALE_PUBLISHERS, BENCH_SCALE_SECONDS, BENCH_SCALE_PROCESSES,
- * BENCH_FLEET_DEVICES, BENCH_FLEET_MESSAGES, BENCH_FLEET_ROUNDS.
+ * BENCH_FLEET_DEVICES, BENCH_FLEET_MESSAGES, BENCH_FLEET_ROUNDS, BENCH_SHARE_MESSAGES.
  */
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
@@ -21,6 +21,7 @@ import { sparkplugToBigQuery } from './sparkplug-case.js';
 import { brokerModes } from './broker-case.js';
 import { brokerScale } from './broker-scale-case.js';
 import { fleet } from './fleet-case.js';
+import { sharedSubscriptions } from './share-case.js';
 
 process.env.METADATA_SERVER_DETECTION = 'none';
 const { values } = parseArgs({
@@ -71,6 +72,7 @@ try {
   if (want('broker')) results.push(...(await step('broker', () => brokerModes(brokerSize))));
   if (want('broker-scale')) results.push(...(await step('broker-scale', () => brokerScale(scaleSize))));
   if (want('fleet')) results.push(...(await step('fleet', () => fleet(fleetSize))));
+  if (want('share')) results.push(...(await step('share', () => sharedSubscriptions(sized('BENCH_SHARE_MESSAGES', 200_000, 6_000)))));
 } finally {
   await Promise.all([broker.stop(), emu.stop()]);
 }

@@ -30,11 +30,12 @@ describe.runIf(run)('npm run bench -- --quick', () => {
       results: { case: string; details: Record<string, number | string> }[];
     };
     expect(report.quick).toBe(true);
-    expect(report.results).toHaveLength(25);
+    expect(report.results).toHaveLength(27);
     const [drain, live, pubsub, pubsubRpc, pubsubOrdered, routes, routesCpu, routesAttributes, routesAttributesCpu, sparkplug, sparkplugCpu, latency, rss, embedded] = report.results;
     const brokerRows = report.results.slice(14, 20);
     const [scaleReady, scaleLatency, scaleRss] = report.results.slice(20, 23);
-    const fleetRows = report.results.slice(23);
+    const fleetRows = report.results.slice(23, 25);
+    const shareRows = report.results.slice(25);
     expect(sparkplug.case).toMatch(/Sparkplug/);
     expect(Number(sparkplug.details.decodeCpuUsPerMetric)).toBeGreaterThan(0);
     expect(sparkplugCpu.case).toMatch(/CPU per metric/);
@@ -73,6 +74,15 @@ describe.runIf(run)('npm run bench -- --quick', () => {
       expect(r.details.committed).toBe(r.details.acknowledged);
       expect(r.details.inFileSink).toBe(r.details.acknowledged);
       for (const key of ['nodeRate', 'baselineRate', 'nodeCpuUsPerMessage', 'bareMosquittoCpuUsPerMessage', 'simulateCores']) expect(Number(r.details[key]), key).toBeGreaterThan(0);
+    }
+    // Two and three nodes sharing one Mosquitto's backlog, each against one node: all of it committed, every member a share.
+    expect(shareRows.map((r) => r.details.nodes)).toEqual([2, 3]);
+    for (const r of shareRows) {
+      const shares = String(r.details.shares).split(' / ').map(Number);
+      expect(shares).toHaveLength(Number(r.details.nodes));
+      expect(shares.reduce((a, b) => a + b, 0)).toBe(r.details.messages);
+      for (const s of shares) expect(s).toBeGreaterThan(0);
+      for (const key of ['nodeRate', 'baselineRate', 'nodeCpuUsPerMessage', 'brokerCpuUsPerMessage']) expect(Number(r.details[key]), key).toBeGreaterThan(0);
     }
   }, 300_000);
 });
