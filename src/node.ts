@@ -28,6 +28,7 @@ import { nodeVersion } from './core/version.js';
 import { monotonicMs } from './core/clock.js';
 import { StatusHistory } from './http/status-history.js';
 import { statusBody, type StatusBody } from './http/status-api.js';
+import { NodeLeave, type LeaveAnswer } from './node-leave.js';
 
 /**
  * Starts and stops the node's components in data-path order (ARCHITECTURE §1): spool → sinks and dispatcher →
@@ -58,6 +59,8 @@ export class IngestNode {
   private readonly insecure: string[];
   httpPort = 0;
   private starting: Promise<void> | undefined;
+  /** `mqtt-ingest leave` (POST /leave): once asked, the node never takes messages again (node-leave.ts). */
+  private readonly leaving: NodeLeave;
 
   constructor(
     private readonly config: Config,
@@ -65,6 +68,16 @@ export class IngestNode {
   ) {
     this.mode = resolveBrokerMode(config);
     this.insecure = insecureFindings(config);
+    this.leaving = new NodeLeave({
+      intake: () => this.intake,
+      held: () => {
+        if (!this.spool || this.spool.isClosed) return undefined;
+        const s = this.spool.stats();
+        return { spool: s.messages, committing: this.writer?.waiting ?? 0, pending: s.pending };
+      },
+      stopping: () => this.stopping,
+      logger: this.logger,
+    });
   }
 
   /** Starts the node. A stop() that arrives meanwhile ends the start at the next step (StartAbortedError). */
@@ -226,13 +239,14 @@ export class IngestNode {
     const stats = spoolOk ? this.spool.stats() : undefined;
     const writable = spoolOk && this.spool.isWritable();
     const intake = this.intake?.status();
-    const ready = !this.stopping && (this.intake?.readiness().ready ?? false) && writable && !!stats && !stats.full;
+    const ready = !this.stopping && !this.leaving.active && (this.intake?.readiness().ready ?? false) && writable && !!stats && !stats.full;
     return {
       ready,
       components: {
         version: nodeVersion(),
         mode: this.mode,
         stopping: this.stopping || undefined,
+        leave: this.leaving.status(),
         broker: intake?.broker ?? { state: 'starting' },
         source: intake?.source ?? { state: 'starting' },
         security: this.insecure.length > 0 ? { insecure: this.insecure } : undefined,
@@ -267,6 +281,14 @@ export class IngestNode {
   /** Resolves with the reason once the node marked itself not live (`run` then stops and exits non-zero). */
   whenFatal(): Promise<string> {
     return this.fatalReason;
+  }
+
+  /**
+   * POST /leave (`mqtt-ingest leave`, scale-down): the intake stops taking messages for good and the spool drains
+   * to the sinks within `deadlineSeconds`; readiness answers 503 from now on (node-leave.ts).
+   */
+  leave(deadlineSeconds: number): LeaveAnswer {
+    return this.leaving.begin(deadlineSeconds);
   }
 
   /** SIGHUP: the broker re-reads its password file, ACL file and certificates; connected clients stay. */

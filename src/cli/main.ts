@@ -9,6 +9,7 @@ import { registerSmoke } from './smoke.js';
 import { registerProvision } from './provision.js';
 import { registerRoutes } from './routes.js';
 import { registerSimulate } from './simulate.js';
+import { registerLeave } from './leave.js';
 import { nodeVersion } from '../core/version.js';
 
 const program = new Command();
@@ -28,5 +29,6 @@ registerSmoke(program);
 registerProvision(program);
 registerRoutes(program);
 registerSimulate(program);
+registerLeave(program);
 
 await program.parseAsync(process.argv);

@@ -33,6 +33,22 @@ const NODE = {
     meaning: 'the node stopped (SIGTERM, SIGINT, or after `NODE_FATAL`); the line gives how long the stop took',
     action: 'nothing; what was not delivered stays in the spool and is sent after the next start',
   },
+  NODE_LEAVING: {
+    meaning: '`mqtt-ingest leave` (POST /leave): the node stops taking messages for good (external mode: it unsubscribes, drains what the broker still sends, then ends its session; embedded: its broker closes and disconnects the publishers) and delivers its spool to the sinks; the line gives the deadline. `/readyz` answers 503 with `components.leave`',
+    action: 'wait for `NODE_LEFT`, then scale down (docs/operations.md, "Scaling down: mqtt-ingest leave")',
+  },
+  NODE_LEFT: {
+    meaning: 'the leave is done: the node takes nothing, the broker holds no session for it (external mode) and the spool is empty (dead letters stay where they are); it stays up, taking nothing, until SIGTERM',
+    action: 'stop the node and scale down (docs/operations.md, "Scaling down: mqtt-ingest leave")',
+  },
+  NODE_LEAVE_DEADLINE_PASSED: {
+    meaning: 'the leave\'s deadline passed with messages still in the spool or the subscriber not yet off the broker; the line gives how many and why. The node goes on delivering, still taking nothing, and logs `NODE_LEFT` once done',
+    action: 'read `detail` and `components.sinks` in `/readyz` (a sink that cannot deliver); run `mqtt-ingest leave --deadline …` again to wait longer',
+  },
+  LEAVE_REFUSED: {
+    meaning: '`mqtt-ingest leave` refused: the node runs the mosquitto broker mode, whose own Mosquitto acknowledged what it holds on receipt, so the node cannot hand it to another',
+    action: 'scale such a node down by stopping it and keeping its volume (docs/operations.md, "Scaling down: mqtt-ingest leave")',
+  },
   START_FAILED: {
     meaning: 'the node did not start (exit 1): `err.code` in the same line names why, a code of this table or SQLite\'s own (`SQLITE_CORRUPT`, `SQLITE_NOTADB`), and `err.message` says what',
     action: 'look up `err.code`; a restart does not help until its cause is fixed',

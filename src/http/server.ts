@@ -4,6 +4,7 @@ import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { statusPageHtml } from './status-page.js';
 import type { SourcesReport } from '../sources/tracker.js';
+import { parseDeadlineSeconds } from '../node-leave.js';
 
 /** What the HTTP layer needs from the node: kept small so the server does not know the components. */
 export interface HealthSource {
@@ -13,6 +14,13 @@ export interface HealthSource {
   readiness(): { ready: boolean; components: Record<string, unknown> };
   /** Refreshes the gauges that are read from components (spool depth, oldest age) before a scrape. */
   refreshMetrics(): void;
+  /** POST /leave: starts the leave (`mqtt-ingest leave`) or reports the one under way (node-leave.ts). */
+  leave?(deadlineSeconds: number): { status: number; body: Record<string, unknown> };
+}
+
+/** The peers POST /leave is taken from: this host only (`kubectl exec POD -- mqtt-ingest leave`). */
+export function isLoopbackPeer(address: string | undefined): boolean {
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
 }
 
 /**
@@ -102,6 +110,24 @@ export class HttpServer {
         // Which topics went quiet (docs/operations.md, "Silent sources"); ?silent=true lists only those.
         if (!this.opts.sources) return json(res, 503, { error: 'the source table is not loaded yet' });
         return json(res, 200, this.opts.sources.report(url.searchParams.get('silent') === 'true'));
+      }
+      case '/leave': {
+        // Makes the node stop taking messages for good: from this host only, and never by a GET a crawler might send.
+        if (req.method !== 'POST') {
+          res.writeHead(405, { 'content-type': 'application/json', allow: 'POST' });
+          res.end(JSON.stringify({ error: 'POST /leave only (mqtt-ingest leave)' }) + '\n');
+          return;
+        }
+        const peer = req.socket.remoteAddress;
+        if (!isLoopbackPeer(peer)) {
+          return json(res, 403, { error: `POST /leave is taken from this host only (127.0.0.1 or ::1), not from ${peer ?? 'an unknown address'}: run mqtt-ingest leave where the node runs (kubectl exec POD -- mqtt-ingest leave)` });
+        }
+        if (!h.leave) return json(res, 503, { error: 'the node is still starting; ask again once it is up' });
+        const deadline = parseDeadlineSeconds(url.searchParams.get('deadlineSeconds'));
+        if (typeof deadline === 'string') return json(res, 400, { error: deadline });
+        const answer = h.leave(deadline);
+        if (answer.status < 300) this.opts.logger.info({ peer, deadlineSeconds: deadline, status: answer.status }, 'POST /leave');
+        return json(res, answer.status, answer.body);
       }
       case '/': {
         h.refreshMetrics();

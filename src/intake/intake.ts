@@ -63,6 +63,15 @@ export interface Intake {
   stopTaking(): Promise<void>;
   /** Last step, once the spool is closed: also stops what the intake runs (the Mosquitto child). Idempotent. */
   stop(): Promise<void>;
+  /**
+   * `mqtt-ingest leave` (scale-down, docs/operations.md): stops taking messages for good, so that the publishers or
+   * the broker's other subscribers take over, and keeps what must still be drained. Resolves once the node holds
+   * nothing at the broker any more (external: unsubscribed, drained, the session discarded). Idempotent; stop()
+   * still follows it.
+   */
+  leave(): Promise<void>;
+  /** Why this mode cannot leave (the mosquitto mode), or undefined. */
+  leaveRefusal(): string | undefined;
   readiness(): IntakeReadiness;
   status(): IntakeStatus;
   /** SIGHUP: the broker re-reads its password file, ACL file and certificates; a mode with none says so. */

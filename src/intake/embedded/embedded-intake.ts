@@ -49,6 +49,19 @@ export class EmbeddedIntake implements Intake {
     return this.stopTaking();
   }
 
+  /**
+   * The same as stopTaking: the listeners close and the publishers are disconnected, to reconnect to another node
+   * through the load balancer; what they sent and got no PUBACK for they resend there. What was committed stays
+   * in the spool for the sinks.
+   */
+  leave(): Promise<void> {
+    return this.stopTaking();
+  }
+
+  leaveRefusal(): string | undefined {
+    return undefined;
+  }
+
   readiness(): IntakeReadiness {
     if (this.broker.isUp()) return { ready: true };
     return { ready: false, reason: `the embedded broker is ${this.broker.status().state}` };

@@ -33,6 +33,15 @@ export class ExternalIntake implements Intake {
     return this.subscriber.stop();
   }
 
+  /** Unsubscribes (the broker hands the group's messages to the other members), drains, and ends the session. */
+  leave(): Promise<void> {
+    return this.subscriber.leave();
+  }
+
+  leaveRefusal(): string | undefined {
+    return undefined;
+  }
+
   stop(): Promise<void> {
     return this.subscriber.stop();
   }

@@ -7,6 +7,16 @@ import { INTERNAL_WRITE_PREFIX } from './internal-credential.js';
 import { MosquittoBroker } from './mosquitto.js';
 
 /**
+ * Why a node in the mosquitto mode does not leave: its publishers connect to its own Mosquitto, which acknowledges
+ * each message on receipt; unsubscribing would leave those it still holds to nobody. docs/operations.md gives the
+ * way to scale such nodes down.
+ */
+export const MOSQUITTO_LEAVE_REFUSAL =
+  'leave is not available in the mosquitto broker mode: the publishers connect to this node\'s own Mosquitto, which ' +
+  'has acknowledged what it holds, so the node cannot hand it to another; scale down by stopping the node (SIGTERM) ' +
+  'and keeping its volume (DATA_DIR) for a node that starts on it later (docs/operations.md, "Scaling down: mqtt-ingest leave")';
+
+/**
  * The mosquitto mode: a supervised Mosquitto child takes the publishers (mosquitto.ts), and the node's subscriber
  * takes its messages over the loopback listener with the internal credential and a client id with a secret
  * suffix (internal-credential.ts). The child's crash loop makes the node not live (`onFatal`).
@@ -55,6 +65,15 @@ export class MosquittoIntake implements Intake {
   /** Disconnects the subscriber; the publishers stay connected to Mosquitto, which keeps what it has not delivered. */
   stopTaking(): Promise<void> {
     return this.subscriber.stop();
+  }
+
+  /** Refused (leaveRefusal): the node's Mosquitto acknowledged on receipt what it holds, and only it can hand it over. */
+  leave(): Promise<void> {
+    return Promise.reject(new BrokerError('LEAVE_REFUSED', MOSQUITTO_LEAVE_REFUSAL));
+  }
+
+  leaveRefusal(): string | undefined {
+    return MOSQUITTO_LEAVE_REFUSAL;
   }
 
   /** Stops the child (SIGTERM: it saves its database; SIGKILL after the grace period). */

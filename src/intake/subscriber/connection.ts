@@ -2,10 +2,11 @@ import mqttPacket, { type Packet, type IPublishPacket, type IConnackPacket, type
 import type { Duplex } from 'node:stream';
 import type { AppendResult, SourcedMessage } from '../../spool/spool.js';
 import { SpoolClosedError } from '../../core/errors.js';
-import type { MessageProperties } from '../../core/message.js';
 import { PublishError, type PublishOptions } from '../intake.js';
 import { encodeAcks } from './encode-acks.js';
 import { OutboundPublishes } from './outbound.js';
+import { SessionLeave } from './session-leave.js';
+import { CONNACK_V4, propertiesOf } from './packet-fields.js';
 
 export interface ConnectionOptions {
   clientId: string;
@@ -35,6 +36,8 @@ export interface ConnectionOptions {
   onSubscribed: (topics: string[]) => void;
   /** Whether an incoming message is the echo of the node's own publish (outbound.ts, OwnEchoes): not stored. */
   ownEcho?: (topic: string, payload: Buffer) => boolean;
+  /** Connect with a clean session and disconnect at once: an MQTT 3.1.1 broker then discards the session (leave). */
+  forget?: boolean;
 }
 
 export type ConnectionEvent =
@@ -55,14 +58,6 @@ interface PendingAcks {
   /** Position of the last of these messages on the connection. */
   last: number;
 }
-
-const CONNACK_V4: Record<number, string> = {
-  1: 'unacceptable protocol version',
-  2: 'client identifier rejected',
-  3: 'server unavailable',
-  4: 'bad user name or password',
-  5: 'not authorized',
-};
 
 /**
  * One MQTT session over one stream, on mqtt-packet (the parser and generator MQTT.js itself uses).
@@ -98,6 +93,9 @@ export class Connection {
   readonly done: Promise<string>;
   private finish!: (reason: string) => void;
   private readonly outbound = new OutboundPublishes({ write: (packet, done) => this.sendThen(packet, done) });
+  private leaving: SessionLeave | undefined;
+  /** The session's UNSUBSCRIBE (packet id 2) awaits its UNSUBACK. */
+  private unsubscribeOutstanding = false;
 
   constructor(
     private readonly stream: Duplex,
@@ -121,12 +119,12 @@ export class Connection {
       protocolVersion: o.protocolVersion,
       clientId: o.clientId,
       // Clean start off: the broker keeps our subscriptions and queues QoS 1 messages while we are away.
-      clean: false,
+      clean: o.forget === true,
       keepalive: o.keepaliveSeconds,
       username: o.username,
       password: o.password === undefined ? undefined : Buffer.from(o.password),
       properties:
-        o.protocolVersion === 5 ? { sessionExpiryInterval: o.sessionExpirySeconds, receiveMaximum: o.receiveMaximum } : undefined,
+        o.protocolVersion === 5 ? { sessionExpiryInterval: o.forget ? 0 : o.sessionExpirySeconds, receiveMaximum: o.receiveMaximum } : undefined,
     });
     this.connackTimer = setTimeout(() => this.fail(`no CONNACK within ${connectTimeoutMs} ms`), connectTimeoutMs);
   }
@@ -147,6 +145,10 @@ export class Connection {
         return this.send({ cmd: 'pubcomp', messageId: p.messageId });
       case 'puback':
         return this.outbound.acked(p);
+      case 'unsuback':
+        if (p.messageId !== 2) return;
+        this.unsubscribeOutstanding = false;
+        return this.leaving?.unsubacked();
       case 'pingresp':
         return;
       case 'disconnect': {
@@ -172,18 +174,25 @@ export class Connection {
     this.outbound.brokerReceiveMaximum(p.properties?.receiveMaximum);
     this.startKeepalive();
     this.o.onEvent({ type: 'connected', sessionPresent: p.sessionPresent });
+    if (this.o.forget) this.leave(0);
+    if (this.leaving) return this.leaving.up(p.sessionPresent && !this.o.forget);
     const previous = this.o.previousTopics();
     if (!p.sessionPresent || previous === undefined) return this.subscribe(this.o.topics);
     // The broker kept the session: change its subscriptions only where MQTT_TOPICS changed since.
     const removed = previous.filter((t) => !this.o.topics.includes(t));
     const added = this.o.topics.filter((t) => !previous.includes(t));
-    if (removed.length > 0) this.send({ cmd: 'unsubscribe', messageId: 2, unsubscriptions: removed });
+    if (removed.length > 0) this.unsubscribe(removed);
     if (added.length > 0) return this.subscribe(added);
     if (removed.length > 0) this.o.onSubscribed(this.o.topics);
     this.o.onEvent({ type: 'subscribed', granted: [] });
   }
 
   private subscribing: string[] = [];
+
+  private unsubscribe(filters: string[]): void {
+    this.unsubscribeOutstanding = true;
+    this.send({ cmd: 'unsubscribe', messageId: 2, unsubscriptions: filters });
+  }
 
   private subscribe(topics: string[]): void {
     const v5 = this.o.protocolVersion === 5;
@@ -249,6 +258,7 @@ export class Connection {
 
   private onPublish(p: IPublishPacket): void {
     if (!this.reading) return;
+    this.leaving?.arrived();
     const acked = p.qos > 0;
     const payload = typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload;
     if (acked) this.received += 1;
@@ -350,6 +360,38 @@ export class Connection {
     this.stream.destroy();
   }
 
+  /**
+   * Leaves the broker for good (session-leave.ts): unsubscribe every filter, drain, then DISCONNECT with Session
+   * Expiry Interval 0. `done` resolves then, with `hasLeft` true. Asked before CONNACK, it starts once the session is up.
+   */
+  leave(quietMs: number): void {
+    if (this.leaving) return;
+    this.leaving = new SessionLeave({
+      quietMs,
+      settled: () => this.acks.length === 0 && !this.paused && this.reading === undefined,
+      unsubscribe: () => {
+        // One packet id for the session's UNSUBSCRIBE: a changed MQTT_TOPICS' one is answered first.
+        if (this.unsubscribeOutstanding) return false;
+        this.unsubscribe([...new Set([...this.o.topics, ...(this.o.previousTopics() ?? [])])]);
+        return true;
+      },
+      disconnect: () => {
+        const o = this.o;
+        // Allowed only when CONNECT's interval was not 0 (MQTT-3.14.2-2); with 0 the session ends with the connection.
+        const expire = o.protocolVersion === 5 && !o.forget && o.sessionExpirySeconds > 0;
+        this.send(expire ? { cmd: 'disconnect', reasonCode: 0, properties: { sessionExpiryInterval: 0 } } : { cmd: 'disconnect' });
+        this.stream.end();
+        setTimeout(() => this.stream.destroy(), 1000).unref();
+      },
+    });
+    if (this.connected) this.leaving.sendUnsubscribe();
+  }
+
+  /** The broker was told to discard the session and the connection closed (or is closing) after it. */
+  get hasLeft(): boolean {
+    return this.leaving?.left === true;
+  }
+
   /** Ends the session politely: DISCONNECT (the session and its queue stay at the broker), then close. */
   async disconnect(): Promise<void> {
     if (this.closed) return;
@@ -366,21 +408,10 @@ export class Connection {
     this.connected = false;
     clearTimeout(this.connackTimer);
     clearInterval(this.keepaliveTimer);
+    this.leaving?.close();
     this.acks.length = 0;
     this.outbound.close(reason);
     if (!this.stream.destroyed) this.stream.destroy();
     this.finish(reason);
   }
-}
-
-/**
- * What the spool keeps of an MQTT 5 PUBLISH's properties (mqtt-packet gives a repeated user property name
- * the array of its values); undefined when it had neither user properties nor a content type.
- */
-function propertiesOf(p: NonNullable<IPublishPacket['properties']>): MessageProperties | undefined {
-  if (p.userProperties === undefined && p.contentType === undefined) return undefined;
-  const out: MessageProperties = {};
-  if (p.userProperties !== undefined) out.userProperties = p.userProperties;
-  if (p.contentType !== undefined) out.contentType = p.contentType;
-  return out;
 }

@@ -30,10 +30,13 @@ export interface MqttSourceOptions
   pauseAboveBytes?: number;
   connectTimeoutMs?: number;
   /** Where the filters of the broker's session are remembered (the spool's meta table), to follow MQTT_TOPICS changes. */
-  subscriptions?: { load(): string[] | undefined; save(topics: string[]): void };
+  subscriptions?: { load(): string[] | undefined; save(topics: string[]): void; clear?(): void };
+  /** How long the broker must stay quiet, once unsubscribed, before a leave disconnects (default 1000 ms). */
+  leaveQuietMs?: number;
 }
 
-export type SourceState = 'connecting' | 'subscribed' | 'disconnected' | 'stopped';
+/** `leaving`: unsubscribing and draining what the broker still sends (leave()); `left`: the broker discarded the session. */
+export type SourceState = 'connecting' | 'subscribed' | 'disconnected' | 'stopped' | 'leaving' | 'left';
 
 /**
  * The subscriber for the mosquitto and external modes: a persistent session (clean start off, MQTT 5
@@ -52,6 +55,9 @@ export class MqttSource {
   private subscribedOnce = false;
   /** The node's own publishes, across connections, so that their echoes are not stored. */
   private readonly echoes = new OwnEchoes();
+  private leaveRequested = false;
+  private onLeft!: () => void;
+  private readonly left = new Promise<void>((resolve) => (this.onLeft = resolve));
 
   constructor(private readonly opts: MqttSourceOptions) {
     this.backoff = new Backoff({ baseMs: opts.reconnectBaseMs ?? 500, capMs: opts.reconnectCapMs ?? 30_000 });
@@ -73,6 +79,7 @@ export class MqttSource {
       this.setState('connecting');
       const reason = await this.connectOnce(url).catch((err: Error) => err.message);
       if (this.stopped) break;
+      if (this.current?.hasLeft) return this.afterLeave(url);
       this.lastError = reason;
       this.setState('disconnected');
       const delay = this.backoff.next();
@@ -81,8 +88,27 @@ export class MqttSource {
     }
   }
 
+  /**
+   * The broker was told to discard the session. MQTT 3.1.1 has no session expiry: a connection with a clean session
+   * makes the broker discard it. The filters remembered for the session go too, so that a later start subscribes afresh.
+   */
+  private async afterLeave(url: URL): Promise<void> {
+    const o = this.opts;
+    if (o.protocolVersion === 4) {
+      const reason = await this.connectOnce(url, true).catch((err: Error) => err.message);
+      if (!this.current?.hasLeft) {
+        o.logger.warn(withCode('SUBSCRIBER_DISCONNECTED', { reason }), 'the clean-session connection that discards the session failed: the broker may keep it');
+      }
+    }
+    o.subscriptions?.clear?.();
+    this.stopped = true;
+    this.setState('left');
+    o.logger.info({ clientId: o.clientId, url: redactUrl(o.url) }, 'subscriber left the broker: unsubscribed, drained, session discarded');
+    this.onLeft();
+  }
+
   /** One connection's life; resolves with the reason it ended. */
-  private async connectOnce(url: URL): Promise<string> {
+  private async connectOnce(url: URL, forget = false): Promise<string> {
     const o = this.opts;
     const timeout = o.connectTimeoutMs ?? 10_000;
     const receiveMaximum = o.receiveMaximum ?? 10_000;
@@ -112,8 +138,10 @@ export class MqttSource {
       previousTopics: () => o.subscriptions?.load(),
       onSubscribed: (topics) => o.subscriptions?.save(topics),
       ownEcho: (topic, payload) => this.echoes.take(topic, payload),
+      forget,
     });
     this.current = conn;
+    if (this.leaveRequested) conn.leave(o.leaveQuietMs ?? 1000);
     try {
       try {
         await transport.ready;
@@ -148,7 +176,7 @@ export class MqttSource {
       case 'subscribed':
         this.subscribedOnce = true;
         if (e.granted.length > 0) log.info({ topics: o.topics }, 'subscribed');
-        this.setState('subscribed');
+        if (!this.leaveRequested) this.setState('subscribed');
         return;
       case 'downgraded':
         log.warn(withCode('SUBSCRIPTION_QOS0', { topics: e.topics }), 'broker granted QoS 0 only: those messages are not redelivered after a crash');
@@ -177,7 +205,8 @@ export class MqttSource {
   }
 
   status(): { state: SourceState; clientId: string; url: string; lastError?: string; connections: number } {
-    return { state: this.state, clientId: this.opts.clientId, url: redactUrl(this.opts.url), lastError: this.lastError, connections: this.connections };
+    const leaving = this.leaveRequested && this.state !== 'left' && this.state !== 'stopped';
+    return { state: leaving ? 'leaving' : this.state, clientId: this.opts.clientId, url: redactUrl(this.opts.url), lastError: this.lastError, connections: this.connections };
   }
 
   /**
@@ -199,9 +228,27 @@ export class MqttSource {
     }
   }
 
+  /**
+   * Leaves the broker for good (connection.ts, leave()): unsubscribes every filter, takes what the broker still sends
+   * until every message is committed and acknowledged, disconnects so that the broker discards the session, and does
+   * not reconnect. While the broker cannot be reached it keeps reconnecting, and leaves once connected. Resolves
+   * once left, or once stop() ends it first. Idempotent.
+   */
+  leave(): Promise<void> {
+    if (!this.leaveRequested && !this.stopped) {
+      this.leaveRequested = true;
+      this.setState('leaving');
+      this.current?.leave(this.opts.leaveQuietMs ?? 1000);
+    }
+    if (this.stopped && this.state !== 'left') this.onLeft();
+    return this.left;
+  }
+
   /** Disconnects; messages not yet committed stay unacknowledged and are redelivered later. */
   async stop(): Promise<void> {
+    if (this.state === 'left') return;
     this.stopped = true;
+    this.onLeft();
     this.setState('stopped');
     this.abort.abort();
     await this.current?.disconnect();

@@ -101,6 +101,18 @@ export class Subscriber {
     return this.source.publish(topic, payload, opts);
   }
 
+  /**
+   * Leaves the broker for good (mqtt-source.ts): unsubscribes, drains what it has in flight and what the broker
+   * still sends, disconnects so that the broker discards the session, and never reconnects. Idempotent.
+   */
+  leave(): Promise<void> {
+    if (!this.source) {
+      this.stopped = true;
+      return Promise.resolve();
+    }
+    return this.source.leave();
+  }
+
   /** Disconnects; messages not yet committed stay unacknowledged at the broker. Idempotent. */
   async stop(): Promise<void> {
     this.stopped = true;

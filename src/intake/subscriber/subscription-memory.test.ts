@@ -35,6 +35,18 @@ describe('externalBrokerIdentity', () => {
 });
 
 describe('subscriptionMemory', () => {
+  it('forgets the session once the broker discarded it (a leave), under the session key and the legacy one', () => {
+    const legacy = legacySubscriptionsKey('mqtt://b.example:1883');
+    const key = subscriptionsKey('mqtt://b.example:1883', 'ingest');
+    const meta = memoryMeta({ [legacy]: '["a/#"]', [subscriptionsKey('mqtt://b.example:1883', 'other')]: '["b/#"]' });
+    const memory = subscriptionMemory(meta, key, legacy);
+    expect(memory.load()).toEqual(['a/#']);
+    memory.clear();
+    expect(memory.load()).toBeUndefined();
+    // Another session's filters stay.
+    expect(Object.keys(meta.entries)).toEqual([subscriptionsKey('mqtt://b.example:1883', 'other')]);
+  });
+
   it('saves and loads the filters of one session', () => {
     const meta = memoryMeta();
     const key = subscriptionsKey('own-mosquitto', 'ingest');

@@ -74,7 +74,11 @@ export function legacySubscriptionsKey(url: string): string {
  * so the old key is read at most once; once the broker granted the filters, the keys of the older form are
  * deleted (the legacy one has been read, the others can never be).
  */
-export function subscriptionMemory(meta: MetaStore, key: string, legacyKey?: string): { load(): string[] | undefined; save(topics: string[]): void } {
+export function subscriptionMemory(
+  meta: MetaStore,
+  key: string,
+  legacyKey?: string,
+): { load(): string[] | undefined; save(topics: string[]): void; clear(): void } {
   return {
     load: () => {
       let value = meta.getMeta(key);
@@ -87,6 +91,11 @@ export function subscriptionMemory(meta: MetaStore, key: string, legacyKey?: str
     save: (topics) => {
       meta.setMeta(key, JSON.stringify(topics));
       for (const old of meta.metaKeys(PREFIX)) if (isLegacyKey(old)) meta.deleteMeta(old);
+    },
+    // The broker discarded the session (a leave): nothing is remembered, so the next start subscribes afresh.
+    clear: () => {
+      meta.deleteMeta(key);
+      if (legacyKey !== undefined) meta.deleteMeta(legacyKey);
     },
   };
 }
