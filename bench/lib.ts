@@ -135,7 +135,8 @@ export function rssMb(pid: number): number {
   }
 }
 
-function mosquittoTool(name: 'mosquitto_pub' | 'mosquitto_sub'): string {
+/** The path of a Mosquitto client tool, found beside the broker first. */
+export function mosquittoTool(name: 'mosquitto_pub' | 'mosquitto_sub'): string {
   const bin = mosquittoBin();
   const candidates = [bin ? path.join(path.dirname(bin), name) : '', `/usr/bin/${name}`, name];
   for (const c of candidates) {
@@ -215,4 +216,18 @@ export function runToExit(proc: ChildProcess): Promise<number> {
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/** The processes whose command line holds `arg` (one argument, exactly), e.g. the emulator's `--port=…`. */
+export function processesWithArg(arg: string): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').includes(arg)) found.push(Number(name));
+    } catch {
+      // gone since the listing
+    }
+  }
+  return found;
 }

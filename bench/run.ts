@@ -4,9 +4,10 @@
  * bench/results/ and (full runs only) into docs/performance.md between its bench markers.
  * `--quick` runs every case small (about two minutes) so a test keeps the script working.
  * `--only name[,name]` runs some cases: drain, live, pubsub, routes, sparkplug, latency, rss, embedded, broker, broker-scale,
- * fleet, share. The broker, fleet and share cases' sizes can be set by environment: BENCH_BROKER_MESSAGES, BENCH_BROKER_ROUNDS,
+ * fleet, share, e2e. The broker, fleet, share and e2e cases' sizes can be set by environment: BENCH_BROKER_MESSAGES, BENCH_BROKER_ROUNDS,
  * BENCH_BROKER_WINDOW, BENCH_SCALE_IDLE, BENCH_SCALE_PUBLISHERS, BENCH_SCALE_SECONDS, BENCH_SCALE_PROCESSES,
- * BENCH_FLEET_DEVICES, BENCH_FLEET_MESSAGES, BENCH_FLEET_ROUNDS, BENCH_SHARE_MESSAGES.
+ * BENCH_FLEET_DEVICES, BENCH_FLEET_MESSAGES, BENCH_FLEET_ROUNDS, BENCH_SHARE_MESSAGES, BENCH_E2E_MESSAGES, BENCH_E2E_PUBLISHERS,
+ * BENCH_E2E_ROUNDS.
  */
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
@@ -22,6 +23,7 @@ import { brokerModes } from './broker-case.js';
 import { brokerScale } from './broker-scale-case.js';
 import { fleet } from './fleet-case.js';
 import { sharedSubscriptions } from './share-case.js';
+import { endToEnd } from './e2e-case.js';
 
 process.env.METADATA_SERVER_DETECTION = 'none';
 const { values } = parseArgs({
@@ -56,6 +58,12 @@ const fleetSize = {
   messages: sized('BENCH_FLEET_MESSAGES', 200_000, 10_000),
   rounds: sized('BENCH_FLEET_ROUNDS', 2, 1),
 };
+const e2eSize = {
+  messages: sized('BENCH_E2E_MESSAGES', 300_000, 8_000),
+  publishers: sized('BENCH_E2E_PUBLISHERS', 4, 4),
+  rounds: sized('BENCH_E2E_ROUNDS', 2, 1),
+  warmup: quick ? 1_000 : 5_000,
+};
 
 const started = Date.now();
 const [broker, emu] = await Promise.all([startMosquitto({ persistence: false }), startPubSubEmulator()]);
@@ -73,6 +81,7 @@ try {
   if (want('broker-scale')) results.push(...(await step('broker-scale', () => brokerScale(scaleSize))));
   if (want('fleet')) results.push(...(await step('fleet', () => fleet(fleetSize))));
   if (want('share')) results.push(...(await step('share', () => sharedSubscriptions(sized('BENCH_SHARE_MESSAGES', 200_000, 6_000)))));
+  if (want('e2e')) results.push(...(await step('e2e', () => endToEnd(broker, emu, e2eSize))));
 } finally {
   await Promise.all([broker.stop(), emu.stop()]);
 }

@@ -27,15 +27,16 @@ describe.runIf(run)('npm run bench -- --quick', () => {
     expect(code).toBe(0);
     const report = JSON.parse(readFileSync(path.join(out, 'quick-latest.json'), 'utf8')) as {
       quick: boolean;
-      results: { case: string; details: Record<string, number | string> }[];
+      results: { case: string; ratio: number | null; met: boolean | null; details: Record<string, number | string> }[];
     };
     expect(report.quick).toBe(true);
-    expect(report.results).toHaveLength(27);
+    expect(report.results).toHaveLength(31);
     const [drain, live, pubsub, pubsubRpc, pubsubOrdered, routes, routesCpu, routesAttributes, routesAttributesCpu, sparkplug, sparkplugCpu, latency, rss, embedded] = report.results;
     const brokerRows = report.results.slice(14, 20);
     const [scaleReady, scaleLatency, scaleRss] = report.results.slice(20, 23);
     const fleetRows = report.results.slice(23, 25);
-    const shareRows = report.results.slice(25);
+    const shareRows = report.results.slice(25, 27);
+    const e2eRows = report.results.slice(27);
     expect(sparkplug.case).toMatch(/Sparkplug/);
     expect(Number(sparkplug.details.decodeCpuUsPerMetric)).toBeGreaterThan(0);
     expect(sparkplugCpu.case).toMatch(/CPU per metric/);
@@ -84,5 +85,24 @@ describe.runIf(run)('npm run bench -- --quick', () => {
       for (const s of shares) expect(s).toBeGreaterThan(0);
       for (const key of ['nodeRate', 'baselineRate', 'nodeCpuUsPerMessage', 'brokerCpuUsPerMessage']) expect(Number(r.details[key]), key).toBeGreaterThan(0);
     }
+    // End to end: the node, the non-durable bridge and mosquitto_sub, each in its own pass over the same live stream,
+    // each consumer's rate and CPU per message and the broker's CPU in its pass; the node's spool commits counted.
+    expect(e2eRows.map((r) => r.case)).toEqual([
+      expect.stringMatching(/^e2e: \d+ QoS 1 publishers → Mosquitto → node → Pub\/Sub emulator/),
+      expect.stringMatching(/non-durable bridge/),
+      expect.stringMatching(/CPU per message: the node against the non-durable bridge/),
+      expect.stringMatching(/CPU per message of the node, absolute/),
+    ]);
+    const e2e = e2eRows[0]!.details;
+    for (const who of ['node', 'bridge', 'sub']) {
+      for (const key of ['Rate', 'CpuUsPerMessage', 'BrokerCpuUsPerMessage', 'Cores']) expect(Number(e2e[`${who}${key}`]), `${who}${key}`).toBeGreaterThan(0);
+    }
+    for (const key of ['nodeEmulatorCpuUsPerMessage', 'bridgeEmulatorCpuUsPerMessage', 'publisherCores', 'publisherRate', 'nodeCommits', 'nodeMessagesPerCommit']) {
+      expect(Number(e2e[key]), key).toBeGreaterThan(0);
+    }
+    expect(e2eRows[0]!.ratio).toBeCloseTo(Number(e2e.nodeRate) / Number(e2e.subRate), 2);
+    expect(e2eRows[2]!.ratio).toBeCloseTo(Number(e2e.nodeCpuUsPerMessage) / Number(e2e.bridgeCpuUsPerMessage), 1);
+    expect(e2eRows[2]!.met).toBe(e2eRows[2]!.ratio! <= 1.25);
+    expect(e2eRows[3]!.met).toBe(Number(e2e.nodeCpuUsPerMessage) <= 12);
   }, 300_000);
 });
