@@ -31,9 +31,6 @@ export interface LeaveDeps {
   pollMs?: number;
 }
 
-/** Longest deadline a leave takes: a day. */
-export const MAX_LEAVE_DEADLINE_SECONDS = 86_400;
-
 /**
  * `mqtt-ingest leave` on the node's side (POST /leave, docs/operations.md "Scaling down"): the intake stops taking
  * messages for good (Intake.leave), then the node waits until the spool is empty or the deadline passes. It never
@@ -135,13 +132,4 @@ export class NodeLeave {
 function leftDetail(mode: Intake['mode']): string {
   const intake = mode === 'external' ? 'unsubscribed and the broker told to discard the session' : "the node's broker closed and its publishers disconnected";
   return `${intake}; the spool is empty (dead letters stay); the node takes nothing until it is stopped (SIGTERM)`;
-}
-
-/** A leave's deadline from `?deadlineSeconds=`: a whole number of seconds, 1 to a day; default 600. */
-export function parseDeadlineSeconds(raw: string | null): number | string {
-  if (raw === null || raw === '') return 600;
-  if (!/^\d+$/.test(raw)) return `deadlineSeconds must be a whole number of seconds, not ${JSON.stringify(raw)}`;
-  const n = Number(raw);
-  if (n < 1 || n > MAX_LEAVE_DEADLINE_SECONDS) return `deadlineSeconds must be 1 to ${MAX_LEAVE_DEADLINE_SECONDS}, not ${n}`;
-  return n;
 }

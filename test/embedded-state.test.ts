@@ -141,7 +141,8 @@ describe('embedded broker state across a SIGKILL', () => {
       const file = path.join(dir, 'broker', 'state.db');
       fs.writeFileSync(file, 'not a database, just text '.repeat(200));
       const node = await start(dir);
-      const line = node.logObjects().find((l) => l.code === 'BROKER_STATE_DAMAGED');
+      // Readiness can answer before the log line has come through the pipe: wait for it.
+      const line = await waitFor(() => node.logObjects().find((l) => l.code === 'BROKER_STATE_DAMAGED'), 10_000, 'BROKER_STATE_DAMAGED in the log');
       expect(line).toMatchObject({ file });
       expect(String(line?.setAside)).toMatch(/state\.db\.damaged-/);
       expect(fs.readFileSync(String(line?.setAside), 'utf8')).toContain('not a database');

@@ -178,7 +178,7 @@ describe.runIf(run)('the first dead letter after a start fires MqttIngestDeadLet
       'MqttIngestDeadLetters firing',
     );
     expect(firing.labels).toMatchObject({ sink: 'file', reason: 'no_route', severity: 'ticket' });
-    expect(firing.annotations.runbook_url).toBe('docs/operations.md#mqttingestdeadletters');
+    expect(firing.annotations.runbook_url).toBe('docs/runbook.md#mqttingestdeadletters');
     // Exactly one dead letter: the alert fired on the series' step from 0 to 1.
     expect(await node.metric('mqtt_ingest_dead_letters_total', { sink: 'file', reason: 'no_route' })).toBe(1);
   });

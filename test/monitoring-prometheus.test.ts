@@ -97,7 +97,7 @@ describe.runIf(run)('alerts.yml and dashboard.json against a real Prometheus scr
     );
     expect(firing.labels).toMatchObject({ sink: 'pubsub', severity: 'page', instance: `127.0.0.1:${node.httpPort}` });
     expect(firing.annotations.summary).toBe(`Sink pubsub of 127.0.0.1:${node.httpPort} has been failing for 10 minutes`);
-    expect(firing.annotations.runbook_url).toBe('docs/operations.md#mqttingestdeliveryfailing');
+    expect(firing.annotations.runbook_url).toBe('docs/runbook.md#mqttingestdeliveryfailing');
     console.log(`MqttIngestDeliveryFailing fired ${Date.now() - cutAt} ms after the cut (for: 3s)`);
     // The node stays ready through the outage: the spool holds the messages.
     expect(await alertsNamed('MqttIngestNotReady')).toEqual([]);
@@ -128,7 +128,7 @@ describe.runIf(run)('alerts.yml and dashboard.json against a real Prometheus scr
       'MqttIngestDeadLetters firing',
     );
     expect(firing.labels).toMatchObject({ ...series, severity: 'ticket' });
-    expect(firing.annotations.runbook_url).toBe('docs/operations.md#mqttingestdeadletters');
+    expect(firing.annotations.runbook_url).toBe('docs/runbook.md#mqttingestdeadletters');
     expect(await node.metric('mqtt_ingest_dead_letters_total', series)).toBe(1);
   });
 

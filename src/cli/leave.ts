@@ -6,7 +6,8 @@
  * reached (or refuses), 2 on bad usage.
  */
 import type { Command } from 'commander';
-import { MAX_LEAVE_DEADLINE_SECONDS, type LeaveStatus } from '../node-leave.js';
+import { MAX_LEAVE_DEADLINE_SECONDS } from '../http/leave-deadline.js';
+import type { LeaveStatus } from '../node-leave.js';
 
 export interface LeaveIo {
   stdout: Pick<NodeJS.WritableStream, 'write'>;

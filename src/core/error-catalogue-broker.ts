@@ -17,7 +17,7 @@ export const BROKER = {
   },
   BROKER_CRASH_LOOP: {
     meaning: 'the supervised broker kept dying; liveness fails so the platform restarts the node',
-    action: 'read the broker\'s last lines before each exit (docs/operations.md, "Broker crash loop")',
+    action: 'read the broker\'s last lines before each exit (docs/runbook.md, "Broker crash loop")',
   },
   BROKER_DIED: {
     meaning: 'the supervised Mosquitto exited or was killed while running; the line has its last output lines; it is restarted with backoff',
@@ -29,7 +29,7 @@ export const BROKER = {
   },
   BROKER_UNRESPONSIVE: {
     meaning: 'the supervised Mosquitto answered none of its probes: it is killed (SIGKILL) and restarted',
-    action: 'nothing unless it repeats; then look for a full or failing disk (docs/operations.md, "Broker hangs")',
+    action: 'nothing unless it repeats; then look for a full or failing disk (docs/runbook.md, "Broker hangs")',
   },
   BROKER_PROBE_FAILED: { meaning: 'one probe of the supervised Mosquitto went unanswered or was refused; several in a row make `BROKER_UNRESPONSIVE`', action: 'nothing' },
   BROKER_SUPERVISION_FAILED: {
@@ -56,7 +56,7 @@ export const BROKER = {
   BROKER_ERROR: { meaning: 'the embedded broker (Aedes) reported an error', action: 'read `err`; report it if it repeats' },
   CLIENT_REFUSED: {
     meaning: 'the broker refused or closed a client\'s connection before it could publish; `reason` says why (bad user name or password, `packet_too_large`, `malformed`, `connect_timeout`, …)',
-    action: 'fix the client, its credentials or the password and ACL files (docs/security.md); many at once may be a flood (docs/operations.md, "Memory and floods")',
+    action: 'fix the client, its credentials or the password and ACL files (docs/security.md); many at once may be a flood (docs/runbook.md, "Memory and floods")',
   },
   INBOUND_REJECTED: {
     meaning: 'the embedded broker refused a client\'s PUBLISH (the line\'s `reason`: the ACL, a `$SYS` or invalid topic); the message says whether it was acknowledged and dropped or the connection closed; at most one line per reason every 10 s',
@@ -68,7 +68,7 @@ export const BROKER = {
   },
   TLS_CERT_EXPIRING: {
     meaning: 'a TLS certificate of the broker expires within 14 days; said at most once a day',
-    action: 'replace the files and send SIGHUP, or add new secret versions and restart (docs/operations.md, "Certificate expiry")',
+    action: 'replace the files and send SIGHUP, or add new secret versions and restart (docs/runbook.md, "Certificate expiry")',
   },
   PASSWORD_FILE_INVALID: {
     meaning: 'the embedded broker could not load its password file at start (normally reported earlier, as `CONFIG_INVALID`; at SIGHUP it is `BROKER_RELOAD_FAILED`)',

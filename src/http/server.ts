@@ -4,7 +4,7 @@ import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import { statusPageHtml } from './status-page.js';
 import type { SourcesReport } from '../sources/tracker.js';
-import { parseDeadlineSeconds } from '../node-leave.js';
+import { parseDeadlineSeconds } from './leave-deadline.js';
 
 /** What the HTTP layer needs from the node: kept small so the server does not know the components. */
 export interface HealthSource {

@@ -35,7 +35,7 @@ function sinkBanner(name, s) {
   const colour = s.state === 'failing' || stalled ? 'red' : 'amber';
   const head = s.state === 'failing' ? 'FAILING' : stalled ? 'NOT DELIVERING' : 'delivering with errors';
   const since = s.problemSince ? ' since ' + s.problemSince : s.lastErrorAt ? ' since ' + s.lastErrorAt : '';
-  return [colour, 'sink ' + name, head + since + ': ' + (s.detail || s.state) + (s.lastError ? '; last error: ' + s.lastError : '') + '. Messages wait in the spool; see docs/operations.md, Runbook.'];
+  return [colour, 'sink ' + name, head + since + ': ' + (s.detail || s.state) + (s.lastError ? '; last error: ' + s.lastError : '') + '. Messages wait in the spool; see docs/runbook.md.'];
 }
 function chart(points) {
   if (points.length < 2) return '<p>(the chart starts after two samples, 10 s apart)</p>';
