@@ -1,3 +1,4 @@
+import { randomFillSync } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { monotonicFactory } from 'ulid';
 import type { InboundMessage } from '../core/message.js';
@@ -19,6 +20,25 @@ export interface Appended {
   added: number;
   addedBytes: number;
   lastSeq: number;
+  /** The rows added, in seq order (each message with the result its seq and message_id are in). */
+  rows: NewRow[];
+}
+
+/**
+ * Random fractions for ulid, as its own default draws them (a random byte / 256), but from a pool filled 4 KiB at
+ * a time: the default calls crypto.getRandomValues once per character, 16 times for each new millisecond, which
+ * was 3 % of the node's CPU end to end (docs/performance.md).
+ */
+function pooledRandom(): () => number {
+  const pool = Buffer.alloc(4096);
+  let at = pool.length;
+  return () => {
+    if (at === pool.length) {
+      randomFillSync(pool);
+      at = 0;
+    }
+    return pool[at++]! / 256;
+  };
 }
 
 /** Bytes of the inbound-window journal per message (packet id and digest), for the size of a commit. */
@@ -45,7 +65,7 @@ export function spoolFullError(reason: string, usedBytes: number, maxBytes: numb
  * its row, except a DUP redelivery the inbound window is certain of, and the window journals them all.
  */
 export class GroupAppend {
-  private readonly newId = monotonicFactory();
+  private readonly newId = monotonicFactory(pooledRandom());
   /** The group's transaction, made once (better-sqlite3 wraps the function at each `transaction()` call). */
   private readonly tx: (messages: readonly SourcedMessage[]) => Appended;
 
@@ -95,6 +115,6 @@ export class GroupAppend {
     }
     this.rows.insert(rows);
     this.window.write();
-    return { results, added: rows.length, addedBytes, lastSeq: rows.length > 0 ? rows[rows.length - 1]!.result.seq : 0 };
+    return { results, added: rows.length, addedBytes, lastSeq: rows.length > 0 ? rows[rows.length - 1]!.result.seq : 0, rows };
   }
 }

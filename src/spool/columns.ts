@@ -170,6 +170,18 @@ export function leasedMessage(r: LeasedRow): SpooledMessage {
   return m;
 }
 
+/**
+ * The message a lease would read back from the row committed for `m` (recent-rows.ts): the same fields, the
+ * properties rebuilt from the cells bound to the INSERT, as leasedMessage builds them from the cells read.
+ */
+export function spooledOf(m: MessageFields & { receivedAt: number }, seq: number, messageId: string): SpooledMessage {
+  const out: SpooledMessage = { seq, messageId, topic: m.topic, payload: m.payload, qos: m.qos as 0 | 1 | 2, retain: m.retain, receivedAt: m.receivedAt };
+  const up = m.properties?.userProperties === undefined ? null : userPropertiesText(m);
+  const ct = contentTypeText(m);
+  if (up !== null || ct !== null) out.properties = propertiesOf(up, ct);
+  return out;
+}
+
 /** The cells of the property columns as the lease read them (for the checksum: the stored text itself). */
 export function leasedPropertyCells(r: LeasedRow): [userProperties: string | null, contentType: string | null] {
   return [r[8], r[9]];
