@@ -91,6 +91,36 @@ describe('spool disk space (SPOOL_MIN_FREE_BYTES)', () => {
     again.close();
   });
 
+  it('with room on the disk, a file that stayed small keeps its free pages for the next rows; one grown past 64 MiB shrinks', () => {
+    const drain = (spool: Spool) => {
+      for (;;) {
+        const batch = spool.lease('pubsub', 1000);
+        if (batch.length === 0) return;
+        spool.ack('pubsub', batch);
+      }
+    };
+    const small = tempDir();
+    let spool = Spool.open({ dir: small, maxBytes: 1e12, sinks: ['pubsub'], minFreeDiskBytes: MiB, statfs: smallDisk(small, 100 * 1024 * MiB) });
+    for (let g = 0; g < 5; g++) spool.append(msgs(g * 1000, 1000, 4000));
+    spool.db.pragma('wal_checkpoint(PASSIVE)');
+    const peak = fileSize(small);
+    expect(peak).toBeGreaterThan(16 * MiB);
+    drain(spool);
+    spool.db.pragma('wal_checkpoint(PASSIVE)');
+    expect(fileSize(small)).toBe(peak);
+    spool.close();
+
+    const large = tempDir();
+    spool = Spool.open({ dir: large, maxBytes: 1e12, sinks: ['pubsub'], minFreeDiskBytes: MiB, statfs: smallDisk(large, 100 * 1024 * MiB) });
+    for (let g = 0; g < 18; g++) spool.append(msgs(g * 1000, 1000, 4000));
+    spool.db.pragma('wal_checkpoint(PASSIVE)');
+    expect(fileSize(large)).toBeGreaterThan(64 * MiB);
+    drain(spool);
+    spool.db.pragma('wal_checkpoint(PASSIVE)');
+    expect(fileSize(large)).toBeLessThan(6 * MiB);
+    spool.close();
+  });
+
   it('names the cause: the disk (with what is free where) or SPOOL_MAX_BYTES, and warns at open on a disk smaller than the floor', () => {
     const dir = tempDir();
     const tiny = Spool.open({ dir, maxBytes: 1e12, sinks: ['file'], minFreeDiskBytes: 256 * MiB, statfs: smallDisk(dir, 20 * MiB) });
