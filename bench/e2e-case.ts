@@ -57,6 +57,8 @@ interface PassResult {
   commits?: { count: number; meanMs: number; messagesPerCommit: number };
   /** Seconds from the publishers' start to the last one's exit. */
   publishSeconds: number;
+  /** The node: seconds from the publishers' start until every message was received (committed to the spool). */
+  intakeSeconds?: number;
 }
 
 interface Context {
@@ -74,6 +76,7 @@ async function nodePass(c: Context, k: string): Promise<PassResult> {
   await createTopic(c.emu, topic);
   const filter = `bench/e2e/${k}/#`;
   const node = await startNode({ ...pubsubEnv(c.emu, topic), MQTT_BROKER: c.broker.url, MQTT_TOPICS: filter, MQTT_CLIENT_ID: `bench-e2e-node-${k}`, SPOOL_SYNC: 'full' });
+  let intakeDone: number | undefined;
   try {
     await node.waitReady();
     await waitForLog(node, 'subscribed');
@@ -88,7 +91,10 @@ async function nodePass(c: Context, k: string): Promise<PassResult> {
         };
       },
       until: async (count, fast) => {
+        intakeDone = undefined;
         for (;;) {
+          // When the intake had the stream in the spool: the rest of the pass is the sink's (received vs delivered).
+          if (intakeDone === undefined && (await readCounter(node, RECEIVED)) >= count) intakeDone = nowMs();
           const v = await readCounter(node, DELIVERED, 'sink="pubsub"');
           const t = nowMs();
           if (v >= count) return t;
@@ -97,7 +103,7 @@ async function nodePass(c: Context, k: string): Promise<PassResult> {
         }
       },
     };
-    const r = await timedPass(c, k, pass);
+    const r = await timedPass(c, k, pass, () => intakeDone);
     const [delivered, received] = [await readCounter(node, DELIVERED, 'sink="pubsub"'), await readCounter(node, RECEIVED)];
     const want = c.size.warmup + c.size.messages;
     if (delivered !== want || received !== want) throw new Error(`e2e node: received ${received}, delivered ${delivered} to Pub/Sub, of ${want}`);
@@ -141,7 +147,7 @@ async function subPass(c: Context, k: string): Promise<PassResult> {
 }
 
 /** The warm-up through the consumer, then the timed stream; CPU and time from starting the publishers to the end. */
-async function timedPass(c: Context, k: string, pass: Pass): Promise<PassResult> {
+async function timedPass(c: Context, k: string, pass: Pass, intakeDone?: () => number | undefined): Promise<PassResult> {
   const prefix = `bench/e2e/${k}`;
   await publishStream(c.broker.port, prefix, c.warm);
   await pass.until(c.size.warmup);
@@ -172,6 +178,7 @@ async function timedPass(c: Context, k: string, pass: Pass): Promise<PassResult>
     publisherCores: published.cpuSeconds / ((published.ended - published.started) / 1000),
     publishSeconds: (published.ended - published.started) / 1000,
     commits: own0 && own1 ? commitStats(own0, own1) : undefined,
+    intakeSeconds: intakeDone?.() === undefined ? undefined : (intakeDone()! - t0) / 1000,
   };
 }
 
@@ -262,12 +269,13 @@ function rows(size: E2eSize, runs: Record<ConsumerName, PassResult[]>): CaseResu
     nodeCores: round2(node.consumerCores),
     bridgeCores: round2(bridge.consumerCores),
     subCores: round2(sub.consumerCores),
+    nodeIntakeRate: node.intakeSeconds === undefined ? Number.NaN : Math.round(size.messages / node.intakeSeconds),
     nodeCommits: node.commits?.count ?? Number.NaN,
     nodeCommitMeanMs: round2(node.commits?.meanMs ?? Number.NaN),
     nodeMessagesPerCommit: round2(node.commits?.messagesPerCommit ?? Number.NaN),
     publisherCores: round2(median(Object.values(runs).flat().map((r) => r.publisherCores))),
     publisherRate: Math.round(size.messages / median(Object.values(runs).flat().map((r) => r.publishSeconds))),
-    nodeRuns: runs.node.map((r) => `${Math.round(r.rate)} msg/s ${r.cpuUs.toFixed(1)} µs`).join(' / '),
+    nodeRuns: runs.node.map((r) => `${Math.round(r.rate)} msg/s ${r.cpuUs.toFixed(1)} µs, intake ${r.intakeSeconds === undefined ? '?' : Math.round(size.messages / r.intakeSeconds)} msg/s`).join(' / '),
     bridgeRuns: runs.bridge.map((r) => `${Math.round(r.rate)} msg/s ${r.cpuUs.toFixed(1)} µs`).join(' / '),
     subRuns: runs.mosquitto_sub.map((r) => `${Math.round(r.rate)} msg/s ${r.cpuUs.toFixed(1)} µs`).join(' / '),
   };
