@@ -30,13 +30,14 @@ describe.runIf(run)('npm run bench -- --quick', () => {
       results: { case: string; ratio: number | null; met: boolean | null; details: Record<string, number | string> }[];
     };
     expect(report.quick).toBe(true);
-    expect(report.results).toHaveLength(31);
+    expect(report.results).toHaveLength(33);
     const [drain, live, pubsub, pubsubRpc, pubsubOrdered, routes, routesCpu, routesAttributes, routesAttributesCpu, sparkplug, sparkplugCpu, latency, rss, embedded] = report.results;
     const brokerRows = report.results.slice(14, 20);
     const [scaleReady, scaleLatency, scaleRss] = report.results.slice(20, 23);
     const fleetRows = report.results.slice(23, 25);
     const shareRows = report.results.slice(25, 27);
-    const e2eRows = report.results.slice(27);
+    const e2eRows = report.results.slice(27, 31);
+    const backlogRows = report.results.slice(31);
     expect(sparkplug.case).toMatch(/Sparkplug/);
     expect(Number(sparkplug.details.decodeCpuUsPerMetric)).toBeGreaterThan(0);
     expect(sparkplugCpu.case).toMatch(/CPU per metric/);
@@ -104,5 +105,15 @@ describe.runIf(run)('npm run bench -- --quick', () => {
     expect(e2eRows[2]!.ratio).toBeCloseTo(Number(e2e.nodeCpuUsPerMessage) / Number(e2e.bridgeCpuUsPerMessage), 1);
     expect(e2eRows[2]!.met).toBe(e2eRows[2]!.ratio! <= 1.25);
     expect(e2eRows[3]!.met).toBe(Number(e2e.nodeCpuUsPerMessage) <= 12);
+    // The backlog: drained after a SIGKILL, the first and last tenth timed, RSS sampled, the open timed.
+    expect(backlogRows[0]!.case).toMatch(/^50,000-message spool backlog → Pub\/Sub emulator, after a SIGKILL: the last [\d,]+ against the first$/);
+    expect(backlogRows[1]!.case).toMatch(/RSS: peak over the drain/);
+    const backlog = backlogRows[0]!.details;
+    expect(Number(backlog.deliveredBeforeKill)).toBeGreaterThanOrEqual(5_000);
+    expect(Number(backlog.pendingAtRestart)).toBeGreaterThan(0);
+    expect(Number(backlog.pendingAtRestart)).toBeLessThanOrEqual(45_000);
+    expect(Number(backlog.openSeconds)).toBeGreaterThan(0);
+    expect(Number(backlog.rssPeakMb)).toBeGreaterThan(0);
+    expect(backlogRows[0]!.ratio).toBeCloseTo(Number(backlog.lastRate) / Number(backlog.firstRate), 1);
   }, 300_000);
 });
