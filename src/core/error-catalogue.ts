@@ -233,6 +233,14 @@ const SUBSCRIBER = {
     meaning: 'the broker had no session for the subscriber\'s client id: messages published while the node was away may not have been queued',
     action: 'check that the broker keeps sessions (persistence, `MQTT_SESSION_EXPIRY_SECONDS`) and that `MQTT_CLIENT_ID` is stable',
   },
+  SESSION_HANDED_OVER: {
+    meaning: 'at start the node found, for the same broker, a session it held under an earlier client id (`MQTT_CLIENT_ID` changed, or the default derived from another host name): it connected with that id (`oldClientId`), stored what the broker had queued or in flight for it (`messages`, each acknowledged after its commit), unsubscribed its filters (a share group no longer hands it a turn) and had the broker discard it, in `ms`',
+    action: 'nothing',
+  },
+  SESSION_HANDOVER_FAILED: {
+    meaning: 'the node could not take over the session it held under an earlier client id (`oldClientId`): `reason` says why (refused by the broker, unreachable, no progress within 30 s, the node stopping); `messages` says how many it stored before it gave up. The node\'s own subscription is not affected; the next start tries again, and until then the broker may go on queueing messages for the old session',
+    action: 'read `reason`; let the broker accept the old client id with the node\'s credentials, then restart the node',
+  },
   SUBSCRIBER_LOOP_FAILED: {
     meaning: 'the subscriber stopped reconnecting after an unexpected error (a bug); readiness fails',
     action: 'report it with the line; restart the node',

@@ -103,9 +103,13 @@ const intakeKeys = {
   MQTT_CLIENT_ID: key(clientId, {
     derivedDefault: '`mqtt-ingest-<hostname>-<APP_ENV>`',
     description:
-      "The subscriber's client id. It must stay the same across restarts, or the broker's persistent session (and " +
-      'the messages queued in it) is lost. The default uses the host name with characters other than ' +
-      '`A-Z a-z 0-9 _ -` replaced by `-`; set it explicitly where the host name changes on every start.',
+      "The subscriber's client id. It must stay the same across restarts: the broker keeps the persistent session, " +
+      'and the messages queued in it, under this id. When it changes (set to another value, or the default derived ' +
+      'from another host name), the node hands the old session over at its next start on the same `DATA_DIR`: it ' +
+      'connects once more with the old id, stores what the broker queued for it, unsubscribes its filters and has ' +
+      'the broker discard it (`SESSION_HANDED_OVER`; on failure `SESSION_HANDOVER_FAILED`, tried again at the next ' +
+      'start), while its own subscription starts on the new id. The default uses the host name with characters ' +
+      'other than `A-Z a-z 0-9 _ -` replaced by `-`; set it explicitly where the host name changes on every start.',
   }),
   MQTT_USERNAME: key(text('text'), {
     description:

@@ -18,8 +18,11 @@ export interface ConnectionOptions {
   keepaliveSeconds: number;
   /** MQTT 5 Receive Maximum advertised to the broker: how many QoS 1/2 messages may be unacknowledged. */
   receiveMaximum: number;
-  /** The spool's number for this connection (SpoolWriter.beginConnection); each QoS 1/2 message carries it. */
-  epoch: number;
+  /**
+   * The spool's number for this connection (SpoolWriter.beginConnection); each QoS 1/2 message carries it. None for
+   * a connection of another session (session-handover.ts): the spool's window matches the node's own session only.
+   */
+  epoch?: number;
   /** Commits the messages of one socket read; their PUBACKs are sent only after this resolves. */
   submit: (m: SourcedMessage[]) => Promise<AppendResult[]>;
   /** Messages and payload bytes waiting for a commit; above either limit the socket stops being read (TCP back-pressure). */

@@ -35,6 +35,46 @@ export interface MqttSourceOptions
   leaveQuietMs?: number;
 }
 
+/** What a connection needs to take messages: the spool's group commit, back-pressure, and what follows a commit. */
+export type IngestSide = Pick<MqttSourceOptions, 'writer' | 'logger' | 'metrics' | 'onCommitted' | 'pauseAbove' | 'pauseAboveBytes'>;
+
+/**
+ * The one way a subscriber connection takes messages (connection.ts): each socket read to the SpoolWriter, the
+ * PUBACKs after the commit, the socket paused while too much waits, a failed commit counted and logged.
+ */
+export function ingestOptions(o: IngestSide): Pick<ConnectionOptions, 'submit' | 'waiting' | 'pauseAbove' | 'onCommitFailed' | 'onCommitted'> {
+  return {
+    submit: (m) => o.writer.submitMany(m),
+    waiting: () => ({ messages: o.writer.waiting, bytes: o.writer.waitingBytes }),
+    pauseAbove: { messages: o.pauseAbove ?? 50_000, bytes: o.pauseAboveBytes ?? 64 * 1024 * 1024 },
+    onCommitFailed: (err) => {
+      o.metrics.rejectedInbound.inc({ reason: 'commit_failed' });
+      o.logger.error(withCode('SPOOL_COMMIT_FAILED', { err: err.message }), 'spool commit failed: dropping the connection so the broker redelivers the unacknowledged messages');
+    },
+    onCommitted: o.onCommitted,
+  };
+}
+
+/**
+ * Opens the transport and starts the session once it is open. `conn` is there at once (a leave can be asked before
+ * CONNACK); `ended` resolves with the reason the connection ended, or rejects when the transport never opened.
+ */
+export function dial(url: URL, timeoutMs: number, options: ConnectionOptions): { conn: Connection; ended: Promise<string> } {
+  const transport = openTransport(url, timeoutMs);
+  const conn = new Connection(transport.stream, options);
+  const ended = transport.ready.then(
+    () => {
+      conn.start(timeoutMs);
+      return conn.done;
+    },
+    (err: unknown) => {
+      transport.stream.destroy();
+      throw err;
+    },
+  );
+  return { conn, ended };
+}
+
 /** `leaving`: unsubscribing and draining what the broker still sends (leave()); `left`: the broker discarded the session. */
 export type SourceState = 'connecting' | 'subscribed' | 'disconnected' | 'stopped' | 'leaving' | 'left';
 
@@ -115,8 +155,8 @@ export class MqttSource {
     // Receive Maximum bounds what the broker holds in flight towards us (MQTT 5); the same bound is assumed
     // of an MQTT 3.1.1 broker (spool/inbound-window.ts, DEFAULT_INFLIGHT_WINDOW).
     const epoch = o.writer.beginConnection(receiveMaximum);
-    const transport = openTransport(url, timeout);
-    const conn = new Connection(transport.stream, {
+    const { conn, ended } = dial(url, timeout, {
+      ...ingestOptions(o),
       clientId: o.clientId,
       username: o.username,
       password: o.password,
@@ -126,14 +166,6 @@ export class MqttSource {
       keepaliveSeconds: o.keepaliveSeconds,
       receiveMaximum,
       epoch,
-      submit: (m) => o.writer.submitMany(m),
-      waiting: () => ({ messages: o.writer.waiting, bytes: o.writer.waitingBytes }),
-      pauseAbove: { messages: o.pauseAbove ?? 50_000, bytes: o.pauseAboveBytes ?? 64 * 1024 * 1024 },
-      onCommitFailed: (err) => {
-        o.metrics.rejectedInbound.inc({ reason: 'commit_failed' });
-        o.logger.error(withCode('SPOOL_COMMIT_FAILED', { err: err.message }), 'spool commit failed: dropping the connection so the broker redelivers the unacknowledged messages');
-      },
-      onCommitted: o.onCommitted,
       onEvent: (e) => this.onEvent(e),
       previousTopics: () => o.subscriptions?.load(),
       onSubscribed: (topics) => o.subscriptions?.save(topics),
@@ -143,14 +175,7 @@ export class MqttSource {
     this.current = conn;
     if (this.leaveRequested) conn.leave(o.leaveQuietMs ?? 1000);
     try {
-      try {
-        await transport.ready;
-      } catch (err) {
-        transport.stream.destroy();
-        throw err;
-      }
-      conn.start(timeout);
-      return await conn.done;
+      return await ended;
     } finally {
       // The connection is closed: it writes nothing more, so where its PUBACKs stopped is final.
       o.writer.endConnection(epoch, conn.acksWrittenUpTo);

@@ -1,7 +1,8 @@
 import { subscribedFilters } from '../config.js';
 import { PublishError, type IntakeDeps, type PublishOptions } from '../intake.js';
 import { MqttSource } from './mqtt-source.js';
-import { subscriptionMemory, subscriptionsKey } from './subscription-memory.js';
+import { SessionHandover } from './session-handover.js';
+import { otherSessions, subscriptionMemory, subscriptionsKey } from './subscription-memory.js';
 
 /** The broker session the subscriber joins. */
 export interface SubscriberSession {
@@ -28,6 +29,7 @@ export interface SubscriberSession {
  */
 export class Subscriber {
   private source: MqttSource | undefined;
+  private handover: SessionHandover | undefined;
   private secret = false;
   private stopped = false;
 
@@ -38,6 +40,12 @@ export class Subscriber {
     if (this.stopped || this.source) return;
     const { config: c, logger, metrics, writer, meta, onCommitted } = this.deps;
     const memory = subscriptionMemory(meta, subscriptionsKey(session.broker, c.MQTT_CLIENT_ID), session.legacyKey);
+    const log = session.secretClientId
+      ? logger.child(
+          { component: 'source' },
+          { redact: { paths: ['clientId', 'password', '*.password'], censor: (v: unknown) => (typeof v === 'string' && v.startsWith(c.MQTT_CLIENT_ID) ? this.shownClientId() : '[redacted]') } },
+        )
+      : logger.child({ component: 'source' });
     this.source = new MqttSource({
       url: session.url,
       clientId: session.clientId,
@@ -51,12 +59,7 @@ export class Subscriber {
       keepaliveSeconds: c.MQTT_KEEPALIVE_SECONDS,
       writer,
       subscriptions: memory,
-      logger: session.secretClientId
-        ? logger.child(
-            { component: 'source' },
-            { redact: { paths: ['clientId', 'password', '*.password'], censor: (v: unknown) => (typeof v === 'string' && v.startsWith(c.MQTT_CLIENT_ID) ? this.shownClientId() : '[redacted]') } },
-          )
-        : logger.child({ component: 'source' }),
+      logger: log,
       metrics,
       onCommitted,
       reconnectBaseMs: Math.min(c.RETRY_INITIAL_DELAY_MS, 1000),
@@ -64,6 +67,38 @@ export class Subscriber {
     });
     this.secret = session.secretClientId;
     this.source.start();
+    this.handOver(session, log);
+  }
+
+  /**
+   * The sessions this DATA_DIR's node held on the same broker under an earlier MQTT_CLIENT_ID (a changed value, or
+   * the default derived from another host name) are taken over and ended (session-handover.ts). This runs beside
+   * the node's own subscription, which starts first and never waits for it: readiness comes as soon as the node's
+   * session is subscribed, however long the old one takes to drain. Both take messages into the one spool; the old
+   * session's filters are unsubscribed at once, so it receives only what was already queued or in flight for it.
+   */
+  private handOver(session: SubscriberSession, logger: IntakeDeps['logger']): void {
+    const { config: c, metrics, writer, meta, onCommitted } = this.deps;
+    const old = otherSessions(meta, session.broker, c.MQTT_CLIENT_ID);
+    if (old.length === 0) return;
+    // On the own Mosquitto the broker knows the session with the secret suffix, which stays the same per DATA_DIR.
+    const suffix = session.secretClientId ? session.clientId.slice(c.MQTT_CLIENT_ID.length) : '';
+    this.handover = new SessionHandover(
+      {
+        url: session.url,
+        username: session.username,
+        password: session.password,
+        protocolVersion: c.MQTT_PROTOCOL_VERSION,
+        sessionExpirySeconds: c.MQTT_SESSION_EXPIRY_SECONDS,
+        keepaliveSeconds: c.MQTT_KEEPALIVE_SECONDS,
+        writer,
+        logger,
+        metrics,
+        onCommitted,
+      },
+      old.map((o) => ({ clientId: o.clientId, wireClientId: `${o.clientId}${suffix}`, filters: o.filters, forget: () => meta.deleteMeta(o.key) })),
+    );
+    this.handover.start();
   }
 
   private shownClientId(): string {
@@ -110,12 +145,13 @@ export class Subscriber {
       this.stopped = true;
       return Promise.resolve();
     }
-    return this.source.leave();
+    // A node that leaves for good hands its old sessions over first, or nobody ever would.
+    return Promise.all([this.source.leave(), this.handover?.finished()]).then(() => undefined);
   }
 
   /** Disconnects; messages not yet committed stay unacknowledged at the broker. Idempotent. */
   async stop(): Promise<void> {
     this.stopped = true;
-    await this.source?.stop();
+    await Promise.all([this.source?.stop(), this.handover?.stop()]);
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { externalBrokerIdentity, legacySubscriptionsKey, subscriptionMemory, subscriptionsKey, type MetaStore } from './subscription-memory.js';
+import { externalBrokerIdentity, legacySubscriptionsKey, otherSessions, OWN_MOSQUITTO, subscriptionMemory, subscriptionsKey, type MetaStore } from './subscription-memory.js';
 
 function memoryMeta(entries: Record<string, string> = {}): MetaStore & { entries: Record<string, string> } {
   return {
@@ -81,5 +81,49 @@ describe('subscriptionMemory', () => {
     const key = subscriptionsKey('own-mosquitto', 'ingest');
     subscriptionMemory(meta, key).save(['a/#']);
     expect(Object.keys(meta.entries).sort()).toEqual([key, other, 'spool_id'].sort());
+  });
+});
+
+describe('otherSessions', () => {
+  const broker = 'mqtt://b.example:1883';
+
+  it("finds the same broker's sessions under other client ids, and only those", () => {
+    const meta = memoryMeta({
+      [subscriptionsKey(broker, 'ingest-new')]: '["a/#"]',
+      [subscriptionsKey(broker, 'ingest-old')]: '["$share/g/a/#","b/#"]',
+      [subscriptionsKey(broker, 'an id with spaces')]: '["c/#"]',
+      [subscriptionsKey('mqtt://b.example:1884', 'ingest-old')]: '["a/#"]',
+      [subscriptionsKey('wss://b.example:443/', 'ingest-ws')]: '["a/#"]',
+      [legacySubscriptionsKey('mqtt://b.example:1883')]: '["a/#"]',
+      spool_id: 'x',
+    });
+    expect(otherSessions(meta, broker, 'ingest-new')).toEqual([
+      { clientId: 'an id with spaces', filters: ['c/#'], key: subscriptionsKey(broker, 'an id with spaces') },
+      { clientId: 'ingest-old', filters: ['$share/g/a/#', 'b/#'], key: subscriptionsKey(broker, 'ingest-old') },
+    ]);
+    expect(otherSessions(meta, OWN_MOSQUITTO, 'ingest-new')).toEqual([]);
+  });
+
+  it('finds none when the only session is the current one', () => {
+    const meta = memoryMeta({ [subscriptionsKey(OWN_MOSQUITTO, 'ingest')]: '["a/#"]' });
+    expect(otherSessions(meta, OWN_MOSQUITTO, 'ingest')).toEqual([]);
+    expect(otherSessions(meta, OWN_MOSQUITTO, 'ingest-2').map((s) => s.clientId)).toEqual(['ingest']);
+  });
+
+  it('leaves alone an entry the subscriber cannot have written', () => {
+    const meta = memoryMeta({
+      [subscriptionsKey(broker, 'a')]: 'not json',
+      [subscriptionsKey(broker, 'b')]: '[]',
+      [subscriptionsKey(broker, 'c')]: '{"x":1}',
+      [subscriptionsKey(broker, 'd')]: '["ok", 2]',
+      [subscriptionsKey(broker, 'e')]: '["e/#"]',
+    });
+    expect(otherSessions(meta, broker, 'now').map((s) => s.clientId)).toEqual(['e']);
+  });
+
+  it("does not take a broker whose identity starts like this one's for the same broker", () => {
+    const meta = memoryMeta({ [subscriptionsKey('wss://b.example:443/mqtt', 'x')]: '["a/#"]' });
+    expect(otherSessions(meta, 'wss://b.example:443/', 'now')).toEqual([]);
+    expect(otherSessions(meta, 'wss://b.example:443/mqtt', 'now').map((s) => s.clientId)).toEqual(['x']);
   });
 });

@@ -55,6 +55,38 @@ export function subscriptionsKey(broker: string, clientId: string): string {
   return `${PREFIX}${broker} ${clientId}`;
 }
 
+/** A session this DATA_DIR's node held on the broker under another client id, with the filters it was subscribed to. */
+export interface OtherSession {
+  clientId: string;
+  filters: string[];
+  /** Its key in the meta table, deleted once the session is handed over (session-handover.ts). */
+  key: string;
+}
+
+/**
+ * The sessions remembered for `broker` under a client id other than `clientId`: the node held them before
+ * MQTT_CLIENT_ID changed, and the broker may still queue messages for them. A client id may hold spaces (the broker
+ * identity holds none, so the key's client id is everything after it). An entry that is not a non-empty list of
+ * filters was never written by the subscriber and is left alone.
+ */
+export function otherSessions(meta: Pick<MetaStore, 'getMeta' | 'metaKeys'>, broker: string, clientId: string): OtherSession[] {
+  const prefix = `${PREFIX}${broker} `;
+  const out: OtherSession[] = [];
+  for (const key of meta.metaKeys(prefix)) {
+    const other = key.slice(prefix.length);
+    if (other === '' || other === clientId) continue;
+    let filters: unknown;
+    try {
+      filters = JSON.parse(meta.getMeta(key) ?? 'null');
+    } catch {
+      continue;
+    }
+    if (!Array.isArray(filters) || filters.length === 0 || !filters.every((f) => typeof f === 'string')) continue;
+    out.push({ clientId: other, filters: filters as string[], key });
+  }
+  return out.sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0));
+}
+
 /**
  * The key nodes wrote before: the subscriber URL through `new URL()`, its password replaced by "redacted".
  * Only an external broker's can still be found; the own Mosquitto's held a port picked at random.
