@@ -57,7 +57,8 @@ export class NodeLeave {
 
   /**
    * Starts the leave (202), or reports the one under way (200). After `deadline_passed` a new call sets a new
-   * deadline. Refused while the node starts or stops (503, 409), and in the mosquitto broker mode (409).
+   * deadline. Refused while the node starts or stops (503, 409), and when the intake refuses (409: the mosquitto mode
+   * with MQTT_SHARE_GROUP, whose Mosquitto other nodes subscribe to).
    */
   begin(deadlineSeconds: number): LeaveAnswer {
     const intake = this.deps.intake();
@@ -120,6 +121,8 @@ export class NodeLeave {
   private progress(intake: Intake, held: { spool: number; committing: number; pending: Record<string, number> }): string {
     if (this.intakeFailure) return `the intake could not leave: ${this.intakeFailure}`;
     if (!this.intakeLeft) {
+      const step = intake.leaveProgress?.();
+      if (step) return `the intake is still leaving: ${step}`;
       const source = intake.status().source as { state?: string; lastError?: string };
       const why = source.state === 'leaving' || source.state === 'connecting' || source.state === 'disconnected' ? `the subscriber is ${source.state}${source.lastError ? ` (${source.lastError})` : ''}` : 'closing';
       return `the intake is still leaving: ${why}`;
@@ -129,7 +132,14 @@ export class NodeLeave {
   }
 }
 
+const LEFT: Record<Intake['mode'], string> = {
+  external: 'unsubscribed and the broker told to discard the session',
+  embedded: "the node's broker closed and its publishers disconnected",
+  mosquitto:
+    "the node's Mosquitto closed its public listeners (its publishers disconnected), handed the node everything it held for the node's session, discarded the session and was stopped",
+};
+
 function leftDetail(mode: Intake['mode']): string {
-  const intake = mode === 'external' ? 'unsubscribed and the broker told to discard the session' : "the node's broker closed and its publishers disconnected";
+  const intake = LEFT[mode];
   return `${intake}; the spool is empty (dead letters stay); the node takes nothing until it is stopped (SIGTERM)`;
 }

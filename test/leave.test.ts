@@ -184,18 +184,6 @@ describe.runIf(run)('mqtt-ingest leave', () => {
     expect(await leaves!.stop()).toBe(0);
   }, 60_000);
 
-  it('mosquitto mode refuses, naming why, and the node goes on taking messages', async () => {
-    const node = await startNode({ MQTT_BROKER_MODE: 'mosquitto', FILE_SINK: 'on' });
-    nodes = [node];
-    await node.waitReady();
-    const refused = await leaveCli(node);
-    expect(refused.code).toBe(1);
-    expect(refused.stdout).toMatch(/^leave: refused by the node \(HTTP 409\): leave is not available in the mosquitto broker mode/);
-    expect((await node.readiness()).status).toBe(200);
-    expect(await publishRange(`mqtt://127.0.0.1:${node.mqttPort}`, 0, 20)).toBe(20);
-    await waitFor(() => sinkSeqs(node).length >= 20, 15_000, '20 messages in the file sink');
-  }, 60_000);
-
   it('embedded mode: the publisher is cut off, cannot come back, and every message it had a PUBACK for is in the sink', async () => {
     const node = await startNode({ MQTT_BROKER_MODE: 'embedded', FILE_SINK: 'on' });
     nodes = [node];

@@ -7,6 +7,10 @@ export const BROKER = {
     action: 'fix what the message names; docs/security.md for the listeners and certificates',
   },
   BROKER_LISTENING: { meaning: 'the broker takes connections, after a start or a restart; the line gives its listeners or address', action: 'nothing' },
+  BROKER_LOOPBACK_ONLY: {
+    meaning: '`mqtt-ingest leave` in mosquitto mode: the supervised Mosquitto was restarted with only the loopback listener of the node\'s own subscriber (its database kept), so publishers are disconnected and refused; restarts after a crash keep it so',
+    action: 'nothing; the publishers reconnect through the load balancer to another node',
+  },
   BROKER_RELOADED: {
     meaning: 'SIGHUP: the broker reloaded its password file, ACL file and certificates; clients whose credentials no longer pass are disconnected',
     action: 'nothing',

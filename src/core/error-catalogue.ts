@@ -34,11 +34,11 @@ const NODE = {
     action: 'nothing; what was not delivered stays in the spool and is sent after the next start',
   },
   NODE_LEAVING: {
-    meaning: '`mqtt-ingest leave` (POST /leave): the node stops taking messages for good (external mode: it unsubscribes, drains what the broker still sends, then ends its session; embedded: its broker closes and disconnects the publishers) and delivers its spool to the sinks; the line gives the deadline. `/readyz` answers 503 with `components.leave`',
+    meaning: '`mqtt-ingest leave` (POST /leave): the node stops taking messages for good (external mode: it unsubscribes, drains what the broker still sends, then ends its session; embedded: its broker closes and disconnects the publishers; mosquitto: its Mosquitto restarts with the loopback listener only, the subscriber drains what it holds for the node, then Mosquitto stops) and delivers its spool to the sinks; the line gives the deadline. `/readyz` answers 503 with `components.leave`',
     action: 'wait for `NODE_LEFT`, then scale down (docs/operations.md, "Scaling down: mqtt-ingest leave")',
   },
   NODE_LEFT: {
-    meaning: 'the leave is done: the node takes nothing, the broker holds no session for it (external mode) and the spool is empty (dead letters stay where they are); it stays up, taking nothing, until SIGTERM',
+    meaning: 'the leave is done: the node takes nothing, the broker holds no session for it (external mode; in mosquitto mode its own Mosquitto, drained, is stopped) and the spool is empty (dead letters stay where they are); it stays up, taking nothing, until SIGTERM',
     action: 'stop the node and scale down (docs/operations.md, "Scaling down: mqtt-ingest leave")',
   },
   NODE_LEAVE_DEADLINE_PASSED: {
@@ -46,8 +46,8 @@ const NODE = {
     action: 'read `detail` and `components.sinks` in `/readyz` (a sink that cannot deliver); run `mqtt-ingest leave --deadline …` again to wait longer',
   },
   LEAVE_REFUSED: {
-    meaning: '`mqtt-ingest leave` refused: the node runs the mosquitto broker mode, whose own Mosquitto acknowledged what it holds on receipt, so the node cannot hand it to another',
-    action: 'scale such a node down by stopping it and keeping its volume (docs/operations.md, "Scaling down: mqtt-ingest leave")',
+    meaning: '`mqtt-ingest leave` refused: the node runs the mosquitto broker mode with `MQTT_SHARE_GROUP`, so other nodes subscribe to its Mosquitto; closing its public listener would cut them off and strand what it queued for their sessions',
+    action: 'leave one of the nodes that subscribe to it instead, or scale it down by stopping it and keeping its volume (docs/operations.md, "Scaling down: mqtt-ingest leave")',
   },
   START_FAILED: {
     meaning: 'the node did not start (exit 1): `err.code` in the same line names why, a code of this table or SQLite\'s own (`SQLITE_CORRUPT`, `SQLITE_NOTADB`), and `err.message` says what',

@@ -70,8 +70,10 @@ export interface Intake {
    * still follows it.
    */
   leave(): Promise<void>;
-  /** Why this mode cannot leave (the mosquitto mode), or undefined. */
+  /** Why this node cannot leave (the mosquitto mode with MQTT_SHARE_GROUP, whose Mosquitto other nodes use), or undefined. */
   leaveRefusal(): string | undefined;
+  /** While leave() is under way, what it waits for, in words for `components.leave.detail`; undefined: the default words. */
+  leaveProgress?(): string | undefined;
   readiness(): IntakeReadiness;
   status(): IntakeStatus;
   /** SIGHUP: the broker re-reads its password file, ACL file and certificates; a mode with none says so. */

@@ -1,3 +1,5 @@
+import { BrokerError } from '../../core/errors.js';
+
 /**
  * Tells a broker that keeps failing from one that failed once: `record()` each unexpected death or failed
  * restart; after `maxFailures` within `windowMs` mosquitto.ts stops restarting and the node gives up
@@ -22,5 +24,15 @@ export class CrashLoop {
 
   get failures(): number {
     return this.times.length;
+  }
+
+  /** The BROKER_CRASH_LOOP error once record() said so: the last failure's reason and the broker's last lines. */
+  error(reason: string, lastLines: string[]): BrokerError {
+    const { failures, windowMs } = this;
+    return new BrokerError(
+      'BROKER_CRASH_LOOP',
+      `mosquitto failed ${failures} times within ${Math.round(windowMs / 1000)} s (last: ${reason}); giving up so that the platform restarts the node`,
+      { context: { failures, windowMs, lastLines: [...lastLines] } },
+    );
   }
 }

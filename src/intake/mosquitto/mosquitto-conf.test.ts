@@ -68,6 +68,14 @@ describe('renderMosquittoConf with security', () => {
     ]);
   });
 
+  it('mqtt-ingest leave: only the loopback listener of the node, with its persistence kept; refused without one', () => {
+    const conf = renderMosquittoConf({ ...base, security, internal, wsRelayPort: 40002, loopbackOnly: true });
+    expect(listenerBlocks(conf)).toEqual([['listener 40001 127.0.0.1', 'allow_anonymous false', `password_file ${internal.passwordFile}`, `acl_file ${internal.aclFile}`]]);
+    expect(conf).toMatch(/^persistence true$/m);
+    expect(conf).toMatch(/^persistence_location \/var\/lib\/ingest\/mosquitto\/$/m);
+    expect(() => renderMosquittoConf({ ...base, security, loopbackOnly: true })).toThrow(/loopbackOnly needs the internal listener/);
+  });
+
   it('renders `::` as listeners without an address, since `listener <port> ::` is IPv6-only', () => {
     const conf = renderMosquittoConf({ ...base, security: { ...security, host: '::' }, internal });
     expect(conf).toMatch(/^listener 1883$/m);

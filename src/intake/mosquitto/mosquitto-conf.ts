@@ -64,6 +64,11 @@ export interface MosquittoConfOptions {
   sysIntervalS?: number;
   /** Queue QoS 0 messages for disconnected persistent sessions too (`queue_qos0_messages`). Default true. */
   queueQos0Messages?: boolean;
+  /**
+   * Only the loopback listener of the node's own clients (`internal`): `mqtt-ingest leave` (mosquitto.ts,
+   * closePublicListeners). The publishers' listeners and the WebSocket relay listener are left out.
+   */
+  loopbackOnly?: boolean;
 }
 
 export const MOSQUITTO_CONF_DEFAULTS = {
@@ -86,7 +91,7 @@ export function mosquittoPaths(dataDir: string): { dir: string; conf: string; pi
   };
 }
 
-type Resolved = MosquittoConfOptions & Required<Omit<MosquittoConfOptions, 'security' | 'internal' | 'wsRelayPort'>>;
+type Resolved = MosquittoConfOptions & Required<Omit<MosquittoConfOptions, 'security' | 'internal' | 'wsRelayPort' | 'loopbackOnly'>>;
 
 export function renderMosquittoConf(opts: MosquittoConfOptions): string {
   const o: Resolved = { ...MOSQUITTO_CONF_DEFAULTS, persistence: true, ...opts };
@@ -196,6 +201,10 @@ function renderListeners(o: Resolved): string[] {
       '',
     );
   }
+  if (o.loopbackOnly) {
+    lines.push('# mqtt-ingest leave: the publishers\' listeners are closed; the node takes what is left through the one above.', '');
+    return lines;
+  }
   if (s.plaintextPort !== undefined) {
     lines.push('# Plaintext MQTT (MQTT_PLAINTEXT).', listenerLine(s.plaintextPort, s.host), `max_connections ${s.maxConnections}`, ...auth(false), '');
   }
@@ -230,6 +239,7 @@ function checkOptions(o: Resolved): string[] {
   for (const [name, value] of Object.entries({ host: o.host, dataDir: o.dataDir, user: o.user })) {
     if (value.length === 0 || /[\r\n\0]/.test(value)) problems.push(`${name} must be a non-empty single line`);
   }
+  if (o.loopbackOnly && (!o.security || !o.internal)) problems.push('loopbackOnly needs the internal listener (and its security)');
   if (/\s/.test(o.host)) problems.push(`host must not contain spaces: ${JSON.stringify(o.host)}`);
   if (/\s/.test(o.user)) problems.push(`user must not contain spaces: ${JSON.stringify(o.user)}`);
   if (!path.isAbsolute(o.dataDir)) problems.push(`dataDir must be absolute, got ${JSON.stringify(o.dataDir)}`);

@@ -7,14 +7,18 @@ import { INTERNAL_WRITE_PREFIX } from './internal-credential.js';
 import { MosquittoBroker } from './mosquitto.js';
 
 /**
- * Why a node in the mosquitto mode does not leave: its publishers connect to its own Mosquitto, which acknowledges
- * each message on receipt; unsubscribing would leave those it still holds to nobody. docs/operations.md gives the
- * way to scale such nodes down.
+ * Why a node in the mosquitto mode with MQTT_SHARE_GROUP does not leave: the key is set there for the node whose
+ * Mosquitto other nodes subscribe to (docs/operations.md, "Several nodes on one broker"). Closing its public listener
+ * would cut them off, and what Mosquitto queued or had in flight for their sessions would stay in it, acknowledged
+ * to the publishers and handed to nobody.
  */
-export const MOSQUITTO_LEAVE_REFUSAL =
-  'leave is not available in the mosquitto broker mode: the publishers connect to this node\'s own Mosquitto, which ' +
-  'has acknowledged what it holds, so the node cannot hand it to another; scale down by stopping the node (SIGTERM) ' +
-  'and keeping its volume (DATA_DIR) for a node that starts on it later (docs/operations.md, "Scaling down: mqtt-ingest leave")';
+export const MOSQUITTO_SHARED_LEAVE_REFUSAL =
+  'leave is not available in the mosquitto broker mode with MQTT_SHARE_GROUP: other nodes subscribe to this node\'s ' +
+  'own Mosquitto, and closing its public listener would cut them off with what it queued for them; leave one of those ' +
+  'nodes instead, or stop this one (SIGTERM) keeping its volume (DATA_DIR) (docs/operations.md, "Scaling down: mqtt-ingest leave")';
+
+/** Where a leave is: closing the public listeners, draining the subscriber's session, stopping Mosquitto, done. */
+type LeavePhase = 'closing' | 'draining' | 'stopping' | 'left';
 
 /**
  * The mosquitto mode: a supervised Mosquitto child takes the publishers (mosquitto.ts), and the node's subscriber
@@ -26,6 +30,8 @@ export class MosquittoIntake implements Intake {
   readonly broker: MosquittoBroker;
   private readonly subscriber: Subscriber;
   private stopping: Promise<void> | undefined;
+  private leaving: Promise<void> | undefined;
+  private leavePhase: LeavePhase | undefined;
 
   constructor(private readonly deps: IntakeDeps) {
     const c = deps.config;
@@ -67,13 +73,58 @@ export class MosquittoIntake implements Intake {
     return this.subscriber.stop();
   }
 
-  /** Refused (leaveRefusal): the node's Mosquitto acknowledged on receipt what it holds, and only it can hand it over. */
+  /**
+   * `mqtt-ingest leave` (docs/operations.md, "Scaling down"). Mosquitto acknowledged on receipt what it holds for the
+   * node's session, so that must come to the node before the session goes:
+   * 1. Mosquitto restarts with the loopback listener only (mosquitto.ts, closePublicListeners): the publishers are
+   *    disconnected and, the node being not ready, reconnect through the load balancer to another node. The
+   *    subscriber stays subscribed until then: unsubscribed, its session would no longer take what they still publish.
+   * 2. The subscriber leaves (session-leave.ts): it unsubscribes (Mosquitto 2.0 still delivers what it had queued
+   *    for the session), takes everything through the group commit until all is acknowledged and Mosquitto has been
+   *    quiet for a second, then disconnects with session expiry 0.
+   * 3. Mosquitto is stopped: it holds nothing for anyone, and a supervised child that crash-looped after `left` would
+   *    make the node exit, restart and rejoin with its public listeners.
+   */
   leave(): Promise<void> {
-    return Promise.reject(new BrokerError('LEAVE_REFUSED', MOSQUITTO_LEAVE_REFUSAL));
+    const refusal = this.leaveRefusal();
+    if (refusal) return Promise.reject(new BrokerError('LEAVE_REFUSED', refusal));
+    this.leaving ??= this.leaveSteps();
+    return this.leaving;
+  }
+
+  private async leaveSteps(): Promise<void> {
+    this.leavePhase = 'closing';
+    await this.broker.closePublicListeners();
+    this.leavePhase = 'draining';
+    await this.subscriber.leave();
+    // Ended by a stop (SIGTERM) rather than left: the session and its queue stay, and stop() stops Mosquitto.
+    if (this.subscriber.status().state !== 'left') return;
+    this.leavePhase = 'stopping';
+    await this.broker.stop();
+    this.leavePhase = 'left';
   }
 
   leaveRefusal(): string | undefined {
-    return MOSQUITTO_LEAVE_REFUSAL;
+    return this.deps.config.MQTT_SHARE_GROUP ? MOSQUITTO_SHARED_LEAVE_REFUSAL : undefined;
+  }
+
+  /** What the leave waits for (node-leave.ts shows it in `components.leave.detail`). */
+  leaveProgress(): string | undefined {
+    const b = this.broker.status();
+    const broker = `mosquitto is ${b.state}${b.detail ? `: ${b.detail}` : ''}`;
+    switch (this.leavePhase) {
+      case 'closing':
+        return `restarting the node's Mosquitto with its loopback listener only, which disconnects the publishers (${broker})`;
+      case 'draining': {
+        const s = this.subscriber.status() as { state?: string; lastError?: string };
+        const sub = `the subscriber is ${s.state ?? 'starting'}${s.lastError ? ` (${s.lastError})` : ''}`;
+        return `taking what the node's Mosquitto (loopback listener only) still holds for the node's session: ${sub}${b.state === 'up' ? '' : `; ${broker}`}`;
+      }
+      case 'stopping':
+        return "stopping the node's Mosquitto: the node's session is drained and discarded";
+      default:
+        return undefined;
+    }
   }
 
   /** Stops the child (SIGTERM: it saves its database; SIGKILL after the grace period). */
@@ -92,7 +143,10 @@ export class MosquittoIntake implements Intake {
   }
 
   status(): IntakeStatus {
-    return { mode: this.mode, broker: this.broker.status(), source: this.subscriber.status() };
+    const broker = this.broker.status();
+    // After a leave Mosquitto is stopped for good: say why, rather than a bare `stopped`.
+    if (this.leavePhase === 'left' && broker.state === 'stopped') broker.detail = 'stopped by mqtt-ingest leave, after the node took everything it held; the public listeners stay closed';
+    return { mode: this.mode, broker, source: this.subscriber.status() };
   }
 
   reload(): Promise<void> {

@@ -38,6 +38,8 @@ export class MosquittoSecurity {
   private readonly relayed = new Set<net.Socket>();
   private readonly listenerTls: ListenerTls;
   private tls: TlsServerOptions | undefined;
+  /** `mqtt-ingest leave`: Mosquitto has its loopback listener only, and the node serves no WebSocket listener. */
+  private publicClosed = false;
 
   constructor(
     private readonly opts: {
@@ -104,12 +106,26 @@ export class MosquittoSecurity {
   /** Every port Mosquitto binds, to check before it starts (another server there would answer for it). */
   ports(): Array<{ host: string; port: number }> {
     const s = this.opts.security;
+    if (this.publicClosed) return [{ host: '127.0.0.1', port: this.need(this.internalPort, 'internal port') }];
     return [
       { host: '127.0.0.1', port: this.need(this.internalPort, 'internal port') },
       ...(s.plaintextPort !== undefined ? [{ host: s.host, port: s.plaintextPort }] : []),
       ...(s.tls ? [{ host: s.host, port: s.tls.port }] : []),
       ...(this.wsRelayPort !== undefined ? [{ host: '127.0.0.1', port: this.wsRelayPort }] : []),
     ];
+  }
+
+  /** Another server on one of the ports would make Mosquitto fail to bind: asked first, to say which. */
+  async checkPortsFree(): Promise<void> {
+    for (const { host, port } of this.ports()) {
+      if (await portIsFree(host, port)) continue;
+      throw new BrokerError(
+        'BROKER_START_FAILED',
+        `mosquitto cannot listen on ${host}:${port}: address already in use by another process ` +
+          `(another broker, or a mosquitto not started by this node); stop it or choose another port`,
+        { context: { host, port } },
+      );
+    }
   }
 
   get internalListenerPort(): number {
@@ -142,7 +158,7 @@ export class MosquittoSecurity {
       this.sys.start();
     }
     const s = o.security;
-    if (s.wsPort !== undefined && !this.ws) {
+    if (s.wsPort !== undefined && !this.ws && !this.publicClosed) {
       const relayPort = this.need(this.wsRelayPort, 'WebSocket relay port');
       this.ws = await listenWebSocket(
         { host: s.host, port: s.wsPort, maxConnections: s.maxConnections, maxMessageBytes: s.maxPacketBytes, ...(this.tls ? { tls: this.tls } : {}) },
@@ -168,6 +184,17 @@ export class MosquittoSecurity {
   private refused(reason: Parameters<BrokerMetrics['refused']>[0], detail: string): void {
     this.opts.metrics.refused(reason);
     this.opts.logger.info(withCode('CLIENT_REFUSED', { reason, detail, listener: 'ws' }), 'connection refused');
+  }
+
+  /**
+   * `mqtt-ingest leave`: closes the WebSocket listener and its relayed connections for good; the $SYS reader stays.
+   * From now on ports() names the loopback listener of the node's own clients only.
+   */
+  async closePublic(): Promise<void> {
+    this.publicClosed = true;
+    for (const socket of this.relayed) socket.destroy();
+    await this.ws?.close();
+    this.ws = undefined;
   }
 
   async stopServices(): Promise<void> {

@@ -7,50 +7,19 @@ import type { Logger } from '../../core/logger.js';
 import { Metrics } from '../../core/metrics.js';
 import { OWN_BROKER_MQTT_VERSIONS, type BrokerState, type BrokerStatus } from '../intake.js';
 import { brokerMetrics, type BrokerMetrics } from '../broker-metrics.js';
-import { mosquittoPaths, renderMosquittoConf, type MosquittoConfOptions } from './mosquitto-conf.js';
+import { mosquittoPaths, renderMosquittoConf } from './mosquitto-conf.js';
 import { MosquittoLogClassifier } from './mosquitto-log.js';
 import { MosquittoChild } from './mosquitto-child.js';
 import { MosquittoSecurity, type SubscriberAuth } from './mosquitto-security.js';
-import { openPlaintext, type BrokerSecurity } from '../security/policy.js';
+import { openPlaintext } from '../security/policy.js';
 import { CrashLoop } from './crash-loop.js';
-import { BrokerProbe, type BrokerProbeOptions } from './broker-probe.js';
+import { BrokerProbe } from './broker-probe.js';
 import { canConnect, currentUser, exitReason, formatTail, pollUntil, portIsFree, stopLeftoverBroker, type ExitInfo } from './process-utils.js';
 
-export { findOnPath } from './process-utils.js';
+import type { MosquittoBrokerOptions } from './mosquitto-options.js';
 
-export interface MosquittoBrokerOptions {
-  /** The mosquitto binary (a name on PATH or a path). */
-  bin: string;
-  host: string;
-  port: number;
-  /** The node's DATA_DIR (absolute); the broker's conf, pid file and database go in `<dataDir>/mosquitto/`. */
-  dataDir: string;
-  logger: Logger;
-  metrics?: Metrics;
-  /** First restart delay after a crash (default 500 ms), doubling up to restartCapMs (default 30 s). */
-  restartBaseMs?: number;
-  restartCapMs?: number;
-  /** Time between SIGTERM and SIGKILL (default 5 s). Mosquitto saves its database on SIGTERM. */
-  stopGraceMs?: number;
-  /** How long start-up may take before the child is killed and start() rejects (default 30 s). */
-  startTimeoutMs?: number;
-  /** A broker up this long has recovered: the restart backoff starts again from restartBaseMs (default 30 s). */
-  stableAfterMs?: number;
-  /** Queue limits and other settings of the rendered mosquitto.conf. */
-  conf?: Pick<MosquittoConfOptions, 'maxInflightMessages' | 'maxQueuedMessages' | 'persistentClientExpiration' | 'autosaveIntervalS' | 'sysIntervalS'>;
-  /** Listeners, users, ACL and limits. Omitted: one plaintext listener on host:port for anonymous clients. */
-  security?: BrokerSecurity;
-  /** MQTT_CLIENT_ID: the subscriber's client id, which gets a secret suffix (internal-credential.ts). */
-  clientId?: string;
-  /**
-   * Unexpected deaths and failed restarts within crashLoopWindowMs after which the broker stops restarting and
-   * emits 'fatal' (default 5 within 120 s): a container restart then does better than a node without a broker.
-   */
-  crashLoopFailures?: number;
-  crashLoopWindowMs?: number;
-  /** The hang check (broker-probe.ts): interval, timeout and unanswered probes before the child is killed. */
-  probe?: Pick<BrokerProbeOptions, 'intervalMs' | 'timeoutMs' | 'failures'>;
-}
+export { findOnPath } from './process-utils.js';
+export type { MosquittoBrokerOptions } from './mosquitto-options.js';
 
 /**
  * Supervises Mosquitto as a child process (the production broker mode; the node's subscriber to it is
@@ -85,6 +54,13 @@ export class MosquittoBroker extends EventEmitter {
   private probe: BrokerProbe | undefined;
   /** Why the current child was killed here (a hang), for the 'died' line that follows. */
   private killedFor: string | undefined;
+  /** Set by closePublicListeners(): the conf on disk has the loopback listener only, for every later (re)start. */
+  private loopbackOnly = false;
+  /** Whether the running child was started on that conf. */
+  private childLoopbackOnly = false;
+  private closingPublic: Promise<void> | undefined;
+  /** The crash loop ended the supervision: nothing restarts the child any more. */
+  private gaveUp = false;
 
   constructor(private readonly opts: MosquittoBrokerOptions) {
     super();
@@ -125,6 +101,7 @@ export class MosquittoBroker extends EventEmitter {
     const s: BrokerStatus = { mode: this.mode, state: this.state, restarts: this.restarts, mqttVersions: OWN_BROKER_MQTT_VERSIONS };
     if (this.child?.pid !== undefined) s.pid = this.child.pid;
     if (this.detail !== undefined) s.detail = this.detail;
+    else if (this.state === 'up' && this.childLoopbackOnly) s.detail = 'loopback listener only (mqtt-ingest leave): publishers are refused';
     return s;
   }
 
@@ -168,15 +145,7 @@ export class MosquittoBroker extends EventEmitter {
       await this.stopLeftover();
       // The loopback ports of the last start, unless another process took one (mosquitto-security.ts).
       await this.sec.settlePorts();
-      const conf = renderMosquittoConf({
-        ...this.opts.conf,
-        host: this.opts.host,
-        port: this.opts.port,
-        dataDir: this.dataDir,
-        user: currentUser(),
-        ...this.sec.confOptions(),
-      });
-      fs.writeFileSync(this.confPath, conf, { mode: 0o600 });
+      this.writeConf();
       await this.launch();
     } catch (err) {
       const error =
@@ -188,6 +157,59 @@ export class MosquittoBroker extends EventEmitter {
     }
     this.markUp();
     await this.sec.startServices();
+  }
+
+  /** Renders mosquitto.conf; restarts after a crash launch it as it is, so a loopback-only conf stays in force. */
+  private writeConf(): void {
+    const conf = renderMosquittoConf({
+      ...this.opts.conf,
+      host: this.opts.host,
+      port: this.opts.port,
+      dataDir: this.dataDir,
+      user: currentUser(),
+      ...this.sec.confOptions(),
+      loopbackOnly: this.loopbackOnly,
+    });
+    fs.writeFileSync(this.confPath, conf, { mode: 0o600 });
+  }
+
+  /**
+   * `mqtt-ingest leave`: restarts Mosquitto with the loopback listener of the node's own clients only; the publishers
+   * are disconnected and refused. SIGTERM makes Mosquitto save its database, which the new child loads (same file,
+   * same loopback port): the subscriber's session and its queue survive. The conf stays loopback-only for restarts
+   * after a crash. Resolves once such a child accepts connections; rejects when the broker is stopped or gives up.
+   */
+  closePublicListeners(): Promise<void> {
+    this.closingPublic ??= this.restartLoopbackOnly();
+    return this.closingPublic;
+  }
+
+  private async restartLoopbackOnly(): Promise<void> {
+    this.loopbackOnly = true;
+    this.writeConf();
+    await this.sec.closePublic();
+    for (;;) {
+      if (this.stopping || this.gaveUp) {
+        throw new BrokerError('BROKER_START_FAILED', `mosquitto was ${this.stopping ? 'stopped' : 'given up on'} before it ran with the loopback listener only`);
+      }
+      const child = this.child;
+      if (this.state === 'up' && child && this.childLoopbackOnly) break;
+      if (this.state === 'up' && child) {
+        // A planned stop, not a crash: onChildClosed ignores a child that exits while the state is not 'up'.
+        this.probe?.stop();
+        clearTimeout(this.stableTimer);
+        this.setState('starting', 'restarting with the loopback listener only (mqtt-ingest leave)');
+        await child.stop(this.graceMs);
+        await this.restart(false);
+        continue;
+      }
+      // Down with a restart scheduled, or a restart under way: it launches the conf as now written.
+      await pollUntil(() => this.state === 'up' || this.gaveUp, 60_000, { intervalMs: 100, signal: this.abort.signal });
+    }
+    this.log.info(
+      withCode('BROKER_LOOPBACK_ONLY', { pid: this.child?.pid, url: this.subscriberUrl() }),
+      'mosquitto runs with the loopback listener only: publishers are disconnected and refused (mqtt-ingest leave)',
+    );
   }
 
   /** Stops a mosquitto left running by a SIGKILLed node on this DATA_DIR (process-utils.ts). */
@@ -204,16 +226,7 @@ export class MosquittoBroker extends EventEmitter {
   /** Spawns the child and resolves when its port accepts connections; rejects when it exits first. */
   private async launch(): Promise<void> {
     this.checkNotStopped();
-    // Another server on one of our ports would make our child fail to bind: ask first, to say which.
-    for (const { host, port } of this.sec.ports()) {
-      if (await portIsFree(host, port)) continue;
-      throw new BrokerError(
-        'BROKER_START_FAILED',
-        `mosquitto cannot listen on ${host}:${port}: address already in use by another process ` +
-          `(another broker, or a mosquitto not started by this node); stop it or choose another port`,
-        { context: { host, port } },
-      );
-    }
+    await this.sec.checkPortsFree();
     const internalPort = this.sec.internalListenerPort;
     this.checkNotStopped();
     const child = this.spawnChild();
@@ -258,6 +271,7 @@ export class MosquittoBroker extends EventEmitter {
       },
     });
     this.child = child;
+    this.childLoopbackOnly = this.loopbackOnly;
     this.tail = child.tail;
     // Nothing may escape this chain as an unhandled rejection (cli/run.ts exits on one): a broken supervision step is logged.
     child.closed
@@ -287,14 +301,9 @@ export class MosquittoBroker extends EventEmitter {
   /** Records a failure; true (after emitting 'fatal') when there were too many in the window. */
   private crashLooping(reason: string): boolean {
     if (!this.crashLoop.record()) return false;
-    const { failures, windowMs } = this.crashLoop;
-    const error = new BrokerError(
-      'BROKER_CRASH_LOOP',
-      `mosquitto failed ${failures} times within ${Math.round(windowMs / 1000)} s (last: ${reason}); ` +
-        'giving up so that the platform restarts the node',
-      { context: { failures, windowMs, lastLines: [...this.tail] } },
-    );
+    const error = this.crashLoop.error(reason, this.tail);
     this.setState('down', error.message);
+    this.gaveUp = true;
     this.log.fatal(withCode('BROKER_CRASH_LOOP', { lastLines: [...this.tail] }), error.message);
     this.emit('fatal', error);
     return true;
@@ -308,11 +317,14 @@ export class MosquittoBroker extends EventEmitter {
     }, delayMs);
   }
 
-  private async restart(): Promise<void> {
+  /** `afterCrash` false: the planned restart of closePublicListeners(), not counted as a restart after a death. */
+  private async restart(afterCrash = true): Promise<void> {
     if (this.stopping) return;
-    this.restarts += 1;
-    this.opts.metrics?.brokerRestarts.inc();
-    this.setState('starting', `restart ${this.restarts}`);
+    if (afterCrash) {
+      this.restarts += 1;
+      this.opts.metrics?.brokerRestarts.inc();
+      this.setState('starting', `restart ${this.restarts}`);
+    }
     try {
       await this.launch();
     } catch (err) {

@@ -24,7 +24,7 @@ export interface LeavingConnection {
 export class SessionLeave {
   private phase: LeavePhase = 'waiting';
   private timer: NodeJS.Timeout | undefined;
-  /** When the last PUBLISH came, or the UNSUBACK (monotonic ms). */
+  /** When the last PUBLISH came, the UNSUBACK, or the connection was last seen unsettled (monotonic ms). */
   private lastArrival = 0;
 
   constructor(private readonly c: LeavingConnection) {}
@@ -55,7 +55,11 @@ export class SessionLeave {
     this.phase = 'draining';
     this.lastArrival = monotonicMs();
     this.timer = setInterval(() => {
-      if (this.c.settled() && monotonicMs() - this.lastArrival >= this.c.quietMs) this.leaveNow();
+      // Quiet counts from when everything is acknowledged: the broker sends more of the session's queue only as its
+      // in-flight window frees, so a commit that took longer than quietMs (a full spool, a slow disk) must not pass
+      // for silence while the rest of the queue waits for those PUBACKs; discarding the session would drop it.
+      if (!this.c.settled()) this.lastArrival = monotonicMs();
+      else if (monotonicMs() - this.lastArrival >= this.c.quietMs) this.leaveNow();
     }, 50);
   }
 
