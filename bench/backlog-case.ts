@@ -71,8 +71,11 @@ export async function backlogDrain(emu: PubSubEmulator, messages: number): Promi
     } finally {
       await node.stop();
     }
-    const slice = Math.min(1_000_000, Math.floor(left / 10));
-    const firstRate = slice / ((timeAt(samples, slice) - samples[0]!.t) / 1000);
+    // The first and the last million (a tenth each of a backlog under two million).
+    const slice = left >= 2_000_000 ? 1_000_000 : Math.floor(left / 10);
+    // From the first sample on (delivery began before it: the node delivers while readiness is polled).
+    const base = samples[0]!.delivered;
+    const firstRate = slice / ((timeAt(samples, base + slice) - samples[0]!.t) / 1000);
     const lastRate = slice / ((timeAt(samples, left) - timeAt(samples, left - slice)) / 1000);
     const afterFirst = samples.find((s) => s.delivered >= slice)?.rssMb ?? samples[0]!.rssMb;
     const peak = Math.max(...samples.map((s) => s.rssMb));
