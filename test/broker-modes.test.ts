@@ -163,7 +163,14 @@ describe('embedded broker', () => {
       const b = v5.send(1);
       // "At once" against back-pressure, which never answers while the spool is full: 15 s leaves room for a
       // machine loaded by other test files (5 s once went by without an answer there).
-      await waitFor(() => v5.answeredIn(b) === 1, 15_000, 'an answer to the MQTT 5 publish');
+      try {
+        await waitFor(() => v5.answeredIn(b) === 1, 15_000, 'an answer to the MQTT 5 publish');
+      } catch (err) {
+        // Seen only in full CI runs (twice): what the node and the client were doing, for the next look.
+        const r = await rig.node.readiness().catch((e: Error) => ({ status: 0, body: { error: e.message } }));
+        console.log(`0x97 case timed out: client connected ${v5.client.connected}, port ${rig.node.mqttPort}, readiness ${r.status} ${JSON.stringify(r.body).slice(0, 2000)}\n${rig.node.logs.slice(-30).join('\n')}`);
+        throw err;
+      }
       expect(v5.refused.get(b.from)).toBe(0x97);
       expect(v5.client.connected).toBe(true);
     });
