@@ -102,6 +102,8 @@ describe.skipIf(!available)('PubSubSink against the Pub/Sub emulator', () => {
     expect(outcomes.every((o) => o.kind === 'delivered')).toBe(true);
     expect(view.status().state).toBe('ok');
     expect(view.status().lastDeliveryAt).toBeDefined();
+    // The requests went out encoded by hand on the library's stub (raw-publish.ts), not through its serialiser.
+    expect((s as unknown as { publisher?: { raw?: object } }).publisher?.raw, 'RawPublish in use').toBeDefined();
 
     const got = await pullAll(emu.host, emu.projectId, 'bulk-sub', 2000, 20_000);
     expect(got).toHaveLength(2000);
