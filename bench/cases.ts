@@ -173,18 +173,20 @@ export async function spoolToPubSub(emu: PubSubEmulator, n: number): Promise<Cas
       cleanup(dataDir);
     }
   };
-  const baselineRun = async (rpc: boolean): Promise<number> => {
+  const baselineRun = async (mode?: '--rpc' | '--encoder'): Promise<number> => {
     const args = ['--host', emu.host, '--project', emu.projectId, '--topic', 'bench-drain', '--count', String(n)];
-    const out = await runScript(path.join(here, 'pubsub-baseline.js'), rpc ? [...args, '--rpc'] : args);
+    const out = await runScript(path.join(here, 'pubsub-baseline.js'), mode ? [...args, mode] : args);
     return (JSON.parse(out) as { rate: number }).rate;
   };
   const base: number[] = [];
   const rpc: number[] = [];
+  const encoder: number[] = [];
   const nodes: number[] = [];
   for (let round = 0; round < 2; round++) {
-    base.push(await baselineRun(false));
+    base.push(await baselineRun());
     nodes.push(await nodeRun());
-    rpc.push(await baselineRun(true));
+    rpc.push(await baselineRun('--rpc'));
+    encoder.push(await baselineRun('--encoder'));
   }
   const ordered = await nodeRun({ PUBSUB_ORDERING_KEY: 'mqtt_topic' });
   const node = Math.max(...nodes);
@@ -193,12 +195,23 @@ export async function spoolToPubSub(emu: PubSubEmulator, n: number): Promise<Cas
     nodeRuns: nodes.map(Math.round).join(' / '),
     baselineRuns: base.map(Math.round).join(' / '),
     rpcBaselineRuns: rpc.map(Math.round).join(' / '),
+    encoderBaselineRuns: encoder.map(Math.round).join(' / '),
   } as unknown as Record<string, number>;
   const rpcRate = Math.max(...rpc);
   return [
     result('spool → Pub/Sub emulator', node, Math.max(...base), 'plain `@google-cloud/pubsub` publish loop, same batching, no spool', 0.8, details),
-    result('spool → Pub/Sub emulator, against its own RPC', node, rpcRate, 'loop calling the same Publish RPC with the same batches, no spool', 'report', details),
+    // The efficiency goal (≥ 0.8×) is set against this loop: the same RPC with the library's serialiser, as it was defined.
+    result('spool → Pub/Sub emulator, against its own RPC', node, rpcRate, 'loop calling the same Publish RPC with the same batches, no spool', 0.8, details),
     result('spool → Pub/Sub emulator with `PUBSUB_ORDERING_KEY=mqtt_topic`', ordered, node, 'the same node without ordering keys', 'report', { messages: n }),
+    // The node encodes the request by hand (publish-encoder.ts); this loop does too, so that only the spool differs.
+    result(
+      'spool → Pub/Sub emulator, against its own RPC and encoder',
+      node,
+      Math.max(...encoder),
+      "loop calling the same Publish RPC with the node's hand-encoded requests, same batches, no spool",
+      'report',
+      details,
+    ),
   ];
 }
 

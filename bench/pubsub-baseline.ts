@@ -4,11 +4,14 @@
  * node, so both have a core of their own. Prints one JSON line: { messages, seconds, rate }.
  *
  * Default: the library's Topic.publishMessage for each message, its batcher set to the same batch size.
- * `--rpc`: each batch in one call of the generated Publish RPC client, as the node's sink does.
+ * `--rpc`: each batch in one call of the generated Publish RPC client, with the library's serialiser.
+ * `--encoder`: the same RPC with the request encoded by hand and sent on the client's stub, as the node's sink
+ * does (src/sinks/pubsub/raw-publish.ts): what is left between the two is the spool's own cost.
  */
 import { PubSub, v1 } from '@google-cloud/pubsub';
 import { parseArgs } from 'node:util';
 import { benchPayload, nowMs } from './lib.js';
+import { RawPublish } from '../src/sinks/pubsub/raw-publish.js';
 
 const { values } = parseArgs({
   options: {
@@ -19,6 +22,7 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '1000' },
     inflight: { type: 'string', default: '4' },
     rpc: { type: 'boolean', default: false },
+    encoder: { type: 'boolean', default: false },
   },
 });
 const count = Number(values.count);
@@ -27,9 +31,16 @@ const pubsub = new PubSub({ projectId: values.project, apiEndpoint: values.host,
 const topic = pubsub.topic(values.topic as string, {
   batching: { maxMessages: batchSize, maxBytes: 9 * 1024 * 1024, maxMilliseconds: 1 },
 });
-const rpc = values.rpc
-  ? new v1.PublisherClient((await pubsub.getClientConfig()) as ConstructorParameters<typeof v1.PublisherClient>[0])
-  : undefined;
+const rpc =
+  values.rpc || values.encoder
+    ? new v1.PublisherClient((await pubsub.getClientConfig()) as ConstructorParameters<typeof v1.PublisherClient>[0])
+    : undefined;
+let raw: RawPublish | undefined;
+if (values.encoder) {
+  await rpc!.initialize();
+  raw = await RawPublish.of(rpc!);
+  if (!raw) throw new Error('the Publish client stub is not a grpc-js Client: the hand-encoded path is not available');
+}
 const payloads = Array.from({ length: Math.min(count, 10_000) }, (_, i) => Buffer.from(benchPayload(i)));
 let next = 0;
 let first = 0;
@@ -45,7 +56,8 @@ async function publishBatch(start: number, end: number): Promise<void> {
   if (rpc) {
     const messages = [];
     for (let i = start; i < end; i++) messages.push(message(i));
-    await rpc.publish({ topic: topic.name, messages }, { isBundling: false });
+    if (raw) await raw.publish(topic.name, messages, 60_000);
+    else await rpc.publish({ topic: topic.name, messages }, { isBundling: false });
     return;
   }
   const sends: Promise<string>[] = [];

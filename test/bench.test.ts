@@ -30,23 +30,24 @@ describe.runIf(run)('npm run bench -- --quick', () => {
       results: { case: string; ratio: number | null; met: boolean | null; details: Record<string, number | string> }[];
     };
     expect(report.quick).toBe(true);
-    expect(report.results).toHaveLength(33);
-    const [drain, live, pubsub, pubsubRpc, pubsubOrdered, routes, routesCpu, routesAttributes, routesAttributesCpu, sparkplug, sparkplugCpu, latency, rss, embedded] = report.results;
-    const brokerRows = report.results.slice(14, 20);
-    const [scaleReady, scaleLatency, scaleRss] = report.results.slice(20, 23);
-    const fleetRows = report.results.slice(23, 25);
-    const shareRows = report.results.slice(25, 27);
-    const e2eRows = report.results.slice(27, 31);
-    const backlogRows = report.results.slice(31);
+    expect(report.results).toHaveLength(34);
+    const [drain, live, pubsub, pubsubRpc, pubsubOrdered, pubsubEncoder, routes, routesCpu, routesAttributes, routesAttributesCpu, sparkplug, sparkplugCpu, latency, rss, embedded] = report.results;
+    const brokerRows = report.results.slice(15, 21);
+    const [scaleReady, scaleLatency, scaleRss] = report.results.slice(21, 24);
+    const fleetRows = report.results.slice(24, 26);
+    const shareRows = report.results.slice(26, 28);
+    const e2eRows = report.results.slice(28, 32);
+    const backlogRows = report.results.slice(32);
     expect(sparkplug.case).toMatch(/Sparkplug/);
     expect(Number(sparkplug.details.decodeCpuUsPerMetric)).toBeGreaterThan(0);
     expect(sparkplugCpu.case).toMatch(/CPU per metric/);
     expect(pubsubRpc.case).toMatch(/against its own RPC/);
     expect(pubsubOrdered.case).toMatch(/PUBSUB_ORDERING_KEY/);
+    expect(pubsubEncoder.case).toMatch(/own RPC and encoder/);
     expect(routes.case).toMatch(/three routes/);
     expect(routesAttributes.case).toMatch(/attributes/);
     for (const r of [routesCpu, routesAttributesCpu]) expect(r.case).toMatch(/CPU per message/);
-    for (const r of [drain, live, pubsub, pubsubRpc, pubsubOrdered, routes, routesCpu, routesAttributes, routesAttributesCpu, sparkplug, sparkplugCpu]) {
+    for (const r of [drain, live, pubsub, pubsubRpc, pubsubOrdered, pubsubEncoder, routes, routesCpu, routesAttributes, routesAttributesCpu, sparkplug, sparkplugCpu]) {
       expect(r.details.nodeRate).toBeGreaterThan(0);
       expect(r.details.baselineRate).toBeGreaterThan(0);
     }
