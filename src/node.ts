@@ -27,6 +27,8 @@ import { IngestError, StartAbortedError, withCode } from './core/errors.js';
 import { nodeVersion } from './core/version.js';
 import { monotonicMs } from './core/clock.js';
 import { StatusHistory } from './http/status-history.js';
+import { DeadLetterCounts } from './http/dead-letter-counts.js';
+import { routeDestinations } from './routes/describe.js';
 import { statusBody, type StatusBody } from './http/status-api.js';
 import { NodeLeave, type LeaveAnswer } from './node-leave.js';
 
@@ -176,7 +178,10 @@ export class IngestNode {
     }
     this.dispatcher = new Dispatcher(this.sinks, this.spool, this.logger, this.metrics, runnerOptions(c), this.router);
     this.dispatcher.start();
-    this.history = new StatusHistory({ registry: this.metrics.registry, refresh: () => this.refreshMetrics() });
+    // The page's dead letters are what the store holds (across restarts), counted at most every 10 s; once the spool
+    // is closed the count fails and the last one stays.
+    const deadLetters = new DeadLetterCounts({ count: () => this.spool.deadLetters.countsByReason() });
+    this.history = new StatusHistory({ registry: this.metrics.registry, refresh: () => this.refreshMetrics(), deadLetters });
     this.history.start();
     const history = this.history;
     const status = () =>
@@ -185,7 +190,8 @@ export class IngestNode {
         history,
         startedAt: this.startedAt,
         config: { appEnv: c.APP_ENV, sinks: sinkDestinations(c) },
-        routes: this.router?.table.routes.map((r) => ({ name: r.name, topic: r.topic.text })),
+        routes: this.router?.table.routes.map((r) => routeDestinations(r, c.GCP_PROJECT_ID)),
+        routesUnmatched: this.router?.table.unmatched,
         sources: silentSources(this.sources),
       });
     this.http = new HttpServer({ ...httpOptions(c), logger: this.logger.child({ component: 'http' }), metrics: this.metrics, health: this, status, sources: this.sources });

@@ -12,6 +12,11 @@ export const LOUD_LOG_INTERVAL_MS = 60_000;
 export interface SinkStatus {
   /** ok: last write succeeded (or none yet); degraded: retrying after errors; failing: a condition an operator must fix (missing topic, permission). */
   state: 'ok' | 'degraded' | 'failing';
+  /**
+   * Why it is not ok, as the classifier's reason (a metric label: `topic_not_found`, `unavailable`, `error`…), or the
+   * runner's own (`spool_ack_failed`, `slow_write`); absent while ok. The status page turns it into what to do.
+   */
+  reason?: string;
   detail?: string;
   lastError?: string;
   lastErrorAt?: string;
@@ -41,6 +46,8 @@ export class SinkHealth {
   private problemSince: number | undefined;
   private lastError: { text: string; at: number } | undefined;
   private lastDeliveryAt: number | undefined;
+  /** The reason of the last write that got nothing through with nothing said against the destination; cleared by a delivery. */
+  private retryReason: string | undefined;
   /** The last loud line's kind and reason, and when (monotonic). */
   private lastLoud: { key: string; at: number } | undefined;
 
@@ -60,10 +67,14 @@ export class SinkHealth {
         worst = { health: o.health, reason: o.reason, detail: o.detail ?? o.reason };
       }
     }
-    if (failed < outcomes.length) this.lastDeliveryAt = this.o.clock.now();
+    if (failed < outcomes.length) {
+      this.lastDeliveryAt = this.o.clock.now();
+      this.retryReason = undefined;
+    }
     if (!worst && firstRetry && outcomes.every((o) => o.kind === 'retryable')) {
       // Nothing went through, with nothing said against the destination: the runner backs off all the same.
       this.lastError = { text: errorLine(firstRetry.reason, firstRetry.detail), at: this.o.clock.now() };
+      this.retryReason = firstRetry.reason;
     }
     this.report(worst, { failed });
   }
@@ -81,6 +92,8 @@ export class SinkHealth {
     else if (problem && words) detail = `${words.action} failed (${problem.reason}); the dispatcher retries with backoff`;
     return {
       state: problem?.health ?? 'ok',
+      // The runner shows a sink whose writes all fail as degraded even when no outcome blamed the destination.
+      reason: problem?.reason ?? this.retryReason,
       detail,
       lastError: lastError?.text,
       lastErrorAt: lastError ? new Date(lastError.at).toISOString() : undefined,

@@ -147,9 +147,12 @@ export class SinkRunner {
         : slow
           ? `a write has been waiting for ${Math.round(slowMs / 1000)} s`
           : own.detail;
+    const state = own.state !== 'ok' ? own.state : failing || slow || unrecorded > 0 ? 'degraded' : 'ok';
     return {
       ...own,
-      state: own.state !== 'ok' ? own.state : failing || slow || unrecorded > 0 ? 'degraded' : 'ok',
+      state,
+      // The reason goes with the detail shown: the runner's own condition first, as above.
+      reason: state === 'ok' ? undefined : unrecorded > 0 ? 'spool_ack_failed' : slow ? 'slow_write' : own.reason,
       detail,
       inFlight: this.inFlight,
       retrying: this.retryQueue.length,

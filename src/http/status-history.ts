@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client';
+import type { DeadLetterCounts } from './dead-letter-counts.js';
 
 /** Seconds between samples, and how many are kept: one hour. */
 export const SAMPLE_SECONDS = 10;
@@ -31,6 +32,13 @@ export interface StatusHistoryView {
   spool: Array<{ at: string; messages: number; oldestAgeSeconds: number }>;
   /** Dead letters written since the start, by sink and reason. */
   deadLetters: Record<string, Record<string, number>>;
+  /**
+   * Dead letters the store holds now, by sink and reason (dead-letter-counts.ts: counted at most every 10 s), whoever
+   * made them: before a restart, or put back by `dlq replay` and gone after `dlq purge`.
+   */
+  deadLettersHeld: Record<string, Record<string, number>>;
+  /** When `deadLettersHeld` was counted; null before the first count. */
+  deadLettersCountedAt: string | null;
   /** Clients connected to the node's own broker now (`mqtt_ingest_broker_clients_connected`; null in external mode). */
   brokerClients: number | null;
 }
@@ -45,7 +53,7 @@ export class StatusHistory {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly o: { registry: Registry; refresh: () => void; now?: () => number },
+    private readonly o: { registry: Registry; refresh: () => void; now?: () => number; deadLetters?: DeadLetterCounts },
   ) {}
 
   start(): void {
@@ -86,7 +94,7 @@ export class StatusHistory {
     if (this.samples.length > KEPT) this.samples.shift();
   }
 
-  /** The rates, the last hour of the spool, and the dead letters (read now). */
+  /** The rates, the last hour of the spool, and the dead letters (the counter read now, the store's count cached). */
   async view(): Promise<StatusHistoryView> {
     const last = this.samples.at(-1);
     const rate = (pick: (s: Sample) => number | undefined): Rates => {
@@ -111,11 +119,14 @@ export class StatusHistory {
       if (v.value > 0) (deadLetters[sink] ??= {})[reason] = v.value;
     }
     const clients = await this.values('mqtt_ingest_broker_clients_connected');
+    const held = this.o.deadLetters?.held() ?? { bySink: {}, countedAt: null };
     return {
       brokerClients: clients.length > 0 ? clients.reduce((n, v) => n + v.value, 0) : null,
       rates: { in: rate((s) => s.received), sinks },
       spool: this.samples.map((s) => ({ at: new Date(s.at).toISOString(), messages: s.spoolMessages, oldestAgeSeconds: s.oldestAgeSeconds })),
       deadLetters,
+      deadLettersHeld: held.bySink,
+      deadLettersCountedAt: held.countedAt,
     };
   }
 }

@@ -28,3 +28,32 @@ export function describeRoutes(table: RoutesTable): string[] {
     `  unmatched: ${table.unmatched} (${unmatched})`,
   ];
 }
+
+/**
+ * A route and where it sends, as plain data for the status page (`config.routes` of GET /api/status): names of
+ * topics and tables only, which hold no secret. `pubsub` and `bigquery` are null when the route skips that sink.
+ */
+export interface RouteDestinations {
+  name: string;
+  topic: string;
+  decode: Route['decode'];
+  /** `projects/P/topics/T` */
+  pubsub: string | null;
+  /** `P.dataset.table`, P being `GCP_PROJECT_ID` as for the raw table. */
+  bigquery: string | null;
+  file: boolean;
+  /** Acknowledged, counted and sent nowhere. */
+  drop: boolean;
+}
+
+export function routeDestinations(route: Route, projectId: string | undefined): RouteDestinations {
+  return {
+    name: route.name,
+    topic: route.topic.text,
+    decode: route.decode,
+    pubsub: route.pubsub?.topic ?? null,
+    bigquery: route.bigquery ? `${projectId ?? '?'}.${route.bigquery.dataset}.${route.bigquery.table}` : null,
+    file: route.file,
+    drop: route.drop,
+  };
+}

@@ -51,6 +51,11 @@ export class DeadLetterStore {
     return this.db.prepare(`SELECT COUNT(*) FROM dead_letters${where}`).pluck().get(...params) as number;
   }
 
+  /** How many dead letters the store holds per sink and reason, in one GROUP BY (the status page caches it). */
+  countsByReason(): Array<{ sink: SinkName; reason: string; count: number }> {
+    return this.db.prepare('SELECT sink, reason, COUNT(*) AS count FROM dead_letters GROUP BY sink, reason ORDER BY sink, reason').all() as Array<{ sink: SinkName; reason: string; count: number }>;
+  }
+
   totalBytes(): number {
     const r = this.db
       .prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(${STORED_BYTES_SQL}), 0) AS b FROM dead_letters`)

@@ -45,5 +45,14 @@ export function truncate(text: string, max: number): string {
  * thrown that is not an Error is shown as a string.
  */
 export function errorText(err: unknown, describe: (err: Error) => string): string {
-  return truncate(err instanceof Error ? describe(err) : String(err), MAX_ERROR_TEXT);
+  return truncate(withoutEmptyNotes(err instanceof Error ? describe(err) : String(err)), MAX_ERROR_TEXT);
+}
+
+/**
+ * grpc-js ends "No connection established. Last error: … ." and "No addresses resolved." with "Resolution note: "
+ * and the resolver's note, which is most often empty (load-balancer-pick-first.js, load-balancer-round-robin.js):
+ * the empty label is dropped, a note with words is kept.
+ */
+export function withoutEmptyNotes(text: string): string {
+  return text.replace(/\.?\s*Resolution note:\s*(?=$|[.;,)\]])/g, '');
 }
