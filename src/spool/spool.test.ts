@@ -86,6 +86,36 @@ describe('spool', () => {
     spool.close();
   });
 
+  it('an acknowledgement of a run of consecutive seqs and of a broken run remove exactly those rows', () => {
+    // message-store.ts acknowledges a run lo..hi with a range statement and any other set with a list.
+    for (const sinks of [['pubsub'], ['pubsub', 'file']] as const) {
+      const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: [...sinks] });
+      spool.append(Array.from({ length: 10 }, (_, i) => msg(i)));
+      const all = spool.lease('pubsub', 10);
+      spool.ack('pubsub', all.slice(2, 6)); // a run: seqs 3..6
+      spool.ack('pubsub', [all[0]!, all[7]!, all[9]!]); // not a run
+      spool.ack('pubsub', [all[1]!, all[2]!]); // a run holding a seq acknowledged before
+      const stats = spool.stats();
+      expect(stats.pending.pubsub).toBe(2);
+      if (sinks.length === 2) {
+        // The other sink still needs every row: none left the table, and only pubsub's bits were cleared.
+        expect(stats.messages).toBe(10);
+        expect(stats.pending.file).toBe(10);
+        spool.ack('file', spool.lease('file', 10).slice(0, 5)); // seqs 1..5, every one done for pubsub too
+        expect(spool.stats().messages).toBe(5);
+      } else expect(stats.messages).toBe(2);
+      const bytes = spool.stats().bytes;
+      const dir = path.dirname(spool.path);
+      spool.close();
+      // Reopened (the leases start again from the oldest row), counted afresh from the file.
+      const fresh = Spool.open({ dir, maxBytes: 1e9, sinks: [...sinks] });
+      expect(fresh.stats().bytes).toBe(bytes);
+      expect(fresh.lease('pubsub', 10).map((m) => m.seq)).toEqual([all[6]!.seq, all[8]!.seq]);
+      if (sinks.length === 2) expect(fresh.lease('file', 10).map((m) => m.seq)).toEqual(all.slice(5).map((m) => m.seq));
+      fresh.close();
+    }
+  });
+
   it('gives each message of a large group its own seq (multi-row inserts), duplicates interleaved', () => {
     const spool = Spool.open({ dir: tempDir(), maxBytes: 1e9, sinks: ['file'] });
     const first = spool.beginInboundConnection();
