@@ -4,7 +4,7 @@
  * bench/results/ and (full runs only) into docs/performance.md between its bench markers.
  * `--quick` runs every case small (about two minutes) so a test keeps the script working.
  * `--only name[,name]` runs some cases: drain, live, pubsub, routes, sparkplug, latency, rss, embedded, broker, broker-scale,
- * fleet, share, e2e, backlog. The broker, fleet, share and e2e cases' sizes can be set by environment: BENCH_BROKER_MESSAGES, BENCH_BROKER_ROUNDS,
+ * fleet, share, e2e, backlog, floor. The broker, fleet, share and e2e cases' sizes can be set by environment: BENCH_BROKER_MESSAGES, BENCH_BROKER_ROUNDS,
  * BENCH_BROKER_WINDOW, BENCH_SCALE_IDLE, BENCH_SCALE_PUBLISHERS, BENCH_SCALE_SECONDS, BENCH_SCALE_PROCESSES,
  * BENCH_FLEET_DEVICES, BENCH_FLEET_MESSAGES, BENCH_FLEET_ROUNDS, BENCH_SHARE_MESSAGES, BENCH_E2E_MESSAGES, BENCH_E2E_PUBLISHERS,
  * BENCH_E2E_ROUNDS, BENCH_BACKLOG_MESSAGES.
@@ -25,6 +25,7 @@ import { fleet } from './fleet-case.js';
 import { sharedSubscriptions } from './share-case.js';
 import { endToEnd } from './e2e-case.js';
 import { backlogDrain } from './backlog-case.js';
+import { spoolFloor } from './floor-case.js';
 
 process.env.METADATA_SERVER_DETECTION = 'none';
 const { values } = parseArgs({
@@ -84,6 +85,7 @@ try {
   if (want('share')) results.push(...(await step('share', () => sharedSubscriptions(sized('BENCH_SHARE_MESSAGES', 200_000, 6_000)))));
   if (want('e2e')) results.push(...(await step('e2e', () => endToEnd(broker, emu, e2eSize))));
   if (want('backlog')) results.push(...(await step('backlog', () => backlogDrain(emu, sized('BENCH_BACKLOG_MESSAGES', 10_000_000, 50_000)))));
+  if (want('floor')) results.push(...(await step('floor', async () => spoolFloor(sized('BENCH_FLOOR_ROWS', 200_000, 10_000)))));
 } finally {
   await Promise.all([broker.stop(), emu.stop()]);
 }

@@ -30,14 +30,15 @@ describe.runIf(run)('npm run bench -- --quick', () => {
       results: { case: string; ratio: number | null; met: boolean | null; details: Record<string, number | string> }[];
     };
     expect(report.quick).toBe(true);
-    expect(report.results).toHaveLength(34);
+    expect(report.results).toHaveLength(39);
     const [drain, live, pubsub, pubsubRpc, pubsubOrdered, pubsubEncoder, routes, routesCpu, routesAttributes, routesAttributesCpu, sparkplug, sparkplugCpu, latency, rss, embedded] = report.results;
     const brokerRows = report.results.slice(15, 21);
     const [scaleReady, scaleLatency, scaleRss] = report.results.slice(21, 24);
     const fleetRows = report.results.slice(24, 26);
     const shareRows = report.results.slice(26, 28);
     const e2eRows = report.results.slice(28, 32);
-    const backlogRows = report.results.slice(32);
+    const backlogRows = report.results.slice(32, 34);
+    const floorRows = report.results.slice(34);
     expect(sparkplug.case).toMatch(/Sparkplug/);
     expect(Number(sparkplug.details.decodeCpuUsPerMetric)).toBeGreaterThan(0);
     expect(sparkplugCpu.case).toMatch(/CPU per metric/);
@@ -115,6 +116,12 @@ describe.runIf(run)('npm run bench -- --quick', () => {
     expect(Number(backlog.pendingAtRestart)).toBeLessThanOrEqual(45_000);
     expect(Number(backlog.openSeconds)).toBeGreaterThan(0);
     expect(Number(backlog.rssPeakMb)).toBeGreaterThan(0);
+    // SQLite alone on the spool's statements: a figure per statement, each over rows it really wrote or read.
+    expect(floorRows.map((r) => r.details.what)).toEqual(['insert', 'lease', 'walk', 'ack-range', 'ack-list']);
+    for (const r of floorRows) {
+      expect(Number(r.details.usPerRow), r.case).toBeGreaterThan(0);
+      expect(Number(r.details.rows), r.case).toBeGreaterThanOrEqual(5_000);
+    }
     expect(backlogRows[0]!.ratio).toBeCloseTo(Number(backlog.lastRate) / Number(backlog.firstRate), 1);
   }, 300_000);
 });
