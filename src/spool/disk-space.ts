@@ -51,6 +51,11 @@ const RECLAIM_WHEN_TIGHT = 4;
 const RECLAIM_MAX_BYTES = 16 * MiB;
 /** A spool file no larger than this keeps its free pages while the file system has room (worthGivingBack). */
 const KEEP_SMALL_FILE_BYTES = 64 * MiB;
+/**
+ * With room on the file system, a large file gives its pages back once its live data is down to this, in one
+ * VACUUM (worthGivingBack says why not by incremental vacuum): it rewrites only the live data, about 55 ms here.
+ */
+const SHRINK_WHEN_LIVE_BYTES = 8 * MiB;
 /** Largest live data rewritten to switch an old spool to incremental vacuum: at open (measured: 0.44 s for 64 MiB)… */
 const MIGRATE_AT_OPEN_BYTES = 64 * MiB;
 /** …and while the node runs (once a backlog has drained; the event loop waits for it: about 55 ms). */
@@ -96,6 +101,8 @@ export class DiskSpace {
   /** Set once the file grew past KEEP_SMALL_FILE_BYTES; cleared once its free pages are down to the reserve (worthGivingBack). */
   private shrinking = false;
   private migrateTriedAt = Number.NEGATIVE_INFINITY;
+  /** When a VACUUM of a drained file last failed or found no room (compact). */
+  private compactTriedAt = Number.NEGATIVE_INFINITY;
   /** SQLite refused a write for lack of disk, with the file system's free bytes at that moment. */
   private refused: { freeBytes: number } | undefined;
 
@@ -212,7 +219,10 @@ export class DiskSpace {
         this.shrinking = false;
         return undefined;
       }
-      if (!this.worthGivingBack(free)) return undefined;
+      const how = this.worthGivingBack(free);
+      if (how === undefined) return undefined;
+      // A short free list (at most one step's worth) goes back by incremental vacuum: cheap, and no copy of the file.
+      if (how === 'vacuum' && free * this.pageSize > RECLAIM_MAX_BYTES) return this.compact(free, write);
       // incremental_vacuum returns a row per page freed: db.pragma steps it to the end (a .run() frees one page).
       write(() => this.db.pragma(`incremental_vacuum(${Math.min(beyond, RECLAIM_MAX_BYTES / this.pageSize)})`));
       return undefined;
@@ -225,19 +235,43 @@ export class DiskSpace {
   /**
    * Giving pages back moves live pages from the end of the file into free ones (about 5 ms per MiB): while a large
    * backlog drains with room to spare, that would rewrite most of it once more for nothing, since new rows reuse
-   * the free pages and "full" already counts them as room. So pages go back when the file system is tight (less
-   * than RECLAIM_WHEN_TIGHT × SPOOL_MIN_FREE_BYTES free, where other writers need it), or once the backlog has
-   * mostly drained (more free pages than live ones), which is when a file left large by an outage shrinks.
+   * the free pages and "full" already counts them as room. So pages go back by incremental vacuum when the file
+   * system is tight (less than RECLAIM_WHEN_TIGHT × SPOOL_MIN_FREE_BYTES free, where other writers need it), and
+   * otherwise once a large file's backlog has drained (more free pages than live ones, and the live data down to
+   * SHRINK_WHEN_LIVE_BYTES), in one VACUUM: that is when a file left large by an outage shrinks.
+   *
+   * Measured draining ten million messages (docs/performance.md, "A backlog of ten million"): incremental vacuum
+   * from half drained moved the second half's live data again and again (each page freed at the front filled from
+   * the end), and the last million went at 0.72× the rate of the first; from the last 64 MiB it was slower still
+   * (0.20×): the steps then gave back 1.9 GB at 16 MiB each, behind the acknowledgements. A VACUUM of the few MiB
+   * left rewrites only them.
    */
-  private worthGivingBack(freePages: number): boolean {
+  private worthGivingBack(freePages: number): 'incremental' | 'vacuum' | undefined {
     const fsFree = this.freeBytes();
-    if (fsFree === undefined || fsFree < RECLAIM_WHEN_TIGHT * this.minFreeBytes) return true;
+    if (fsFree === undefined || fsFree < RECLAIM_WHEN_TIGHT * this.minFreeBytes) return 'incremental';
     const pages = this.pageCount.get() as number;
     // A file that has not grown past KEEP_SMALL_FILE_BYTES stays as it is: in a live stream each acknowledgement
     // frees pages that the next commits take again, and giving them back moved pages at nearly every one (2.4 % of
     // the node's CPU end to end). One that did grow past it shrinks all the way, down to the reserve.
     if (pages * this.pageSize > KEEP_SMALL_FILE_BYTES) this.shrinking = true;
-    return this.shrinking && freePages >= pages - freePages;
+    const livePages = pages - freePages;
+    return this.shrinking && freePages >= livePages && livePages * this.pageSize <= SHRINK_WHEN_LIVE_BYTES ? 'vacuum' : undefined;
+  }
+
+  /**
+   * Rewrites spool.db without its free pages (VACUUM: the live data only, through the write-ahead log); tried again
+   * after MIGRATE_RETRY_MS when it failed or found too little room for the copy.
+   */
+  private compact(freePages: number, write: (step: () => void) => void): string | undefined {
+    const now = this.opts.monotonic();
+    if (now - this.compactTriedAt < MIGRATE_RETRY_MS) return undefined;
+    this.compactTriedAt = now;
+    const live = ((this.pageCount.get() as number) - freePages) * this.pageSize;
+    const free = this.freeBytes();
+    if (free !== undefined && free < 2 * live + this.minFreeBytes) return undefined;
+    write(() => this.db.exec('VACUUM'));
+    this.compactTriedAt = Number.NEGATIVE_INFINITY;
+    return `${this.opts.file} gave ${formatBytes(freePages * this.pageSize)} of delivered rows back to the file system (its backlog has drained; rewrote ${formatBytes(live)} of live data)`;
   }
 
   /** VACUUM rewrites the live data into a file with auto_vacuum=INCREMENTAL (set before the spool's tables existed, it needs none). */
