@@ -267,11 +267,19 @@ export class DiskSpace {
     if (now - this.compactTriedAt < MIGRATE_RETRY_MS) return undefined;
     this.compactTriedAt = now;
     const live = ((this.pageCount.get() as number) - freePages) * this.pageSize;
-    const free = this.freeBytes();
-    if (free !== undefined && free < 2 * live + this.minFreeBytes) return undefined;
+    if (!this.roomToRewrite(live)) return undefined;
     write(() => this.db.exec('VACUUM'));
     this.compactTriedAt = Number.NEGATIVE_INFINITY;
     return `${this.opts.file} gave ${formatBytes(freePages * this.pageSize)} of delivered rows back to the file system (its backlog has drained; rewrote ${formatBytes(live)} of live data)`;
+  }
+
+  /**
+   * Room for a VACUUM of `live` bytes: the rewritten pages pass through the write-ahead log on this disk (and a
+   * temporary copy in the temp directory), and SPOOL_MIN_FREE_BYTES must stay free.
+   */
+  private roomToRewrite(live: number): boolean {
+    const free = this.freeBytes();
+    return free === undefined || free >= 2 * live + this.minFreeBytes;
   }
 
   /** VACUUM rewrites the live data into a file with auto_vacuum=INCREMENTAL (set before the spool's tables existed, it needs none). */
@@ -282,9 +290,7 @@ export class DiskSpace {
     const freePages = this.freelist.get() as number;
     const live = (pages - freePages) * this.pageSize;
     if (live > (atOpen ? MIGRATE_AT_OPEN_BYTES : MIGRATE_RUNNING_BYTES)) return undefined;
-    // The rewritten pages pass through the write-ahead log on this disk (and a temporary copy in the temp directory).
-    const free = this.freeBytes();
-    if (free !== undefined && free < 2 * live + this.minFreeBytes) return undefined;
+    if (!this.roomToRewrite(live)) return undefined;
     this.migrateTriedAt = now;
     this.db.pragma('auto_vacuum = INCREMENTAL');
     this.db.exec('VACUUM');
