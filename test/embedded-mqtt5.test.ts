@@ -294,6 +294,46 @@ describe('embedded broker, MQTT 5 publisher while the spool is full', () => {
       ['plant/full', 'stored', { contentType: 'text/plain' }],
     ]);
   });
+
+  it('answers 0x97 to a publish sent as soon as the CONNACK arrives, while Aedes still sends the session its queue', async () => {
+    // Aedes handles packets from the CONNACK on, but calls the client connected only once the session's queue
+    // is sent (lib/handlers/connect.js: doConnack, then emptyQueue): a publish in between once went unanswered.
+    spool.ack('file', spool.lease('file', 1000));
+    const url = `mqtt://127.0.0.1:${broker.port}`;
+    const session = { clientId: 'v5-queued', clean: false, properties: { sessionExpiryInterval: 300 } };
+    const { client: sub } = await v5(url, session);
+    await sub.subscribeAsync('plant/queued/#', { qos: 1 });
+    await sub.endAsync();
+    const { client: pub } = await v5(url, { clientId: 'v5-queue-filler' });
+    for (let i = 0; i < 100; i += 10) {
+      await Promise.all(Array.from({ length: 10 }, (_, k) => pub.publishAsync(`plant/queued/${i + k}`, 'q', { qos: 1 })));
+      spool.ack('file', spool.lease('file', 1000));
+    }
+    spool.append([{ topic: 'filler', payload: Buffer.alloc(8192), qos: 1, retain: false, receivedAt: Date.now() }]);
+    expect(spool.isFull()).toBe(true);
+    const opts = { protocolVersion: 5 } as const;
+    const socket = net.connect(broker.port, '127.0.0.1');
+    try {
+      const parser = mqttPacket.parser(opts);
+      const packets: Packet[] = [];
+      parser.on('packet', (p) => {
+        packets.push(p);
+        if (p.cmd === 'connack') {
+          socket.write(mqttPacket.generate({ cmd: 'publish', topic: 'plant/early', payload: Buffer.from('early'), qos: 1, messageId: 7, retain: false, dup: false } as Packet, opts));
+        }
+      });
+      socket.on('data', (d) => parser.parse(d));
+      socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, keepalive: 30, clientId: 'v5-queued', clean: false, properties: { sessionExpiryInterval: 300 } } as Packet, opts));
+      await waitFor(() => packets.some((p) => p.cmd === 'puback'), 5_000, 'the PUBACK of the publish sent on the CONNACK');
+      const puback = packets.find((p) => p.cmd === 'puback') as { messageId: number; reasonCode: number };
+      expect([puback.messageId, puback.reasonCode]).toEqual([7, 0x97]);
+      // It came while the queue was still being sent: the case this covers.
+      expect(packets.filter((p) => p.cmd === 'publish').length).toBeGreaterThan(0);
+      expect(socket.destroyed).toBe(false);
+    } finally {
+      socket.destroy();
+    }
+  });
 });
 
 describe('embedded broker, MQTT 5 publisher whose message cannot be committed', () => {

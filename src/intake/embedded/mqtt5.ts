@@ -54,7 +54,7 @@ export function refuseUnacknowledged(client: Client | null, err: Error, callback
  */
 export function answerRefused(client: Client, packet: PublishPacket, reasonCode: number, reason: string, callback: (err?: Error | null) => void): void {
   (packet as { _notAuthorized?: boolean })._notAuthorized = true;
-  const c = client as { _requestProblemInformation?: boolean; connected?: boolean; conn?: NodeJS.WritableStream };
+  const c = client as { _requestProblemInformation?: boolean; connecting?: boolean; connected?: boolean; conn?: NodeJS.WritableStream };
   const properties = c._requestProblemInformation === false ? undefined : { reasonString: reason };
   const ack = {
     cmd: packet.qos === 1 ? ('puback' as const) : ('pubrec' as const),
@@ -62,8 +62,11 @@ export function answerRefused(client: Client, packet: PublishPacket, reasonCode:
     reasonCode,
     ...(properties ? { properties } : {}),
   };
+  // Aedes's own condition (lib/write.js): `connected` turns true only after the CONNACK's last connect action
+  // (emptyQueue, which reads the session's queue from the broker store), so a client that publishes as soon as
+  // it has its CONNACK is still `connecting`; testing `connected` alone left that publish unanswered.
   try {
-    if (c.conn && c.connected) mqttPacket.writeToStream(ack, c.conn, { protocolVersion: 5 });
+    if (c.conn && (c.connecting || c.connected)) mqttPacket.writeToStream(ack, c.conn, { protocolVersion: 5 });
   } catch {
     // A connection closing under us: the publisher gets nothing and resends on its next connection.
   }
