@@ -1,16 +1,50 @@
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
-/** A TCP port that was free a moment ago on 127.0.0.1 (for servers that cannot bind port 0 themselves). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports for servers that must be told their port before they start (a node, a Mosquitto, an emulator).
+ *
+ * Asking the kernel for port 0 and closing it again races: the kernel hands the same port out next as the
+ * source port of any outgoing connection (a fetch, an MQTT client) in this or another test process, and the
+ * server started a moment later finds it taken (`EADDRINUSE`). So ports come from below the kernel's
+ * ephemeral range, where no outgoing connection ever lands, and each test worker (VITEST_POOL_ID) draws from
+ * a slice of its own, in turn, so two workers never pick the same port. A port is still checked free before
+ * it is handed out.
+ */
+const SLICES = 8;
+function ephemeralStart(): number {
+  try {
+    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(first) && first > 12_000) return first;
+  } catch {
+    // not Linux: the IANA range starts at 49152
+  }
+  return 32_768;
+}
+const LOW = 10_000;
+const HIGH = ephemeralStart();
+const SLICE = Math.floor((HIGH - LOW) / SLICES);
+const worker = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID ?? process.pid);
+const sliceStart = LOW + (Math.abs(Math.trunc(worker)) % SLICES) * SLICE;
+let next = Math.floor(Math.random() * SLICE);
+
+function bindable(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = net.createServer();
     server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen({ port, host, exclusive: true }, () => server.close(() => resolve(true)));
   });
+}
+
+/** A TCP port free on every address, chosen outside the ephemeral range (see above). */
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < SLICE; tries++) {
+    const port = sliceStart + (next++ % SLICE);
+    // The node's HTTP server binds 0.0.0.0; a server bound to 127.0.0.1 alone must not be missed either.
+    if ((await bindable(port, '0.0.0.0')) && (await bindable(port, '127.0.0.1'))) return port;
+  }
+  throw new Error(`no free port in ${sliceStart}-${sliceStart + SLICE - 1}`);
 }
 
 /** Resolves when something accepts TCP connections on host:port, or rejects after timeoutMs. */
