@@ -162,11 +162,12 @@ describe('embedded broker', () => {
       const v5 = await rig.publisher({ protocolVersion: 5 });
       const b = v5.send(1);
       // "At once" against back-pressure, which never answers while the spool is full: 15 s leaves room for a
-      // machine loaded by other test files (5 s once went by without an answer there).
+      // machine loaded by other test files. Under load this publish used to go unanswered: it came in after the
+      // CONNACK while Aedes was still connecting the client (mqtt5.ts's answerRefused; embedded-mqtt5.test.ts).
       try {
         await waitFor(() => v5.answeredIn(b) === 1, 15_000, 'an answer to the MQTT 5 publish');
       } catch (err) {
-        // Seen only in full CI runs (twice): what the node and the client were doing, for the next look.
+        // What the node and the client were doing, should it time out again.
         const r = await rig.node.readiness().catch((e: Error) => ({ status: 0, body: { error: e.message } }));
         console.log(`0x97 case timed out: client connected ${v5.client.connected}, port ${rig.node.mqttPort}, readiness ${r.status} ${JSON.stringify(r.body).slice(0, 2000)}\n${rig.node.logs.slice(-30).join('\n')}`);
         throw err;
