@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { portIsFree } from '../../src/intake/mosquitto/process-utils.js';
 
 /**
  * Ports for servers that must be told their port before they start (a node, a Mosquitto, an emulator).
@@ -17,7 +18,7 @@ function ephemeralStart(): number {
     const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
     if (Number.isInteger(first) && first > 12_000) return first;
   } catch {
-    // not Linux: the IANA range starts at 49152
+    // not Linux: below Linux's default start, which is below IANA's (49152)
   }
   return 32_768;
 }
@@ -28,21 +29,12 @@ const worker = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID
 const sliceStart = LOW + (Math.abs(Math.trunc(worker)) % SLICES) * SLICE;
 let next = Math.floor(Math.random() * SLICE);
 
-function bindable(port: number, host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.unref();
-    server.once('error', () => resolve(false));
-    server.listen({ port, host, exclusive: true }, () => server.close(() => resolve(true)));
-  });
-}
-
 /** A TCP port free on every address, chosen outside the ephemeral range (see above). */
 export async function freePort(): Promise<number> {
   for (let tries = 0; tries < SLICE; tries++) {
     const port = sliceStart + (next++ % SLICE);
-    // The node's HTTP server binds 0.0.0.0; a server bound to 127.0.0.1 alone must not be missed either.
-    if ((await bindable(port, '0.0.0.0')) && (await bindable(port, '127.0.0.1'))) return port;
+    // The node's HTTP server binds 0.0.0.0; a probe there also fails on a server bound to 127.0.0.1 alone.
+    if (await portIsFree('0.0.0.0', port)) return port;
   }
   throw new Error(`no free port in ${sliceStart}-${sliceStart + SLICE - 1}`);
 }
