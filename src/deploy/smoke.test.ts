@@ -75,3 +75,37 @@ describe('the smoke test prints no broker password', () => {
     expect(withoutUrlPassword('anything', 'not a url')).toBe('anything');
   });
 });
+
+describe("the smoke test's pulls", () => {
+  it('pulls again when Pub/Sub cancels or refuses a pull (1 CANCELLED, 14 UNAVAILABLE), and not on another code', async () => {
+    const aedes = await Aedes.createBroker();
+    const server = net.createServer((socket) => aedes.handle(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    const grpcError = (code: number, words: string) => Object.assign(new Error(`${code} ${words}`), { code });
+    // Before the publish: CANCELLED, then UNAVAILABLE, then an empty answer. After it: CANCELLED, then INTERNAL,
+    // which ends the run (no retry on it).
+    const answers = [grpcError(1, 'CANCELLED: Call cancelled'), grpcError(14, 'UNAVAILABLE: Connection dropped'), { receivedMessages: [] }, grpcError(1, 'CANCELLED: Call cancelled'), grpcError(13, 'INTERNAL: broken')];
+    let pulls = 0;
+    const subscriber = {
+      pull: () => {
+        const a = answers[pulls++];
+        return a instanceof Error ? Promise.reject(a) : Promise.resolve([a]);
+      },
+      acknowledge: () => Promise.resolve([{}]),
+      close: () => Promise.resolve(),
+    } as unknown as SmokeSubscriber;
+    const lines: string[] = [];
+    const calls = new ServiceCalls({ say: (l) => lines.push(l), noticeMs: 15_000, deadlineMs: 10_000 });
+    try {
+      const opts = { broker: `mqtt://127.0.0.1:${port}`, subscription: 'projects/p/subscriptions/s', topicPrefix: 'mqtt-ingest/smoke', timeoutMs: 10_000 };
+      await expect(runSmoke(opts, { subscriber, pubsub: { name: 'Pub/Sub', at: 'test' }, calls, noticeMs: 15_000 }, (l) => lines.push(l))).rejects.toThrow('13 INTERNAL: broken');
+    } finally {
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    expect(pulls).toBe(5);
+    // The message was published (the check before it passed on the third pull).
+    expect(lines.some((l) => l.startsWith('published smoke-'))).toBe(true);
+  });
+});

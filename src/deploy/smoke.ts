@@ -93,6 +93,27 @@ function codeOf(err: unknown): unknown {
   return (err as { code?: unknown } | null)?.code;
 }
 
+/**
+ * gRPC codes a pull is tried again on: CANCELLED and UNAVAILABLE. Pub/Sub may reset a stream at any time (the
+ * emulator does so under load: RST_STREAM CANCEL, which grpc-js reports as `1 CANCELLED: Call cancelled`), and
+ * `@google-cloud/pubsub` retries CANCELLED on its own pulls for that reason; the smoke test's pulls pass
+ * `retry: null` (so that `--timeout` bounds them), so they retry these here.
+ */
+const TRANSIENT_PULL_CODES = new Set([1, 14]);
+const PULL_RETRY_MS = 250;
+
+/** `pull`, tried again on a transient code until `deadline` (epoch ms); the last error once past it. */
+async function pullRetrying<T>(pull: () => Promise<T>, deadline: number): Promise<T> {
+  for (;;) {
+    try {
+      return await pull();
+    } catch (err) {
+      if (!TRANSIENT_PULL_CODES.has(codeOf(err) as number) || Date.now() + PULL_RETRY_MS >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, PULL_RETRY_MS));
+    }
+  }
+}
+
 export async function runSmoke(opts: SmokeOptions, services: SmokeServices, log: (line: string) => void): Promise<SmokeResult> {
   const { subscriber, calls } = services;
   const marker = `smoke-${randomUUID()}`;
@@ -132,7 +153,7 @@ export async function runSmoke(opts: SmokeOptions, services: SmokeServices, log:
     const [received] = await calls.call(
       services.pubsub,
       `${opts.subscription}: pull`,
-      () => subscriber.pull({ subscription: opts.subscription, maxMessages: 100, returnImmediately: true }, { timeout: left(), retry: null }),
+      () => pullRetrying(() => subscriber.pull({ subscription: opts.subscription, maxMessages: 100, returnImmediately: true }, { timeout: left(), retry: null }), deadline),
       left(),
     );
     await take(received);
@@ -197,7 +218,7 @@ export async function runSmoke(opts: SmokeOptions, services: SmokeServices, log:
       let received;
       try {
         const timeout = Math.max(1_000, Math.min(10_000, deadline - Date.now()));
-        [received] = await subscriber.pull({ subscription: opts.subscription, maxMessages: 100 }, { timeout, retry: null });
+        [received] = await pullRetrying(() => subscriber.pull({ subscription: opts.subscription, maxMessages: 100 }, { timeout, retry: null }), deadline);
       } catch (err) {
         if (codeOf(err) === 4) continue; // DEADLINE_EXCEEDED: nothing this round
         throw err;
