@@ -181,7 +181,10 @@ export async function pullAll(
         const [response] = await subscriber.pull({ subscription, maxMessages: 1000 }, { timeout });
         messages = response.receivedMessages ?? [];
       } catch (err) {
-        if ((err as { code?: number }).code === 4) continue; // DEADLINE_EXCEEDED: nothing this round
+        const code = (err as { code?: number }).code;
+        if (code === 4) continue; // DEADLINE_EXCEEDED: nothing this round
+        // CANCELLED: the emulator resets a stream now and then under load; the library's Pull retry codes omit it.
+        if (code === 1) continue;
         throw err;
       }
       if (messages.length === 0) {
