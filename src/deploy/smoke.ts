@@ -94,12 +94,13 @@ function codeOf(err: unknown): unknown {
 }
 
 /**
- * gRPC codes a pull is tried again on: CANCELLED and UNAVAILABLE. Pub/Sub may reset a stream at any time (the
- * emulator does so under load: RST_STREAM CANCEL, which grpc-js reports as `1 CANCELLED: Call cancelled`), and
+ * The gRPC code a pull is tried again on: CANCELLED. Pub/Sub may reset a stream at any time (the emulator does so
+ * under load: RST_STREAM CANCEL, which grpc-js reports as `1 CANCELLED: Call cancelled`), and
  * `@google-cloud/pubsub` retries CANCELLED on its own pulls for that reason; the smoke test's pulls pass
- * `retry: null` (so that `--timeout` bounds them), so they retry these here.
+ * `retry: null` (so that `--timeout` bounds them), so they retry it here. Not UNAVAILABLE: that is how grpc-js
+ * reports a refused connection, which must fail the test at once (`cannot reach …`, waiting.ts).
  */
-const TRANSIENT_PULL_CODES = new Set([1, 14]);
+const TRANSIENT_PULL_CODES = new Set([1]);
 const PULL_RETRY_MS = 250;
 
 /** `pull`, tried again on a transient code until `deadline` (epoch ms); the last error once past it. */
